@@ -1,0 +1,268 @@
+"""Signing keys in the database: states, rotation, the JWKS, and the per-process keyring.
+
+States: ``pending`` (published, not signing yet), ``active`` (the one that signs; the
+database allows only one), ``retired`` (published, no longer signs), ``revoked`` (gone).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select, text, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
+
+from keys.crypto import (
+    KeyDecryptionError,
+    SigningKey,
+    compute_kid,
+    decrypt_private_key,
+    encrypt_private_key,
+    generate_private_key,
+    public_jwk,
+    raw_private_key,
+    raw_public_key,
+)
+from server.errors import InvalidTransition, NotFound, Unavailable
+from server.models import SigningKeyRow
+
+PUBLISHED_STATES = ("pending", "active", "retired")
+_ROTATION_LOCK = 0x4C4B4559  # advisory lock id shared by every process that promotes keys
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    kid: str
+    state: str
+    created_at: datetime
+    activates_at: datetime | None
+    activated_at: datetime | None
+    retired_at: datetime | None
+    revoked_at: datetime | None
+
+
+def _info(row: SigningKeyRow) -> KeyInfo:
+    return KeyInfo(
+        kid=row.kid,
+        state=row.state,
+        created_at=row.created_at,
+        activates_at=row.activates_at,
+        activated_at=row.activated_at,
+        retired_at=row.retired_at,
+        revoked_at=row.revoked_at,
+    )
+
+
+def _new_row(kek: bytes, *, state: str, activates_at: datetime | None) -> SigningKeyRow:
+    private_key = generate_private_key()
+    public_raw = raw_public_key(private_key)
+    kid = compute_kid(public_raw)
+    return SigningKeyRow(
+        kid=kid,
+        state=state,
+        public_key=public_raw,
+        encrypted_private_key=encrypt_private_key(kek, raw_private_key(private_key), kid),
+        activates_at=activates_at,
+        activated_at=datetime.now(UTC) if state == "active" else None,
+    )
+
+
+async def _lock(session: AsyncSession) -> None:
+    await session.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _ROTATION_LOCK})
+
+
+async def ensure_active_key(session: AsyncSession, kek: bytes) -> str | None:
+    """Create and activate a key when none is active; return its kid, else ``None``."""
+    await _lock(session)
+    await promote_due_keys(session)
+    active = await session.scalar(select(SigningKeyRow.kid).where(SigningKeyRow.state == "active"))
+    if active:
+        return None
+    row = _new_row(kek, state="active", activates_at=None)
+    session.add(row)
+    await session.flush()
+    return row.kid
+
+
+async def rotate(
+    session: AsyncSession, kek: bytes, *, activate_at: datetime | None = None
+) -> KeyInfo:
+    """Publish a new key now; it starts signing at ``activate_at`` (default: now)."""
+    now = datetime.now(UTC)
+    when = activate_at or now
+    await _lock(session)
+    pending = _new_row(kek, state="pending", activates_at=when)
+    session.add(pending)
+    await session.flush()
+    await promote_due_keys(session)
+    await session.refresh(pending)
+    return _info(pending)
+
+
+async def promote_due_keys(session: AsyncSession) -> bool:
+    """Activate the newest pending key whose time has come; retire the previous one.
+
+    Callers hold the rotation advisory lock."""
+    due = await session.scalar(
+        select(SigningKeyRow)
+        .where(SigningKeyRow.state == "pending", SigningKeyRow.activates_at <= text("now()"))
+        .order_by(SigningKeyRow.activates_at.desc(), SigningKeyRow.created_at.desc())
+        .limit(1)
+    )
+    if due is None:
+        return False
+    await session.execute(
+        update(SigningKeyRow)
+        .where(SigningKeyRow.state == "active")
+        .values(state="retired", retired_at=text("now()"))
+    )
+    await session.execute(
+        update(SigningKeyRow)
+        .where(
+            SigningKeyRow.state == "pending",
+            SigningKeyRow.activates_at <= due.activates_at,
+            SigningKeyRow.kid != due.kid,
+        )
+        .values(state="retired", retired_at=text("now()"))
+    )
+    due.state = "active"
+    due.activated_at = datetime.now(UTC)
+    await session.flush()
+    return True
+
+
+async def list_keys(session: AsyncSession) -> list[KeyInfo]:
+    rows = await session.scalars(select(SigningKeyRow).order_by(SigningKeyRow.created_at))
+    return [_info(row) for row in rows]
+
+
+async def _get(session: AsyncSession, kid: str) -> SigningKeyRow:
+    row = await session.get(SigningKeyRow, kid, with_for_update=True)
+    if row is None:
+        raise NotFound(f"No signing key {kid!r}", code="KEY_NOT_FOUND")
+    return row
+
+
+async def retire(session: AsyncSession, kid: str) -> KeyInfo:
+    row = await _get(session, kid)
+    if row.state == "active":
+        raise InvalidTransition(
+            "The active key cannot be retired; rotate to a new key first", code="KEY_ACTIVE"
+        )
+    if row.state != "pending":
+        raise InvalidTransition(f"A {row.state} key cannot be retired", code="KEY_STATE")
+    row.state, row.retired_at = "retired", datetime.now(UTC)
+    await session.flush()
+    return _info(row)
+
+
+async def revoke(session: AsyncSession, kid: str) -> KeyInfo:
+    row = await _get(session, kid)
+    if row.state == "active":
+        raise InvalidTransition(
+            "The active key cannot be revoked; rotate to a new key first", code="KEY_ACTIVE"
+        )
+    if row.state == "revoked":
+        raise InvalidTransition("The key is already revoked", code="KEY_STATE")
+    row.state, row.revoked_at = "revoked", datetime.now(UTC)
+    await session.flush()
+    return _info(row)
+
+
+async def jwks(connection: AsyncSession | AsyncConnection) -> dict[str, Any]:
+    rows = await connection.execute(
+        select(SigningKeyRow.kid, SigningKeyRow.public_key)
+        .where(SigningKeyRow.state.in_(PUBLISHED_STATES))
+        .order_by(SigningKeyRow.created_at)
+    )
+    return {"keys": [public_jwk(bytes(row.public_key), row.kid) for row in rows]}
+
+
+class Keyring:
+    """The decrypted active key, kept in memory per process.
+
+    It re-reads the active kid at most every ``refresh_seconds`` (one indexed query), so a
+    rotation made by another process or replica is picked up within that bound; a rotation
+    made through this process is picked up at once (``invalidate``). A pending key whose
+    time has come is promoted by whichever process notices first.
+    """
+
+    def __init__(self, engine: AsyncEngine, kek: bytes, refresh_seconds: float = 30.0) -> None:
+        self._engine = engine
+        self._kek = kek
+        self._refresh_seconds = refresh_seconds
+        self._signer: SigningKey | None = None
+        self._checked_at = 0.0
+        self._next_activation: float | None = None
+        self._lock = asyncio.Lock()
+
+    def __repr__(self) -> str:
+        return f"Keyring(active={self._signer.kid if self._signer else None!r})"
+
+    def invalidate(self) -> None:
+        self._checked_at = 0.0
+
+    def _fresh(self) -> bool:
+        now = time.monotonic()
+        if self._signer is None or now - self._checked_at >= self._refresh_seconds:
+            return False
+        return self._next_activation is None or time.time() < self._next_activation
+
+    async def signer(self) -> SigningKey:
+        if self._fresh():
+            return self._signer  # type: ignore[return-value]
+        async with self._lock:
+            if not self._fresh():
+                await self._reload()
+        return self._signer  # type: ignore[return-value]
+
+    async def _reload(self) -> None:
+        async with AsyncSession(self._engine) as session, session.begin():
+            due = await session.scalar(
+                text(
+                    "SELECT 1 FROM signing_keys WHERE state = 'pending' "
+                    "AND activates_at <= now() LIMIT 1"
+                )
+            )
+            if due:
+                await _lock(session)
+                await promote_due_keys(session)
+            row = (
+                await session.execute(
+                    select(SigningKeyRow.kid, SigningKeyRow.encrypted_private_key).where(
+                        SigningKeyRow.state == "active"
+                    )
+                )
+            ).first()
+            next_pending = await session.scalar(
+                text(
+                    "SELECT min(activates_at) FROM signing_keys WHERE state = 'pending' "
+                    "AND activates_at > now()"
+                )
+            )
+        if row is None:
+            raise Unavailable(
+                "No active signing key; run `licentia keys rotate`", code="NO_SIGNING_KEY"
+            )
+        if self._signer is None or self._signer.kid != row.kid:
+            private_raw = decrypt_private_key(self._kek, bytes(row.encrypted_private_key), row.kid)
+            self._signer = SigningKey.from_raw(row.kid, private_raw)
+        self._next_activation = next_pending.timestamp() if next_pending else None
+        self._checked_at = time.monotonic()
+
+
+__all__ = [
+    "KeyDecryptionError",
+    "KeyInfo",
+    "Keyring",
+    "ensure_active_key",
+    "jwks",
+    "list_keys",
+    "promote_due_keys",
+    "retire",
+    "revoke",
+    "rotate",
+]

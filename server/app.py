@@ -1,0 +1,168 @@
+"""``create_app(settings) -> Litestar``. Nothing here does I/O at import time."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncGenerator
+from contextlib import asynccontextmanager
+
+from litestar import Litestar, Router
+from litestar.config.cors import CORSConfig
+from litestar.di import Provide
+from litestar.middleware import DefineMiddleware
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
+
+from keys.crypto import KeyDecryptionError, parse_kek
+from keys.store import Keyring
+from server.auth.principal import AuthenticationMiddleware, access_token_secret
+from server.db import check_runtime_role, create_engine, create_sessionmaker, provide_session
+from server.errors import problem_details_plugin
+from server.health.routes import HealthController
+from server.observability import RequestIdMiddleware
+from server.settings import Settings, SettingsError
+
+log = logging.getLogger("licentia.app")
+
+
+class StartupError(Exception):
+    """The server cannot start safely; the message says why and how to fix it."""
+
+
+def _api_controllers() -> list[type]:
+    from server.signing_keys.routes import JwksController, SigningKeyController
+
+    controllers: list[type] = [SigningKeyController]
+    for module, names in _OPTIONAL_DOMAINS:
+        try:
+            mod = __import__(module, fromlist=names)
+        except ModuleNotFoundError as exc:
+            if not module.startswith(exc.name or "-"):
+                raise
+            continue
+        controllers.extend(getattr(mod, name) for name in names)
+    _ = JwksController
+    return controllers
+
+
+_OPTIONAL_DOMAINS: list[tuple[str, list[str]]] = [
+    ("server.auth.routes", ["AuthController"]),
+    ("server.api_keys.routes", ["ApiKeyController"]),
+    ("server.organizations.routes", ["OrganizationController"]),
+    ("server.users.routes", ["UserController"]),
+    ("server.products.routes", ["ProductController"]),
+    ("server.licensing.routes", ["LicensingController"]),
+    ("server.licenses.routes", ["LicenseController"]),
+    ("server.projects.routes", ["ProjectController"]),
+    ("server.audit.routes", ["AuditController"]),
+]
+
+
+def create_app(settings: Settings) -> Litestar:
+    from server.signing_keys.routes import JwksController
+
+    if not settings.key_encryption_key:
+        raise SettingsError(
+            "LICENTIA_KEY_ENCRYPTION_KEY is not set: generate one with "
+            "`licentia keys new-kek` and keep it secret."
+        )
+    try:
+        kek = parse_kek(settings.key_encryption_key)
+    except ValueError as exc:
+        raise SettingsError(f"LICENTIA_KEY_ENCRYPTION_KEY is invalid: {exc}") from None
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncGenerator[None, None]:
+        engine = create_engine(settings)
+        app.state.engine = engine
+        app.state.sessionmaker = create_sessionmaker(engine)
+        app.state.keyring = Keyring(engine, kek, settings.key_refresh_seconds)
+        try:
+            if settings.check_runtime_role:
+                await check_runtime_role(engine)
+            await _check_signing_key(app.state.keyring)
+            yield
+        finally:
+            await engine.dispose()
+
+    api = Router(path="/api/v1", route_handlers=_api_controllers())
+    return Litestar(
+        route_handlers=[HealthController, JwksController, api],
+        lifespan=[lifespan],
+        dependencies={"session": Provide(provide_session)},
+        middleware=[
+            RequestIdMiddleware,
+            DefineMiddleware(AuthenticationMiddleware),
+        ],
+        plugins=[problem_details_plugin()],
+        cors_config=CORSConfig(
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["GET", "POST", "PATCH", "DELETE", "OPTIONS"],
+            allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "X-Request-ID"],
+            expose_headers=["X-Request-ID", "Retry-After"],
+            max_age=600,
+        )
+        if settings.cors_origins
+        else None,
+        openapi_config=_openapi_config(),
+        request_max_body_size=settings.max_body_bytes,
+        state=_initial_state(settings, kek),
+        debug=False,
+        logging_config=None,
+    )
+
+
+def _initial_state(settings: Settings, kek: bytes):  # noqa: ANN202 - litestar State
+    from litestar.datastructures import State
+
+    return State(
+        {
+            "settings": settings,
+            "kek": kek,
+            "access_token_secret": access_token_secret(kek),
+        }
+    )
+
+
+async def _check_signing_key(keyring: Keyring) -> None:
+    try:
+        await keyring.signer()
+    except KeyDecryptionError:
+        raise StartupError(
+            "Refusing to start: the active signing key cannot be decrypted with "
+            "LICENTIA_KEY_ENCRYPTION_KEY. Supply the key-encryption key it was created with."
+        ) from None
+    except Exception as exc:
+        if getattr(exc, "code", None) == "NO_SIGNING_KEY":
+            log.warning("no active signing key yet: run `licentia keys rotate` to create one")
+            return
+        raise
+
+
+def _openapi_config() -> OpenAPIConfig:
+    return OpenAPIConfig(
+        title="Licentia",
+        version="1.0.0",
+        description="Offline-verifiable license server with Ed25519-signed tokens.",
+        path="/schema",
+        render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")],
+        components=Components(
+            security_schemes={
+                "bearer": SecurityScheme(
+                    type="http",
+                    scheme="bearer",
+                    description="An admin API key (lic_admin_...) or a user access token",
+                )
+            }
+        ),
+    )
+
+
+def app_from_env() -> Litestar:
+    """Factory for worker processes: settings come from the environment."""
+    from server.observability import configure_logging
+
+    settings = Settings.from_env()
+    configure_logging(settings.log_level, settings.log_json)
+    return create_app(settings)

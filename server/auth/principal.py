@@ -1,0 +1,205 @@
+"""Who is calling: admin API keys and user access tokens, resolved once per request.
+
+The authentication middleware only reads credentials; guards decide what a route allows;
+the session provider turns the principal into the transaction's tenant (RLS).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+import jwt
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from litestar.connection import ASGIConnection
+from litestar.handlers.base import BaseRouteHandler
+from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
+from sqlalchemy import text
+
+from server.errors import PermissionDenied, Unauthenticated
+
+API_KEY_PREFIX = "lic_admin_"
+ACCESS_TOKEN_TYP = "at+jwt"
+ACCESS_TOKEN_AUDIENCE = "licentia-api"
+ALL_SCOPES = frozenset(
+    {
+        "organizations:read",
+        "organizations:write",
+        "products:read",
+        "products:write",
+        "licenses:read",
+        "licenses:write",
+        "keys:write",
+        "audit:read",
+        "api-keys:write",
+        "*",
+    }
+)
+Role = Literal["owner", "admin", "member"]
+MANAGERS: frozenset[str] = frozenset({"owner", "admin"})
+EVERY_ROLE: frozenset[str] = frozenset({"owner", "admin", "member"})
+
+
+@dataclass(frozen=True)
+class Principal:
+    kind: Literal["api_key", "user"]
+    id: uuid.UUID
+    scopes: frozenset[str] = field(default_factory=frozenset)
+    organization_id: uuid.UUID | None = None
+    role: str | None = None
+
+    @property
+    def is_admin(self) -> bool:
+        return self.kind == "api_key"
+
+    def has_scope(self, scope: str) -> bool:
+        return self.is_admin and ("*" in self.scopes or scope in self.scopes)
+
+    @property
+    def actor(self) -> tuple[str, str]:
+        return self.kind, str(self.id)
+
+
+def hash_secret(value: str) -> bytes:
+    """SHA-256 for high-entropy secrets (API keys, license keys, refresh tokens)."""
+    return hashlib.sha256(value.encode()).digest()
+
+
+def new_api_key() -> tuple[str, str, bytes]:
+    """A new admin API key: (key shown once, display prefix, stored hash)."""
+    key = API_KEY_PREFIX + secrets.token_urlsafe(32)
+    return key, key[: len(API_KEY_PREFIX) + 6], hash_secret(key)
+
+
+# --- access tokens (HS256 under a key derived from the key-encryption key) -----------------
+
+
+def access_token_secret(key_encryption_key: bytes) -> bytes:
+    return HKDF(
+        algorithm=hashes.SHA256(), length=32, salt=None, info=b"licentia access tokens v1"
+    ).derive(key_encryption_key)
+
+
+def issue_access_token(
+    secret: bytes, *, user_id: uuid.UUID, organization_id: uuid.UUID, role: str, ttl: int,
+    issuer: str, now: datetime | None = None,
+) -> str:
+    now = now or datetime.now(UTC)
+    claims = {
+        "iss": issuer,
+        "aud": ACCESS_TOKEN_AUDIENCE,
+        "sub": str(user_id),
+        "org": str(organization_id),
+        "role": role,
+        "iat": int(now.timestamp()),
+        "exp": int((now + timedelta(seconds=ttl)).timestamp()),
+        "jti": secrets.token_urlsafe(12),
+    }
+    return jwt.encode(claims, secret, algorithm="HS256", headers={"typ": ACCESS_TOKEN_TYP})
+
+
+def decode_access_token(secret: bytes, token: str, *, issuer: str) -> Principal:
+    try:
+        if jwt.get_unverified_header(token).get("typ") != ACCESS_TOKEN_TYP:
+            raise Unauthenticated("Invalid access token", code="INVALID_TOKEN")
+        claims = jwt.decode(
+            token,
+            secret,
+            algorithms=["HS256"],
+            audience=ACCESS_TOKEN_AUDIENCE,
+            issuer=issuer,
+            options={"require": ["exp", "iat", "sub", "org", "role"]},
+        )
+        return Principal(
+            kind="user",
+            id=uuid.UUID(claims["sub"]),
+            organization_id=uuid.UUID(claims["org"]),
+            role=str(claims["role"]),
+        )
+    except jwt.ExpiredSignatureError:
+        raise Unauthenticated("The access token has expired", code="TOKEN_EXPIRED") from None
+    except (jwt.InvalidTokenError, ValueError, KeyError, TypeError):
+        raise Unauthenticated("Invalid access token", code="INVALID_TOKEN") from None
+
+
+# --- middleware ----------------------------------------------------------------------------
+
+_API_KEY_LOOKUP = text(
+    """
+    UPDATE api_keys SET last_used_at = now()
+    WHERE key_hash = :hash AND revoked_at IS NULL
+    RETURNING id, scopes
+    """
+)
+
+
+class AuthenticationMiddleware(AbstractAuthenticationMiddleware):
+    """Resolve ``Authorization: Bearer`` when present; routes decide whether it is required."""
+
+    async def authenticate_request(self, connection: ASGIConnection) -> AuthenticationResult:
+        header = connection.headers.get("authorization")
+        if not header:
+            return AuthenticationResult(user=None, auth=None)
+        scheme, _, credential = header.partition(" ")
+        credential = credential.strip()
+        if scheme.lower() != "bearer" or not credential:
+            raise Unauthenticated("Use 'Authorization: Bearer <token>'", code="INVALID_CREDENTIALS")
+        state = connection.app.state
+        if credential.startswith(API_KEY_PREFIX):
+            principal = await _authenticate_api_key(state, credential)
+        else:
+            principal = decode_access_token(
+                state.access_token_secret, credential, issuer=state.settings.issuer
+            )
+        return AuthenticationResult(user=principal, auth=credential)
+
+
+async def _authenticate_api_key(state: Any, key: str) -> Principal:
+    async with state.engine.begin() as connection:
+        row = (await connection.execute(_API_KEY_LOOKUP, {"hash": hash_secret(key)})).first()
+    if row is None:
+        raise Unauthenticated("Unknown or revoked API key", code="INVALID_API_KEY")
+    return Principal(kind="api_key", id=row.id, scopes=frozenset(row.scopes))
+
+
+# --- guards --------------------------------------------------------------------------------
+
+Guard = Callable[[ASGIConnection, BaseRouteHandler], None]
+
+
+def principal_of(connection: ASGIConnection) -> Principal:
+    user = connection.scope.get("user")
+    if not isinstance(user, Principal):
+        raise Unauthenticated("Authentication required", code="UNAUTHENTICATED")
+    return user
+
+
+def allow(*, scope: str | None = None, roles: Iterable[str] = ()) -> Guard:
+    """Admit an API key holding ``scope`` and/or a user whose role is in ``roles``."""
+    allowed_roles = frozenset(roles)
+
+    def guard(connection: ASGIConnection, _: BaseRouteHandler) -> None:
+        principal = principal_of(connection)
+        if principal.is_admin:
+            if scope is not None and principal.has_scope(scope):
+                return
+            raise PermissionDenied(
+                f"This API key lacks the {scope!r} scope" if scope else "Users only",
+                code="MISSING_SCOPE" if scope else "FORBIDDEN",
+            )
+        if principal.role in allowed_roles:
+            return
+        raise PermissionDenied("Your role does not allow this", code="INSUFFICIENT_ROLE")
+
+    return guard
+
+
+def provide_principal(request: Any) -> Principal:
+    """Dependency: the authenticated caller (guards have already admitted it)."""
+    return principal_of(request)

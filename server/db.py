@@ -1,0 +1,177 @@
+"""Engine, the one-transaction-per-request session provider, and the tenant context."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import uuid
+from collections.abc import AsyncGenerator
+from pathlib import Path
+
+import asyncpg
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from litestar import Request
+from litestar.datastructures import State
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+from server.auth.principal import Principal
+from server.settings import Settings
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+
+_SET_TENANT = text(
+    "SELECT set_config('app.organization_id', :org, true), "
+    "set_config('app.platform_admin', :platform, true)"
+)
+
+
+def create_engine(settings: Settings) -> AsyncEngine:
+    return create_async_engine(
+        settings.database_url,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        pool_pre_ping=True,
+        pool_timeout=10,
+        connect_args={"timeout": 5, "command_timeout": 30},
+    )
+
+
+def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+
+
+async def provide_session(state: State, request: Request) -> AsyncGenerator[AsyncSession, None]:
+    """One transaction per request: commit after the handler, roll back on any error.
+
+    Litestar runs the code after ``yield`` before the response is sent, so a failed commit
+    turns into an error response and nothing promised to the client is lost.
+    """
+    session: AsyncSession = state.sessionmaker()
+    try:
+        await session.begin()
+        principal = request.scope.get("user")
+        if isinstance(principal, Principal):
+            await set_tenant(
+                session, principal.organization_id, platform_admin=principal.is_admin
+            )
+        yield session
+    except BaseException:
+        await session.rollback()
+        raise
+    else:
+        await session.commit()
+    finally:
+        await session.close()
+
+
+async def set_tenant(
+    session: AsyncSession, organization_id: uuid.UUID | None, *, platform_admin: bool = False
+) -> None:
+    """Transaction-local tenant for row-level security (safe with pooled connections)."""
+    await session.execute(
+        _SET_TENANT,
+        {"org": str(organization_id) if organization_id else "", "platform": "on" if platform_admin else "off"},
+    )
+
+
+def is_database_unavailable(error: BaseException) -> bool:
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, (OperationalError, InterfaceError)) and getattr(
+            current, "connection_invalidated", False
+        ):
+            return True
+        if isinstance(
+            current,
+            (
+                ConnectionError,
+                asyncio.TimeoutError,
+                OSError,
+                asyncpg.exceptions.CannotConnectNowError,
+                asyncpg.exceptions.ConnectionDoesNotExistError,
+                asyncpg.exceptions.AdminShutdownError,
+                asyncpg.exceptions.TooManyConnectionsError,
+                asyncpg.exceptions.InterfaceError,
+            ),
+        ):
+            return True
+        if isinstance(current, DBAPIError) and current.connection_invalidated:
+            return True
+        current = current.__cause__ or current.__context__
+    return type(error).__name__ == "TimeoutError" and "QueuePool" in str(error)
+
+
+# --- migrations -----------------------------------------------------------------------
+
+
+def alembic_config(owner_url: str, app_role: str | None = None) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.set_main_option("sqlalchemy.url", owner_url.replace("%", "%%"))
+    if app_role:
+        config.cmd_opts = type("Opts", (), {"x": [f"app_role={app_role}"]})()
+    return config
+
+
+def upgrade(owner_url: str, revision: str = "head", app_role: str | None = None) -> None:
+    command.upgrade(alembic_config(owner_url, app_role), revision)
+
+
+def downgrade(owner_url: str, revision: str, app_role: str | None = None) -> None:
+    command.downgrade(alembic_config(owner_url, app_role), revision)
+
+
+@functools.cache
+def head_revision() -> str:
+    return ScriptDirectory.from_config(alembic_config("postgresql://")).get_current_head() or ""
+
+
+async def current_revision(engine: AsyncEngine) -> str | None:
+    async with engine.connect() as connection:
+        return await connection.run_sync(
+            lambda sync: MigrationContext.configure(sync).get_current_revision()
+        )
+
+
+# --- the runtime role must not be able to bypass row-level security -----------------------
+
+_ROLE_CHECK = text(
+    """
+    SELECT r.rolname, r.rolsuper, r.rolbypassrls,
+           (SELECT count(*) FROM pg_tables t
+             WHERE t.schemaname = 'public'
+               AND pg_has_role(current_user, t.tableowner, 'USAGE')) AS owned_tables
+    FROM pg_roles r WHERE r.rolname = current_user
+    """
+)
+
+
+class UnsafeRuntimeRole(Exception):
+    """The runtime connection could bypass row-level security."""
+
+
+async def check_runtime_role(engine: AsyncEngine) -> None:
+    async with engine.connect() as connection:
+        row = (await connection.execute(_ROLE_CHECK)).one()
+    problems = []
+    if row.rolsuper:
+        problems.append("is a superuser")
+    if row.rolbypassrls:
+        problems.append("has BYPASSRLS")
+    if row.owned_tables:
+        problems.append(f"owns (or can act as the owner of) {row.owned_tables} table(s)")
+    if problems:
+        raise UnsafeRuntimeRole(
+            f"Refusing to start: the runtime database role {row.rolname!r} "
+            + ", ".join(problems)
+            + ", so row-level security would not isolate tenants. Connect "
+            "LICENTIA_DATABASE_URL as a role that owns no table and has neither SUPERUSER nor "
+            "BYPASSRLS, and run migrations through LICENTIA_MIGRATION_DATABASE_URL (the owner)."
+        )

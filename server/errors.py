@@ -1,0 +1,222 @@
+"""Domain errors (no HTTP inside) and their one mapping to RFC 9457 problem details."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.plugins.problem_details import (
+    ProblemDetailsConfig,
+    ProblemDetailsException,
+    ProblemDetailsPlugin,
+)
+
+log = logging.getLogger("licentia.errors")
+
+class DomainError(Exception):
+    """Base of every error a service raises on purpose. ``code`` is stable and public."""
+
+    code = "ERROR"
+    title = "Request failed"
+
+    def __init__(
+        self, detail: str | None = None, *, code: str | None = None, **extra: Any
+    ) -> None:
+        super().__init__(detail or self.title)
+        self.detail = detail or self.title
+        if code is not None:
+            self.code = code
+        self.extra = extra
+
+
+class BadRequest(DomainError):
+    code, title = "BAD_REQUEST", "Bad request"
+
+
+class InvalidInput(DomainError):
+    code, title = "VALIDATION_ERROR", "Invalid input"
+
+
+class Unauthenticated(DomainError):
+    code, title = "UNAUTHENTICATED", "Authentication required"
+
+
+class PermissionDenied(DomainError):
+    code, title = "FORBIDDEN", "Not allowed"
+
+
+class NotFound(DomainError):
+    code, title = "NOT_FOUND", "Not found"
+
+
+class Conflict(DomainError):
+    code, title = "CONFLICT", "Conflict"
+
+
+class InvalidTransition(Conflict):
+    code, title = "INVALID_TRANSITION", "This change is not allowed in the current state"
+
+
+class ActivationLimitReached(Conflict):
+    code, title = "ACTIVATION_LIMIT", "Every seat of this license is taken"
+
+
+class DeactivationLimitReached(Conflict):
+    code, title = "DEACTIVATION_LIMIT", "Too many deactivations for this license today"
+
+
+class LicenseRefused(DomainError):
+    """The license exists but cannot be used now (suspended, revoked, expired)."""
+
+    code, title = "LICENSE_REFUSED", "The license cannot be used"
+
+
+class ProductMismatch(DomainError):
+    code, title = "PRODUCT_MISMATCH", "The license is for another product"
+
+
+class RateLimited(DomainError):
+    code, title = "RATE_LIMITED", "Too many requests"
+
+    def __init__(self, detail: str | None = None, *, retry_after: int, **extra: Any) -> None:
+        super().__init__(detail, **extra)
+        self.retry_after = max(1, int(retry_after))
+
+
+class Unavailable(DomainError):
+    code, title = "SERVICE_UNAVAILABLE", "Service unavailable"
+
+    def __init__(self, detail: str | None = None, *, retry_after: int = 5, **extra: Any) -> None:
+        super().__init__(detail, **extra)
+        self.retry_after = retry_after
+
+
+STATUS_BY_ERROR: Mapping[type[DomainError], int] = {
+    BadRequest: 400,
+    InvalidInput: 422,
+    Unauthenticated: 401,
+    PermissionDenied: 403,
+    NotFound: 404,
+    Conflict: 409,
+    LicenseRefused: 403,
+    ProductMismatch: 422,
+    RateLimited: 429,
+    Unavailable: 503,
+}
+
+HTTP_CODES: Mapping[int, str] = {
+    400: "BAD_REQUEST",
+    401: "UNAUTHENTICATED",
+    403: "FORBIDDEN",
+    404: "NOT_FOUND",
+    405: "METHOD_NOT_ALLOWED",
+    409: "CONFLICT",
+    413: "PAYLOAD_TOO_LARGE",
+    415: "UNSUPPORTED_MEDIA_TYPE",
+    422: "VALIDATION_ERROR",
+    429: "RATE_LIMITED",
+    500: "INTERNAL_ERROR",
+    503: "SERVICE_UNAVAILABLE",
+}
+
+
+def status_for(error: DomainError) -> int:
+    for cls in type(error).__mro__:
+        if cls in STATUS_BY_ERROR:
+            return STATUS_BY_ERROR[cls]  # type: ignore[index]
+    return 400
+
+
+def _problem(
+    status: int,
+    code: str,
+    title: str,
+    detail: str | None = None,
+    *,
+    headers: Mapping[str, str] | None = None,
+    **extra: Any,
+) -> ProblemDetailsException:
+    return ProblemDetailsException(
+        status_code=status,
+        title=title,
+        detail=detail or "",
+        type_="about:blank",
+        headers=dict(headers) if headers else None,
+        extra={"code": code, **extra},
+    )
+
+
+def domain_problem(error: DomainError) -> ProblemDetailsException:
+    retry_after = getattr(error, "retry_after", None)
+    headers = {"Retry-After": str(retry_after)} if retry_after else None
+    return _problem(
+        status_for(error), error.code, error.title, error.detail, headers=headers, **error.extra
+    )
+
+
+def _validation_errors(error: ValidationException) -> list[dict[str, Any]]:
+    extra = error.extra if isinstance(error.extra, list) else []
+    return [
+        {k: v for k, v in item.items() if k in ("key", "message", "source")}
+        for item in extra
+        if isinstance(item, dict)
+    ]
+
+
+def _is_malformed_body(error: ValidationException, errors: list[dict[str, Any]]) -> bool:
+    text = (str(error.detail) + " " + " ".join(str(e.get("message", "")) for e in errors)).lower()
+    return "malformed" in text or "json is malformed" in text or "invalid json" in text
+
+
+def http_problem(error: HTTPException) -> ProblemDetailsException:
+    if isinstance(error, ProblemDetailsException):
+        return error
+    if isinstance(error, ValidationException):
+        errors = _validation_errors(error)
+        if _is_malformed_body(error, errors):
+            return _problem(400, "MALFORMED_JSON", "Malformed JSON", "The body is not valid JSON")
+        first = errors[0] if errors else {}
+        summary = (
+            f"{first.get('key')}: {first.get('message', 'invalid value')}"
+            if first.get("key")
+            else str(first.get("message") or error.detail)
+        )
+        return _problem(422, "VALIDATION_ERROR", "Invalid input", summary, errors=errors)
+    status = error.status_code
+    if status >= 500:
+        return _problem(status, HTTP_CODES.get(status, "INTERNAL_ERROR"), "Internal server error")
+    title = {404: "Not found", 405: "Method not allowed", 413: "Payload too large"}.get(
+        status, "Request failed"
+    )
+    return _problem(
+        status, HTTP_CODES.get(status, f"HTTP_{status}"), title, str(error.detail),
+        headers=error.headers,
+    )
+
+
+def unexpected_problem(error: Exception) -> ProblemDetailsException:
+    from server.db import is_database_unavailable
+
+    if is_database_unavailable(error):
+        log.warning("database unavailable: %s", type(error).__name__)
+        return domain_problem(Unavailable("The database is unavailable; try again shortly"))
+    log.error("unhandled error", exc_info=error)
+    return _problem(
+        500, "INTERNAL_ERROR", "Internal server error",
+        "An unexpected error occurred; it has been logged",
+    )
+
+
+def problem_details_plugin() -> ProblemDetailsPlugin:
+    """Litestar's RFC 9457 plugin, with our one mapping for every error family."""
+    return ProblemDetailsPlugin(
+        ProblemDetailsConfig(
+            exception_to_problem_detail_map={
+                DomainError: domain_problem,
+                HTTPException: http_problem,
+                Exception: unexpected_problem,
+            }
+        )
+    )
