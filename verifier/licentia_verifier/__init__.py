@@ -1,0 +1,66 @@
+"""Offline verifier for Licentia license and activation tokens.
+
+    from licentia_verifier import Verifier, LicenseError, machine_fingerprint
+
+    verifier = Verifier.from_jwks("jwks.json", product="acme-ide", issuer="https://lic.acme.test")
+    license = verifier.verify_activation(token, fingerprint=machine_fingerprint("acme-ide"))
+
+Every failure raises a subclass of ``LicenseError``. See docs/embedding.md and
+docs/token-format.md in the Licentia repository.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._errors import (
+    ClockRollback,
+    Expired,
+    FingerprintUnavailable,
+    InvalidSignature,
+    LicenseError,
+    MalformedToken,
+    NotYetValid,
+    UnknownKey,
+    WrongIssuer,
+    WrongMachine,
+    WrongProduct,
+    WrongTokenType,
+)
+from ._fingerprint import machine_fingerprint
+from ._verifier import License, Verifier
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ClockRollback",
+    "Expired",
+    "FingerprintUnavailable",
+    "InvalidSignature",
+    "License",
+    "LicenseError",
+    "MalformedToken",
+    "NotYetValid",
+    "UnknownKey",
+    "Verifier",
+    "WrongIssuer",
+    "WrongMachine",
+    "WrongProduct",
+    "WrongTokenType",
+    "machine_fingerprint",
+]
+
+# Names that live in submodules which are imported only when first used, so that
+# ``import licentia_verifier`` stays as cheap as importing the Ed25519 primitive itself.
+_LAZY: dict[str, str] = {}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value

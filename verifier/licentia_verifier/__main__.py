@@ -1,0 +1,104 @@
+"""``python -m licentia_verifier verify TOKEN --jwks FILE --product P`` for support staff.
+
+Prints the verified license as JSON and exits 0, or prints ``ErrorName: reason`` and exits 1
+(2 for a usage error). With ``--fingerprint`` the token is verified as an activation token,
+without it as a license token. Without ``--issuer`` the token's own ``iss`` is accepted and
+shown in the output (the signature is still checked against the key set).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+from ._errors import LicenseError
+from ._verifier import License, Verifier, _b64url_decode, _parse_json_object
+
+
+def _unverified_issuer(token: str) -> str:
+    """The ``iss`` of a token before verification, only to pick the issuer to check."""
+    try:
+        payload = token.split(".")[1].encode("ascii")
+        claims = _parse_json_object(_b64url_decode(payload, "payload"), "payload")
+    except (IndexError, UnicodeEncodeError, LicenseError):
+        return "?"
+    issuer = claims.get("iss")
+    return issuer if isinstance(issuer, str) and issuer else "?"
+
+
+def _as_dict(lic: License, issuer: str) -> dict[str, Any]:
+    def iso(value: datetime | None) -> str | None:
+        return None if value is None else value.isoformat().replace("+00:00", "Z")
+
+    return {
+        "license_id": lic.license_id,
+        "activation_id": lic.activation_id,
+        "organization_id": lic.organization_id,
+        "product": lic.product,
+        "issuer": issuer,
+        "tier": lic.tier,
+        "features": dict(lic.features),
+        "max_activations": lic.max_activations,
+        "issued_at": iso(lic.issued_at),
+        "expires_at": iso(lic.expires_at),
+        "license_expires_at": iso(lic.license_expires_at),
+        "token_id": lic.token_id,
+        "nonce": lic.nonce,
+    }
+
+
+def _parse_now(text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        if text.lstrip("-").isdigit():
+            return datetime.fromtimestamp(int(text), timezone.utc)
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except (ValueError, OverflowError, OSError):
+        raise SystemExit(f"--now: not an ISO 8601 time or epoch seconds: {text!r}") from None
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m licentia_verifier", description="Verify a Licentia token offline."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    verify = commands.add_parser("verify", help="verify a license or activation token")
+    verify.add_argument("token", help="the token, or - to read it from standard input")
+    verify.add_argument("--jwks", required=True, help="the JWKS file the product embeds")
+    verify.add_argument("--product", required=True, help="the product code (aud)")
+    verify.add_argument("--issuer", help="the expected issuer (default: the token's own iss)")
+    verify.add_argument("--fingerprint", help="machine fingerprint: verify an activation token")
+    verify.add_argument("--now", help="verify as of this time (ISO 8601 or epoch seconds)")
+    args = parser.parse_args(argv)
+
+    token = sys.stdin.read().strip() if args.token == "-" else args.token.strip()
+    issuer = args.issuer or _unverified_issuer(token)
+    try:
+        verifier = Verifier.from_jwks(args.jwks, product=args.product, issuer=issuer)
+    except (OSError, ValueError, TypeError) as exc:
+        print(f"error: cannot load key set {args.jwks!r}: {exc}", file=sys.stderr)
+        return 2
+    now = _parse_now(args.now)
+    try:
+        if args.fingerprint is not None:
+            lic = verifier.verify_activation(token, fingerprint=args.fingerprint, now=now)
+        else:
+            lic = verifier.verify_license(token, now=now)
+    except LicenseError as exc:
+        hint = ""
+        if exc.code == "WrongTokenType" and args.fingerprint is None:
+            hint = " (pass --fingerprint to verify an activation token)"
+        print(f"{exc.code}: {exc}{hint}")
+        return 1
+    print(json.dumps(_as_dict(lic, issuer), indent=2, sort_keys=False))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,123 @@
+"""The on-disk high-water mark used to detect clock rollback across restarts.
+
+The file holds the latest time (epoch seconds) a verifier has observed. It is advanced, never
+moved backwards, and replaced atomically (write a temporary file in the same directory, fsync,
+rename). Reads and writes are best effort: a missing or unreadable file means "no history"
+and a failed write is ignored, so a read-only location never stops a product from running.
+Anyone who can delete or edit the file can reset it; see docs/embedding.md for the limits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+import threading
+from datetime import datetime, timedelta, timezone
+
+from ._errors import ClockRollback
+
+# Persist at most this often while time moves forward (every process persists on its
+# first verification). The stored mark is a lower bound of what was seen, so writing less
+# often can only make the check more forgiving, never produce a false alarm.
+WRITE_INTERVAL_SECONDS = 60.0
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+class HighWaterMark:
+    __slots__ = ("_lock", "_path", "_seen", "_written")
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self._path = os.fspath(path)
+        self._lock = threading.Lock()
+        self._seen: float | None = None
+        self._written: float | None = None
+
+    @property
+    def path(self) -> str:
+        return self._path
+
+    def read(self) -> float | None:
+        """The mark stored on disk, or None when there is none (or it is unreadable)."""
+        try:
+            with open(self._path, "rb") as handle:
+                data = json.loads(handle.read(4096))
+            value = data["high_water"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        if type(value) not in (int, float) or value != value or value < 0:
+            return None
+        return float(value)
+
+    def observe(self, now: float, leeway: float) -> None:
+        """Raise ClockRollback if ``now`` is before the mark (minus leeway), else advance it."""
+        with self._lock:
+            if self._seen is None:
+                self._seen = self.read() or 0.0
+            seen = self._seen
+            if now < seen - leeway:
+                stamp = (_EPOCH + timedelta(seconds=seen)).isoformat().replace("+00:00", "Z")
+                raise ClockRollback(
+                    f"the local clock is earlier than {stamp}, a time this verifier has "
+                    "already seen"
+                )
+            if now > seen:
+                self._seen = now
+            if self._written is None or now - self._written >= WRITE_INTERVAL_SECONDS:
+                self._persist(now)
+
+    def _persist(self, now: float) -> None:
+        lock = _lock_file(self._path + ".lock")
+        try:
+            self._persist_locked(now)
+        finally:
+            if lock is not None:
+                os.close(lock)  # closing the descriptor releases the lock
+
+    def _persist_locked(self, now: float) -> None:
+        stored = self.read()
+        if stored is not None and stored > (self._seen or 0.0):
+            self._seen = stored  # another process has seen a later time
+        self._written = now
+        if stored is not None and stored >= now:
+            return
+        directory = os.path.dirname(os.path.abspath(self._path))
+        tmp = None
+        try:
+            os.makedirs(directory, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=".licentia-state-", suffix=".tmp", dir=directory)
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                json.dump({"version": 1, "high_water": int(now)}, handle)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, self._path)
+            tmp = None
+        except OSError:
+            pass
+        finally:
+            if tmp is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+
+
+def _lock_file(path: str) -> int | None:
+    """Hold an exclusive advisory lock so concurrent processes never move the mark back.
+
+    POSIX only (fcntl); elsewhere, and when the lock cannot be taken, writes go unlocked.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        return None
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+    except OSError:
+        os.close(fd)
+        return None
+    return fd

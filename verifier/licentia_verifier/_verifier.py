@@ -1,0 +1,667 @@
+"""Offline verification of Licentia license and activation tokens.
+
+The hot path (``Verifier._verify``) is written for speed: public keys are loaded once at
+construction, valid headers are cached by their exact encoded bytes, each segment is decoded
+and parsed once, and claim checks are a single combined type test with a slow path that only
+runs to explain a failure. Everything that can go wrong raises a ``LicenseError`` subclass.
+"""
+
+from __future__ import annotations
+
+import binascii
+import os
+import sys
+import time
+from datetime import datetime, timedelta, timezone
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+
+from cryptography.exceptions import InvalidSignature as _CryptoInvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from ._errors import (
+    ClockRollback,
+    Expired,
+    InvalidSignature,
+    LicenseError,
+    MalformedToken,
+    NotYetValid,
+    UnknownKey,
+    WrongIssuer,
+    WrongMachine,
+    WrongProduct,
+    WrongTokenType,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from collections.abc import Mapping
+
+    from ._state import HighWaterMark
+
+LICENSE_TYP = "license+jwt"
+ACTIVATION_TYP = "activation+jwt"
+MAX_TOKEN_LENGTH = 16 * 1024
+_ALGORITHMS = ("EdDSA", "Ed25519")
+_HEADER_FIELDS = frozenset(("alg", "typ", "kid"))
+_MAX_EPOCH = 253402300799  # 9999-12-31T23:59:59Z
+_MAX_HEADER_CACHE = 64
+
+_B64URL_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+_URL_TO_STD = bytes.maketrans(b"-_", b"+/")
+_STD_TO_URL = bytes.maketrans(b"+/", b"-_")
+_PADDING = (b"", b"", b"==", b"=")
+# The 6-bit value of each base64url character (0 for bytes outside the alphabet, which are
+# rejected separately).
+_SIXBIT = bytes(_B64URL_ALPHABET.index(c) if c in _B64URL_ALPHABET else 0 for c in range(256))
+# In a canonical encoding the bits that the last character carries beyond the data are zero.
+_UNUSED_BITS_MASK = (0, 0, 0b1111, 0b0011)
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def _b64url_decode_portable(segment: bytes, what: str) -> bytes:
+    """Strict base64url: alphabet only, no padding, canonical trailing bits."""
+    rest = len(segment) & 3
+    if (
+        rest == 1
+        or segment.translate(None, _B64URL_ALPHABET)
+        or (rest and _SIXBIT[segment[-1]] & _UNUSED_BITS_MASK[rest])
+    ):
+        raise MalformedToken(f"the {what} is not canonical unpadded base64url")
+    try:
+        return binascii.a2b_base64(segment.translate(_URL_TO_STD) + _PADDING[rest])
+    except binascii.Error:  # pragma: no cover - excluded by the checks above
+        raise MalformedToken(f"the {what} is not canonical unpadded base64url") from None
+
+
+# "+", "/" and "=" are not base64url: map them to a byte strict mode rejects.
+_URL_TO_STD_STRICT = bytes.maketrans(b"-_+/=", b"+/!!!")
+
+
+def _b64url_decode_strict(segment: bytes, what: str) -> bytes:
+    """Same contract, using binascii's strict mode (Python 3.11+): one pass fewer."""
+    rest = len(segment) & 3
+    if rest and (rest == 1 or _SIXBIT[segment[-1]] & _UNUSED_BITS_MASK[rest]):
+        raise MalformedToken(f"the {what} is not canonical unpadded base64url")
+    try:
+        return binascii.a2b_base64(
+            segment.translate(_URL_TO_STD_STRICT) + _PADDING[rest], strict_mode=True
+        )
+    except binascii.Error:
+        raise MalformedToken(f"the {what} is not canonical unpadded base64url") from None
+
+
+_b64url_decode = _b64url_decode_strict if sys.version_info >= (3, 11) else _b64url_decode_portable
+
+
+def b64url_encode(data: bytes) -> str:
+    return binascii.b2a_base64(data, newline=False).translate(_STD_TO_URL).rstrip(b"=").decode()
+
+
+_json_scan: Any = None
+
+
+def _json_scanner() -> Any:
+    """A strict JSON scanner (no NaN/Infinity), built on first use so import stays cheap."""
+    global _json_scan
+    if _json_scan is None:
+        import json
+
+        def reject_constant(name: str) -> Any:
+            raise ValueError(f"{name} is not valid JSON")
+
+        _json_scan = json.JSONDecoder(parse_constant=reject_constant).scan_once
+    return _json_scan
+
+
+def _parse_json_object(data: bytes, what: str) -> dict[str, Any]:
+    scan = _json_scan or _json_scanner()
+    try:
+        text = data.decode("utf-8")
+        value, end = scan(text, 0)
+    except (ValueError, StopIteration, RecursionError):
+        raise MalformedToken(f"the {what} is not a JSON object") from None
+    if type(value) is not dict or (end != len(text) and text[end:].strip(" \t\r\n")):
+        raise MalformedToken(f"the {what} is not a JSON object")
+    return value
+
+
+def _strict_json_object(data: bytes, what: str) -> dict[str, Any]:
+    """Like ``_parse_json_object`` but also refuses duplicate member names (header path)."""
+    import json
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        result = dict(items)
+        if len(result) != len(items):
+            raise ValueError("duplicate member name")
+        return result
+
+    def reject_constant(name: str) -> Any:
+        raise ValueError(f"{name} is not valid JSON")
+
+    try:
+        value = json.loads(
+            data.decode("utf-8"), object_pairs_hook=pairs, parse_constant=reject_constant
+        )
+    except (ValueError, RecursionError):
+        raise MalformedToken(f"the {what} is not a JSON object without duplicate names") from None
+    if type(value) is not dict:
+        raise MalformedToken(f"the {what} is not a JSON object")
+    return value
+
+
+def _fingerprint_hash(fingerprint: str) -> str:
+    import hashlib
+
+    return b64url_encode(hashlib.sha256(fingerprint.encode("utf-8")).digest())
+
+
+def _epoch_seconds(now: Any) -> float:
+    if now is None:
+        return time.time()
+    if isinstance(now, datetime):
+        if now.tzinfo is None or now.utcoffset() is None:
+            raise LicenseError("now must be a timezone-aware datetime")
+        return (now - _EPOCH).total_seconds()
+    if type(now) in (int, float) and now == now:
+        return float(now)
+    raise LicenseError("now must be a timezone-aware datetime or epoch seconds")
+
+
+def _utc(seconds: int) -> datetime:
+    return _EPOCH + timedelta(seconds=seconds)
+
+
+def _iso(seconds: int | float) -> str:
+    try:
+        return (_EPOCH + timedelta(seconds=seconds)).isoformat().replace("+00:00", "Z")
+    except (OverflowError, ValueError):  # pragma: no cover - caller clocks are sane
+        return str(seconds)
+
+
+def _is_epoch(value: Any) -> bool:
+    return type(value) is int and 0 <= value <= _MAX_EPOCH
+
+
+def _claims_problem(claims: dict[str, Any], activation: bool) -> str:
+    """Explain why the fast combined claim check failed (slow path, errors only)."""
+    strings = ["iss", "sub", "aud", "jti", "org", "tier"]
+    if activation:
+        strings += ["act", "fp"]
+    for name in [*strings, "iat", "nbf", "exp", "features", "max_activations"]:
+        if name not in claims:
+            return f"missing required claim {name!r}"
+    if "license_expires_at" not in claims:
+        return "missing required claim 'license_expires_at'"
+    for name in strings:
+        if type(claims[name]) is not str:
+            return f"claim {name!r} must be a string"
+    for name in ("iat", "nbf", "exp"):
+        if not _is_epoch(claims[name]):
+            return f"claim {name!r} must be an integer number of seconds since the epoch"
+    lexp = claims["license_expires_at"]
+    if lexp is not None and not _is_epoch(lexp):
+        return "claim 'license_expires_at' must be null or integer seconds since the epoch"
+    if type(claims["max_activations"]) is not int:
+        return "claim 'max_activations' must be an integer"
+    features = claims["features"]
+    if type(features) is not dict:
+        return "claim 'features' must be an object"
+    for name, value in features.items():
+        if not _is_feature_value(value):
+            return f"feature {name!r} must be a boolean, a finite number or a string"
+    if "nonce" in claims and type(claims["nonce"]) is not str:
+        return "claim 'nonce' must be a string"
+    return "invalid claims"  # pragma: no cover
+
+
+def _is_feature_value(value: Any) -> bool:
+    kind = type(value)
+    return kind is bool or kind is int or kind is str or (kind is float and value - value == 0.0)
+
+
+class License:
+    """A verified license, read-only. Built by the verifier from the token's claims.
+
+    Attributes: ``license_id``, ``activation_id`` (``None`` for a license token),
+    ``organization_id``, ``product``, ``tier``, ``features`` (read-only mapping),
+    ``max_activations``, ``issued_at``, ``expires_at`` (the token's expiry: for an
+    activation token, the end of the offline lease), ``license_expires_at`` (``None`` for
+    a perpetual license), ``token_id`` (the ``jti``) and ``nonce`` (``None`` unless the
+    request that produced the token supplied one). Datetimes are timezone-aware UTC.
+    """
+
+    __slots__ = ("_claims",)
+    _claims: dict[str, Any]
+
+    def __init__(
+        self,
+        *,
+        license_id: str,
+        organization_id: str,
+        product: str,
+        tier: str,
+        features: Mapping[str, bool | int | float | str],
+        max_activations: int,
+        issued_at: datetime,
+        expires_at: datetime,
+        license_expires_at: datetime | None,
+        activation_id: str | None = None,
+        token_id: str = "",
+        nonce: str | None = None,
+    ) -> None:
+        """Build a License by hand (for tests of code that consumes licenses).
+
+        Datetimes must be timezone-aware; they are kept to whole seconds, as in a token.
+        """
+        claims: dict[str, Any] = {
+            "sub": license_id,
+            "aud": product,
+            "iat": int(_epoch_seconds(issued_at)),
+            "exp": int(_epoch_seconds(expires_at)),
+            "jti": token_id,
+            "org": organization_id,
+            "tier": tier,
+            "features": dict(features),
+            "max_activations": max_activations,
+            "license_expires_at": (
+                None if license_expires_at is None else int(_epoch_seconds(license_expires_at))
+            ),
+        }
+        if activation_id is not None:
+            claims["act"] = activation_id
+        if nonce is not None:
+            claims["nonce"] = nonce
+        object.__setattr__(self, "_claims", claims)
+
+    @classmethod
+    def _from_claims(cls, claims: dict[str, Any]) -> License:
+        self = object.__new__(cls)
+        object.__setattr__(self, "_claims", claims)
+        return self
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("License is read-only")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError("License is read-only")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (License._from_claims, (dict(self._claims),))
+
+    @property
+    def license_id(self) -> str:
+        return self._claims["sub"]
+
+    @property
+    def activation_id(self) -> str | None:
+        return self._claims.get("act")
+
+    @property
+    def organization_id(self) -> str:
+        return self._claims["org"]
+
+    @property
+    def product(self) -> str:
+        return self._claims["aud"]
+
+    @property
+    def tier(self) -> str:
+        return self._claims["tier"]
+
+    @property
+    def features(self) -> Mapping[str, bool | int | float | str]:
+        return MappingProxyType(self._claims["features"])
+
+    @property
+    def max_activations(self) -> int:
+        return self._claims["max_activations"]
+
+    @property
+    def issued_at(self) -> datetime:
+        return _utc(self._claims["iat"])
+
+    @property
+    def expires_at(self) -> datetime:
+        return _utc(self._claims["exp"])
+
+    @property
+    def license_expires_at(self) -> datetime | None:
+        value = self._claims["license_expires_at"]
+        return None if value is None else _utc(value)
+
+    @property
+    def token_id(self) -> str:
+        return self._claims["jti"]
+
+    @property
+    def nonce(self) -> str | None:
+        return self._claims.get("nonce")
+
+    def has(self, feature: str) -> bool:
+        """True when the feature is present and truthy (``true``, a non-zero number, a
+        non-empty string); False when it is absent, ``false``, ``0`` or ``""``."""
+        return bool(self._claims["features"].get(feature, False))
+
+    def limit(self, name: str, default: int | float | None = None) -> int | float | None:
+        """The numeric value of a feature (a quota such as ``seats``), or ``default`` when
+        the feature is absent or not a number (booleans are not numbers here)."""
+        value = self._claims["features"].get(name)
+        kind = type(value)
+        return value if kind is int or kind is float else default
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, License):
+            return NotImplemented
+        return self._claims == other._claims
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return (
+            f"License(license_id={self.license_id!r}, activation_id={self.activation_id!r}, "
+            f"product={self.product!r}, tier={self.tier!r}, "
+            f"expires_at={self.expires_at.isoformat()!r})"
+        )
+
+
+def _load_jwks(jwks: Any) -> dict[str, Any]:
+    import json
+
+    if isinstance(jwks, dict):
+        return jwks
+    if isinstance(jwks, bytes):
+        text = jwks.decode("utf-8")
+    elif isinstance(jwks, str) and jwks.lstrip().startswith("{"):
+        text = jwks
+    elif isinstance(jwks, (str, os.PathLike)):
+        with open(jwks, encoding="utf-8") as handle:
+            text = handle.read()
+    else:
+        raise TypeError("jwks must be a dict, JSON text, or a path to a JSON file")
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise ValueError(f"the key set is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ValueError('the key set must be a JSON object with a "keys" array')
+    return data
+
+
+def _public_keys(jwks: dict[str, Any]) -> dict[str, Ed25519PublicKey]:
+    keys = jwks.get("keys")
+    if not isinstance(keys, list):
+        raise ValueError('the key set must be a JSON object with a "keys" array')
+    found: dict[str, Ed25519PublicKey] = {}
+    raw_by_kid: dict[str, bytes] = {}
+    for entry in keys:
+        # Only OKP/Ed25519 signature keys are used; anything else (RSA, EC, symmetric
+        # "oct" keys, encryption keys) is ignored so it can never be confused for one.
+        if not isinstance(entry, dict) or entry.get("kty") != "OKP":
+            continue
+        if entry.get("crv") != "Ed25519" or entry.get("use", "sig") != "sig":
+            continue
+        if entry.get("alg", "EdDSA") not in _ALGORITHMS:
+            continue
+        if "d" in entry:
+            raise ValueError("the key set contains a private key; embed only public keys")
+        kid, x = entry.get("kid"), entry.get("x")
+        if not isinstance(kid, str) or not kid or not isinstance(x, str):
+            raise ValueError("every Ed25519 key in the key set needs a string kid and x")
+        try:
+            raw = _b64url_decode(x.encode("ascii"), "key")
+        except (UnicodeEncodeError, MalformedToken):
+            raise ValueError(f"key {kid!r}: x is not base64url") from None
+        if len(raw) != 32:
+            raise ValueError(f"key {kid!r}: an Ed25519 public key is 32 bytes")
+        if kid in raw_by_kid:
+            if raw_by_kid[kid] != raw:
+                raise ValueError(f"two different keys share the kid {kid!r}")
+            continue
+        raw_by_kid[kid] = raw
+        found[kid] = Ed25519PublicKey.from_public_bytes(raw)
+    if not found:
+        raise ValueError("the key set contains no Ed25519 signature key")
+    return found
+
+
+class Verifier:
+    """Verifies license and activation tokens offline against a local key set.
+
+    Build one with ``Verifier.from_jwks(...)`` at start-up and reuse it; it is safe to
+    share between threads.
+    """
+
+    __slots__ = (
+        "_fp_cache",
+        "_header_cache",
+        "_issuer",
+        "_keys",
+        "_leeway",
+        "_product",
+        "_state",
+    )
+
+    def __init__(
+        self,
+        keys: Mapping[str, Ed25519PublicKey],
+        *,
+        product: str,
+        issuer: str,
+        leeway: timedelta = timedelta(minutes=5),
+        state_path: str | os.PathLike[str] | None = None,
+    ) -> None:
+        if not isinstance(product, str) or not product:
+            raise ValueError("product must be a non-empty string")
+        if not isinstance(issuer, str) or not issuer:
+            raise ValueError("issuer must be a non-empty string")
+        seconds = leeway.total_seconds() if isinstance(leeway, timedelta) else None
+        if seconds is None or seconds < 0:
+            raise ValueError("leeway must be a non-negative timedelta")
+        if not keys or not all(isinstance(k, Ed25519PublicKey) for k in keys.values()):
+            raise ValueError("keys must map kid to Ed25519PublicKey and not be empty")
+        self._keys = dict(keys)
+        self._product = product
+        self._issuer = issuer
+        self._leeway = seconds
+        self._header_cache: dict[bytes, tuple[str, Ed25519PublicKey]] = {}
+        self._fp_cache: tuple[str, str] = ("", "")
+        self._state: HighWaterMark | None = None
+        if state_path is not None:
+            from ._state import HighWaterMark
+
+            self._state = HighWaterMark(state_path)
+        _json_scanner()
+
+    @classmethod
+    def from_jwks(
+        cls,
+        jwks: dict[str, Any] | str | bytes | os.PathLike[str],
+        *,
+        product: str,
+        issuer: str,
+        leeway: timedelta = timedelta(minutes=5),
+        state_path: str | os.PathLike[str] | None = None,
+    ) -> Verifier:
+        """Build a verifier from a JWKS (RFC 7517): a dict, JSON text, or a file path.
+
+        Only ``OKP``/``Ed25519`` signature keys are used; other entries are ignored.
+        Raises ``ValueError`` for an unusable key set (no Ed25519 key, a private key,
+        two different keys with one kid). ``state_path``, when given, is a small file
+        where the verifier keeps the latest time it has seen, to detect clock rollback
+        across restarts.
+        """
+        return cls(
+            _public_keys(_load_jwks(jwks)),
+            product=product,
+            issuer=issuer,
+            leeway=leeway,
+            state_path=state_path,
+        )
+
+    @property
+    def product(self) -> str:
+        return self._product
+
+    @property
+    def issuer(self) -> str:
+        return self._issuer
+
+    @property
+    def key_ids(self) -> tuple[str, ...]:
+        return tuple(self._keys)
+
+    def __repr__(self) -> str:
+        return (
+            f"Verifier(product={self._product!r}, issuer={self._issuer!r}, "
+            f"keys={list(self._keys)!r})"
+        )
+
+    def verify_license(self, token: str, *, now: datetime | float | None = None) -> License:
+        """Verify a ``license+jwt`` token. Raises a ``LicenseError`` subclass on failure."""
+        return License._from_claims(self._verify(token, LICENSE_TYP, now))
+
+    def verify_activation(
+        self, token: str, *, fingerprint: str, now: datetime | float | None = None
+    ) -> License:
+        """Verify an ``activation+jwt`` token for this machine's ``fingerprint`` (the same
+        string the product sent when it activated, e.g. ``machine_fingerprint(salt)``)."""
+        claims = self._verify(token, ACTIVATION_TYP, now)
+        cached = self._fp_cache
+        if fingerprint == cached[0] and cached[0]:
+            expected = cached[1]
+        else:
+            if type(fingerprint) is not str or not fingerprint:
+                raise WrongMachine("fingerprint must be a non-empty string")
+            expected = _fingerprint_hash(fingerprint)
+            self._fp_cache = (fingerprint, expected)
+        if claims["fp"] != expected:
+            raise WrongMachine("the activation token belongs to another machine")
+        return License._from_claims(claims)
+
+    def _header(self, segment: bytes) -> tuple[str, Ed25519PublicKey]:
+        header = _strict_json_object(_b64url_decode(segment, "header"), "header")
+        extra = set(header) - _HEADER_FIELDS
+        if extra:
+            raise MalformedToken(f"header field(s) not allowed: {', '.join(sorted(extra))}")
+        alg = header.get("alg")
+        if alg not in _ALGORITHMS or type(alg) is not str:
+            raise InvalidSignature(f"algorithm {alg!r} is not accepted; only EdDSA (Ed25519)")
+        typ = header.get("typ")
+        if typ not in (LICENSE_TYP, ACTIVATION_TYP) or type(typ) is not str:
+            raise WrongTokenType(f"typ {typ!r} is not a Licentia token type")
+        kid = header.get("kid")
+        if type(kid) is not str:
+            raise MalformedToken("header kid is missing or not a string")
+        key = self._keys.get(kid)
+        if key is None:
+            raise UnknownKey(f"kid {kid!r} is not in the local key set")
+        entry = (typ, key)
+        if len(self._header_cache) < _MAX_HEADER_CACHE:
+            self._header_cache[segment] = entry
+        return entry
+
+    def _verify(self, token: Any, typ: str, now: Any) -> dict[str, Any]:
+        # 1. Size and shape, before any parsing.
+        if type(token) is str:
+            if len(token) > MAX_TOKEN_LENGTH:
+                raise MalformedToken("the token is larger than 16 KiB")
+            try:
+                raw = token.encode("ascii")
+            except UnicodeEncodeError:
+                raise MalformedToken("the token contains non-ASCII characters") from None
+        elif isinstance(token, (bytes, bytearray)):
+            if len(token) > MAX_TOKEN_LENGTH:
+                raise MalformedToken("the token is larger than 16 KiB")
+            raw = bytes(token)
+        else:
+            raise MalformedToken("the token must be a string")
+        signing_input, _, signature_segment = raw.rpartition(b".")
+        header_segment, dot, payload_segment = signing_input.partition(b".")
+        if not dot or b"." in payload_segment:
+            raise MalformedToken("a token is three base64url segments separated by dots")
+
+        # 2. Header: exactly alg/typ/kid, EdDSA, a Licentia typ, a locally known kid.
+        entry = self._header_cache.get(header_segment) or self._header(header_segment)
+        if entry[0] != typ:
+            raise WrongTokenType(f"expected a {typ} token, got {entry[0]}")
+
+        # 3. Signature, before the payload is parsed at all.
+        signature = _b64url_decode(signature_segment, "signature")
+        if len(signature) != 64:
+            raise InvalidSignature("an Ed25519 signature is 64 bytes")
+        try:
+            entry[1].verify(signature, signing_input)
+        except _CryptoInvalidSignature:
+            raise InvalidSignature("the signature does not verify") from None
+
+        # 4. Claims: every required claim present with the right type.
+        claims = _parse_json_object(_b64url_decode(payload_segment, "payload"), "payload")
+        activation = typ == ACTIVATION_TYP
+        try:
+            iss = claims["iss"]
+            aud = claims["aud"]
+            iat = claims["iat"]
+            nbf = claims["nbf"]
+            exp = claims["exp"]
+            lexp = claims["license_expires_at"]
+            features = claims["features"]
+            ok = (
+                type(iss) is str
+                and type(aud) is str
+                and type(claims["sub"]) is str
+                and type(claims["jti"]) is str
+                and type(claims["org"]) is str
+                and type(claims["tier"]) is str
+                and type(iat) is int
+                and type(nbf) is int
+                and type(exp) is int
+                and type(claims["max_activations"]) is int
+                and type(features) is dict
+                and 0 <= iat <= _MAX_EPOCH
+                and 0 <= nbf <= _MAX_EPOCH
+                and 0 <= exp <= _MAX_EPOCH
+                and (lexp is None or (type(lexp) is int and 0 <= lexp <= _MAX_EPOCH))
+                and (not activation or (type(claims["act"]) is str and type(claims["fp"]) is str))
+            )
+        except KeyError:
+            ok = False
+        if ok:
+            for value in features.values():
+                kind = type(value)
+                if (
+                    kind is not bool
+                    and kind is not str
+                    and kind is not int
+                    and (kind is not float or value - value != 0.0)
+                ):
+                    ok = False
+                    break
+            if "nonce" in claims and type(claims["nonce"]) is not str:
+                ok = False
+        if not ok:
+            raise MalformedToken(_claims_problem(claims, activation))
+
+        # 5. Who it is for.
+        if iss != self._issuer:
+            raise WrongIssuer(f"issued by {iss!r}, this verifier trusts {self._issuer!r}")
+        if aud != self._product:
+            raise WrongProduct(f"issued for product {aud!r}, not {self._product!r}")
+
+        # 6. When. ``now`` comes from the caller when given, else the local clock.
+        current = time.time() if now is None else _epoch_seconds(now)
+        leeway = self._leeway
+        if current < iat - leeway:
+            raise ClockRollback(
+                f"the local clock ({_iso(current)}) is earlier than the token's issue time "
+                f"({_iso(iat)})"
+            )
+        if self._state is not None:
+            self._state.observe(current, leeway)
+        if current < nbf - leeway:
+            raise NotYetValid(f"the token is not valid before {_iso(nbf)}")
+        if current >= exp + leeway:
+            raise Expired(f"the token expired at {_iso(exp)}")
+        if lexp is not None and current >= lexp + leeway:
+            raise Expired(f"the license expired at {_iso(lexp)}")
+        return claims
