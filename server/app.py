@@ -87,14 +87,11 @@ def create_app(settings: Settings) -> Litestar:
             await engine.dispose()
 
     api = Router(path="/api/v1", route_handlers=_api_controllers())
-    return Litestar(
+    app = Litestar(
         route_handlers=[HealthController, JwksController, api],
         lifespan=[lifespan],
         dependencies={"session": Provide(provide_session)},
-        middleware=[
-            RequestIdMiddleware,
-            DefineMiddleware(AuthenticationMiddleware),
-        ],
+        middleware=[DefineMiddleware(AuthenticationMiddleware)],
         plugins=[problem_details_plugin()],
         cors_config=CORSConfig(
             allow_origins=list(settings.cors_origins),
@@ -111,6 +108,10 @@ def create_app(settings: Settings) -> Litestar:
         debug=False,
         logging_config=None,
     )
+    # Route middleware does not see unmatched routes (404/405); the request id and the
+    # access log must, so they wrap Litestar's outermost handler instead.
+    app.asgi_handler = RequestIdMiddleware(app.asgi_handler)
+    return app
 
 
 def _initial_state(settings: Settings, kek: bytes):  # noqa: ANN202 - litestar State

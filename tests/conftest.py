@@ -8,6 +8,7 @@ truncating every table after each test.
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import os
 import secrets
 import uuid
@@ -165,3 +166,102 @@ def bearer(token: str) -> dict[str, str]:
 
 def new_id() -> str:
     return str(uuid.uuid4())
+
+
+# --- a real `licentia serve` in a subprocess ----------------------------------------------
+
+
+@dataclass
+class LiveServer:
+    base_url: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def server_env(settings: Settings, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LICENTIA_")}
+    env.update(
+        LICENTIA_DATABASE_URL=settings.database_url,
+        LICENTIA_MIGRATION_DATABASE_URL=settings.migration_database_url or "",
+        LICENTIA_KEY_ENCRYPTION_KEY=settings.key_encryption_key or "",
+        LICENTIA_LOG_JSON="true",
+        **extra,
+    )
+    return env
+
+
+def start_server(
+    env: dict[str, str], log_path: Path, *, workers: int = 1, data_dir: Path | None = None,
+    timeout: float = 60.0,
+) -> LiveServer:
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    port = free_port()
+    args = [sys.executable, "-m", "server.cli", "serve", "--port", str(port),
+            "--workers", str(workers)]
+    if data_dir is not None:
+        args += ["--data-dir", str(data_dir)]
+    handle = log_path.open("ab")
+    process = subprocess.Popen(
+        args, env=env, stdout=handle, stderr=subprocess.STDOUT,
+        cwd=str(Path(__file__).resolve().parent.parent),
+    )
+    base_url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited early:\n{log_path.read_text(errors='replace')}")
+        try:
+            if httpx.get(base_url + "/health/ready", timeout=1).status_code == 200:
+                return LiveServer(base_url, process, log_path)
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    process.kill()
+    raise RuntimeError(f"server not ready in {timeout}s:\n{log_path.read_text(errors='replace')}")
+
+
+def stop_server(server: LiveServer, timeout: float = 20.0) -> int:
+    import signal
+    import subprocess
+
+    if server.process.poll() is None:
+        server.process.send_signal(signal.SIGTERM)
+        try:
+            server.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            server.process.kill()
+            server.process.wait()
+    return server.process.returncode
+
+
+@pytest.fixture
+def live_server_factory(settings: Settings, signing_key: str, tmp_path: Path):
+    """Start real `licentia serve` processes against the test database; stopped afterwards."""
+    started: list[LiveServer] = []
+
+    def factory(workers: int = 1, **env: str) -> LiveServer:
+        server = start_server(
+            server_env(settings, **env), tmp_path / f"server-{len(started)}.log", workers=workers
+        )
+        started.append(server)
+        return server
+
+    yield factory
+    for server in started:
+        stop_server(server)
