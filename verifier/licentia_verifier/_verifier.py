@@ -372,7 +372,7 @@ def _load_jwks(jwks: Any) -> dict[str, Any]:
         return jwks
     if isinstance(jwks, bytes):
         text = jwks.decode("utf-8")
-    elif isinstance(jwks, str) and jwks.lstrip().startswith("{"):
+    elif isinstance(jwks, str) and jwks.lstrip().startswith(("{", "[")):
         text = jwks
     elif isinstance(jwks, (str, os.PathLike)):
         with open(jwks, encoding="utf-8") as handle:

@@ -1,0 +1,126 @@
+"""Fixtures for the verifier's own tests: tokens are signed by hand with `cryptography`, so
+these tests run where only licentia-verifier, cryptography and pytest are installed."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+ISSUER = "https://licensing.example.test"
+PRODUCT = "acme-ide"
+NOW = 1_780_000_000  # a fixed "now" in epoch seconds
+FINGERPRINT = "machine-fingerprint-1"
+
+
+def b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def fp_hash(fingerprint: str) -> str:
+    return b64(hashlib.sha256(fingerprint.encode("utf-8")).digest())
+
+
+def seeded_key(label: str) -> Ed25519PrivateKey:
+    return Ed25519PrivateKey.from_private_bytes(hashlib.sha256(label.encode()).digest())
+
+
+def public_raw(key: Ed25519PrivateKey) -> bytes:
+    return key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+
+
+def jwk(key: Ed25519PrivateKey, kid: str) -> dict[str, str]:
+    return {
+        "kty": "OKP",
+        "crv": "Ed25519",
+        "x": b64(public_raw(key)),
+        "kid": kid,
+        "use": "sig",
+        "alg": "EdDSA",
+    }
+
+
+def encode_segment(value: Any) -> str:
+    if isinstance(value, (bytes, bytearray)):
+        return b64(bytes(value))
+    return b64(json.dumps(value, separators=(",", ":")).encode("utf-8"))
+
+
+def sign(key: Ed25519PrivateKey, header: Any, claims: Any) -> str:
+    signing_input = encode_segment(header) + "." + encode_segment(claims)
+    return signing_input + "." + b64(key.sign(signing_input.encode("ascii")))
+
+
+def license_claims(**overrides: Any) -> dict[str, Any]:
+    claims: dict[str, Any] = {
+        "iss": ISSUER,
+        "sub": "lic_01",
+        "aud": PRODUCT,
+        "iat": NOW - 60,
+        "nbf": NOW - 60,
+        "exp": NOW + 3600,
+        "jti": "jti-1",
+        "org": "org_01",
+        "tier": "pro",
+        "features": {"sso": True, "seats": 25, "ratio": 0.5, "edition": "gold", "beta": False},
+        "max_activations": 3,
+        "license_expires_at": NOW + 86400 * 30,
+    }
+    claims.update(overrides)
+    return claims
+
+
+def activation_claims(**overrides: Any) -> dict[str, Any]:
+    claims = license_claims(act="act_01", fp=fp_hash(FINGERPRINT))
+    claims.update(overrides)
+    return claims
+
+
+class Env:
+    """A signing key, its JWKS and helpers to mint tokens for one test."""
+
+    ISSUER = ISSUER
+    PRODUCT = PRODUCT
+    NOW = NOW
+    FINGERPRINT = FINGERPRINT
+    b64 = staticmethod(b64)
+    fp_hash = staticmethod(fp_hash)
+    seeded_key = staticmethod(seeded_key)
+    jwk = staticmethod(jwk)
+    encode_segment = staticmethod(encode_segment)
+    license_claims = staticmethod(license_claims)
+    activation_claims = staticmethod(activation_claims)
+
+    def sign(self, header: Any, claims: Any, key: Ed25519PrivateKey | None = None) -> str:
+        return sign(key or self.key, header, claims)
+
+    def __init__(self) -> None:
+        self.key = seeded_key("verifier-tests-key-1")
+        self.kid = "key-1"
+        self.jwks = {"keys": [jwk(self.key, self.kid)]}
+
+    def header(self, typ: str, **extra: Any) -> dict[str, Any]:
+        return {"alg": "EdDSA", "kid": self.kid, "typ": typ, **extra}
+
+    def license(self, **overrides: Any) -> str:
+        return sign(self.key, self.header("license+jwt"), license_claims(**overrides))
+
+    def activation(self, **overrides: Any) -> str:
+        return sign(self.key, self.header("activation+jwt"), activation_claims(**overrides))
+
+    def verifier(self, **kwargs: Any) -> Any:
+        from licentia_verifier import Verifier
+
+        kwargs.setdefault("product", PRODUCT)
+        kwargs.setdefault("issuer", ISSUER)
+        return Verifier.from_jwks(self.jwks, **kwargs)
+
+
+@pytest.fixture
+def env() -> Env:
+    return Env()
