@@ -114,7 +114,7 @@ def create_app(settings: Settings) -> Litestar:
     return app
 
 
-def _initial_state(settings: Settings, kek: bytes):  # noqa: ANN202 - litestar State
+def _initial_state(settings: Settings, kek: bytes):
     from litestar.datastructures import State
 
     return State(

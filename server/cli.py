@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import os
+import signal
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -44,7 +45,9 @@ def resolve_database(data_dir: Path) -> Database:
         instance = embedded.start(data_dir)
     except embedded.EmbeddedUnavailable as exc:
         raise click.ClickException(str(exc)) from None
-    return Database(instance.runtime_url, instance.owner_url, kek or instance.key_encryption_key, True)
+    return Database(
+        instance.runtime_url, instance.owner_url, kek or instance.key_encryption_key, True
+    )
 
 
 def settings_for(db: Database, **overrides: Any) -> Settings:
@@ -151,8 +154,15 @@ def serve(host: str, port: int, workers: int, data_dir: Path) -> None:
         os.environ["LICENTIA_MIGRATION_DATABASE_URL"] = db.owner_url
     log.info(
         "serving on http://%s:%s with %d worker(s) (%s database)",
-        host, port, workers, "embedded" if db.embedded else "external",
+        host,
+        port,
+        workers,
+        "embedded" if db.embedded else "external",
     )
+    # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal; exiting
+    # normally from it lets the embedded database stop (atexit) instead of being orphaned.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _exit_cleanly)
     uvicorn.run(
         "server.app:app_from_env",
         factory=True,
@@ -164,6 +174,11 @@ def serve(host: str, port: int, workers: int, data_dir: Path) -> None:
         server_header=False,
         timeout_graceful_shutdown=10,
     )
+
+
+def _exit_cleanly(signum: int, _frame: object) -> None:
+    log.info("stopped by %s", signal.Signals(signum).name)
+    sys.exit(0)
 
 
 def _prepare(settings: Settings, kek: bytes) -> None:
@@ -277,8 +292,12 @@ def keys_new_kek() -> None:
 
 
 @keys.command("rotate")
-@click.option("--activate-at", type=click.DateTime(), default=None,
-              help="When the new key starts signing (UTC if no offset); default: now.")
+@click.option(
+    "--activate-at",
+    type=click.DateTime(),
+    default=None,
+    help="When the new key starts signing (UTC if no offset); default: now.",
+)
 @data_dir_option
 def keys_rotate(activate_at: datetime | None, data_dir: Path) -> None:
     """Create a new key, published now, signing from --activate-at."""
@@ -297,7 +316,8 @@ def keys_rotate(activate_at: datetime | None, data_dir: Path) -> None:
         return info
 
     info = run_admin(settings, work)
-    click.echo(f"{info.kid} {info.state} activates_at={info.activates_at.isoformat() if info.activates_at else '-'}")
+    when_text = info.activates_at.isoformat() if info.activates_at else "-"
+    click.echo(f"{info.kid} {info.state} activates_at={when_text}")
 
 
 @keys.command("list")

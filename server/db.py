@@ -17,7 +17,12 @@ from litestar import Request
 from litestar.datastructures import State
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 
 from server.auth.principal import Principal
 from server.settings import Settings
@@ -56,9 +61,7 @@ async def provide_session(state: State, request: Request) -> AsyncGenerator[Asyn
         await session.begin()
         principal = request.scope.get("user")
         if isinstance(principal, Principal):
-            await set_tenant(
-                session, principal.organization_id, platform_admin=principal.is_admin
-            )
+            await set_tenant(session, principal.organization_id, platform_admin=principal.is_admin)
         yield session
     except BaseException:
         await session.rollback()
@@ -75,7 +78,10 @@ async def set_tenant(
     """Transaction-local tenant for row-level security (safe with pooled connections)."""
     await session.execute(
         _SET_TENANT,
-        {"org": str(organization_id) if organization_id else "", "platform": "on" if platform_admin else "off"},
+        {
+            "org": str(organization_id) if organization_id else "",
+            "platform": "on" if platform_admin else "off",
+        },
     )
 
 

@@ -27,8 +27,12 @@ PRODUCTS: dict[str, tuple[str, dict[str, Any]]] = {
     ),
     "agent_marketplace": (
         "Agent Marketplace",
-        {"publish_agents": False, "private_listings": False, "max_installs": 3,
-         "support": "community"},
+        {
+            "publish_agents": False,
+            "private_listings": False,
+            "max_installs": 3,
+            "support": "community",
+        },
     ),
     "advanced_analytics": (
         "Advanced Analytics",
@@ -40,22 +44,51 @@ PRODUCTS: dict[str, tuple[str, dict[str, Any]]] = {
 TIER_OVERLAYS: dict[str, dict[str, Any]] = {
     "free": {},
     "pro": {
-        "plugins": True, "max_projects": 50, "collaboration": True, "ai_assist": True,
-        "max_workspaces": 10, "automations": 100, "scheduler": True, "publish_agents": True,
-        "max_installs": 50, "dashboards": 50, "export": True, "retention_days": 365,
+        "plugins": True,
+        "max_projects": 50,
+        "collaboration": True,
+        "ai_assist": True,
+        "max_workspaces": 10,
+        "automations": 100,
+        "scheduler": True,
+        "publish_agents": True,
+        "max_installs": 50,
+        "dashboards": 50,
+        "export": True,
+        "retention_days": 365,
         "support": "email",
     },
     "enterprise": {
-        "plugins": True, "max_projects": 10_000, "collaboration": True, "ai_assist": True,
-        "max_workspaces": 1_000, "automations": 100_000, "scheduler": True, "sso": True,
-        "publish_agents": True, "private_listings": True, "max_installs": 100_000,
-        "dashboards": 10_000, "export": True, "retention_days": 3650, "audit_log": True,
+        "plugins": True,
+        "max_projects": 10_000,
+        "collaboration": True,
+        "ai_assist": True,
+        "max_workspaces": 1_000,
+        "automations": 100_000,
+        "scheduler": True,
+        "sso": True,
+        "publish_agents": True,
+        "private_listings": True,
+        "max_installs": 100_000,
+        "dashboards": 10_000,
+        "export": True,
+        "retention_days": 3650,
+        "audit_log": True,
         "support": "priority",
     },
     "trial": {
-        "plugins": True, "max_projects": 10, "collaboration": True, "ai_assist": True,
-        "max_workspaces": 3, "automations": 50, "scheduler": True, "publish_agents": True,
-        "max_installs": 10, "dashboards": 10, "export": True, "retention_days": 14,
+        "plugins": True,
+        "max_projects": 10,
+        "collaboration": True,
+        "ai_assist": True,
+        "max_workspaces": 3,
+        "automations": 50,
+        "scheduler": True,
+        "publish_agents": True,
+        "max_installs": 10,
+        "dashboards": 10,
+        "export": True,
+        "retention_days": 14,
         "support": "email",
     },
 }
@@ -79,9 +112,9 @@ async def seed(session: AsyncSession) -> str:
     """Idempotent: running it twice adds nothing the second time."""
     for code, (name, _) in PRODUCTS.items():
         await session.execute(
-            insert(Product).values(code=code, name=name).on_conflict_do_nothing(
-                index_elements=["code"]
-            )
+            insert(Product)
+            .values(code=code, name=name)
+            .on_conflict_do_nothing(index_elements=["code"])
         )
     products = {p.code: p.id for p in await session.scalars(select(Product))}
     for product_code in PRODUCTS:

@@ -108,8 +108,17 @@ def _start_system_postgres(pgdata: Path) -> str:
     status = subprocess.run([pg_ctl, "-D", str(pgdata), "status"], capture_output=True)
     if status.returncode != 0:
         subprocess.run(
-            [pg_ctl, "-D", str(pgdata), "-w", "-l", str(pgdata.parent / "postgres.log"),
-             "-o", f"-h '' -k {socket_dir}", "start"],
+            [
+                pg_ctl,
+                "-D",
+                str(pgdata),
+                "-w",
+                "-l",
+                str(pgdata.parent / "postgres.log"),
+                "-o",
+                f"-h '' -k {socket_dir}",
+                "start",
+            ],
             check=True,
             capture_output=True,
         )

@@ -6,7 +6,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from litestar.exceptions import HTTPException, ValidationException
+from litestar.exceptions import ClientException, HTTPException, ValidationException
 from litestar.plugins.problem_details import (
     ProblemDetailsConfig,
     ProblemDetailsException,
@@ -15,15 +15,14 @@ from litestar.plugins.problem_details import (
 
 log = logging.getLogger("licentia.errors")
 
+
 class DomainError(Exception):
     """Base of every error a service raises on purpose. ``code`` is stable and public."""
 
     code = "ERROR"
     title = "Request failed"
 
-    def __init__(
-        self, detail: str | None = None, *, code: str | None = None, **extra: Any
-    ) -> None:
+    def __init__(self, detail: str | None = None, *, code: str | None = None, **extra: Any) -> None:
         super().__init__(detail or self.title)
         self.detail = detail or self.title
         if code is not None:
@@ -185,13 +184,21 @@ def http_problem(error: HTTPException) -> ProblemDetailsException:
         )
         return _problem(422, "VALIDATION_ERROR", "Invalid input", summary, errors=errors)
     status = error.status_code
+    if type(error) is ClientException and status == 400:
+        # Litestar raises a bare ClientException when the body cannot be decoded.
+        return _problem(
+            400, "MALFORMED_JSON", "Malformed JSON", f"The body is not valid JSON: {error.detail}"
+        )
     if status >= 500:
         return _problem(status, HTTP_CODES.get(status, "INTERNAL_ERROR"), "Internal server error")
     title = {404: "Not found", 405: "Method not allowed", 413: "Payload too large"}.get(
         status, "Request failed"
     )
     return _problem(
-        status, HTTP_CODES.get(status, f"HTTP_{status}"), title, str(error.detail),
+        status,
+        HTTP_CODES.get(status, f"HTTP_{status}"),
+        title,
+        str(error.detail),
         headers=error.headers,
     )
 
@@ -204,7 +211,9 @@ def unexpected_problem(error: Exception) -> ProblemDetailsException:
         return domain_problem(Unavailable("The database is unavailable; try again shortly"))
     log.error("unhandled error", exc_info=error)
     return _problem(
-        500, "INTERNAL_ERROR", "Internal server error",
+        500,
+        "INTERNAL_ERROR",
+        "Internal server error",
         "An unexpected error occurred; it has been logged",
     )
 

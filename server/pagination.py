@@ -61,15 +61,13 @@ async def paginate(
     if cursor:
         stamp, row_id = decode_cursor(cursor)
         try:
-            typed_id: Any = uuid.UUID(row_id) if id_col.type.python_type is uuid.UUID else int(row_id)
+            typed_id: Any = (
+                uuid.UUID(row_id) if id_col.type.python_type is uuid.UUID else int(row_id)
+            )
         except (ValueError, NotImplementedError):
             raise InvalidInput("The cursor is not valid", code="INVALID_CURSOR") from None
-        query = query.where(
-            or_(created_col > stamp, and_(created_col == stamp, id_col > typed_id))
-        )
-    rows = list(
-        (await session.scalars(query.order_by(created_col, id_col).limit(limit + 1))).all()
-    )
+        query = query.where(or_(created_col > stamp, and_(created_col == stamp, id_col > typed_id)))
+    rows = list((await session.scalars(query.order_by(created_col, id_col).limit(limit + 1))).all())
     next_cursor = None
     if len(rows) > limit:
         rows = rows[:limit]

@@ -83,7 +83,12 @@ def _split(raw: str) -> tuple[str, ...]:
 
 def async_url(url: str) -> str:
     """Normalise a PostgreSQL URL to the asyncpg SQLAlchemy dialect."""
-    for prefix in ("postgresql+asyncpg://", "postgresql+psycopg://", "postgresql://", "postgres://"):
+    for prefix in (
+        "postgresql+asyncpg://",
+        "postgresql+psycopg://",
+        "postgresql://",
+        "postgres://",
+    ):
         if url.startswith(prefix):
             return "postgresql+asyncpg://" + url[len(prefix) :]
     return url

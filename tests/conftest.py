@@ -8,9 +8,9 @@ truncating every table after each test.
 from __future__ import annotations
 
 import asyncio
-import subprocess
 import os
 import secrets
+import subprocess
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -31,6 +31,8 @@ APP_PASSWORD = "licentia-test-password"
 
 @dataclass(frozen=True)
 class TestDatabase:
+    __test__ = False  # not a test class, despite the name
+
     admin_url: str  # superuser, maintenance database
     owner_url: str  # schema owner (runs migrations)
     app_url: str  # runtime role, subject to RLS
@@ -40,7 +42,9 @@ class TestDatabase:
         return url.replace("postgresql+asyncpg://", "postgresql://")
 
 
-def _with(url: str, *, user: str | None = None, password: str | None = None, db: str | None = None) -> str:
+def _with(
+    url: str, *, user: str | None = None, password: str | None = None, db: str | None = None
+) -> str:
     parts = urlsplit(url)
     netloc = parts.netloc
     userinfo, _, hostport = netloc.rpartition("@")
@@ -115,7 +119,7 @@ def settings(database: TestDatabase, kek_text: str) -> Settings:
     )
 
 
-def run(coro):  # noqa: ANN001, ANN201 - tiny helper for async service calls in sync tests
+def run(coro):
     return asyncio.run(coro)
 
 
@@ -131,7 +135,9 @@ def signing_key(settings: Settings) -> str:
             await ensure_active_key(session, parse_kek(settings.key_encryption_key or ""))
             from sqlalchemy import text
 
-            return (await session.execute(text("SELECT kid FROM signing_keys WHERE state='active'"))).scalar_one()
+            return (
+                await session.execute(text("SELECT kid FROM signing_keys WHERE state='active'"))
+            ).scalar_one()
 
     return run(work())
 
@@ -202,7 +208,11 @@ def server_env(settings: Settings, **extra: str) -> dict[str, str]:
 
 
 def start_server(
-    env: dict[str, str], log_path: Path, *, workers: int = 1, data_dir: Path | None = None,
+    env: dict[str, str],
+    log_path: Path,
+    *,
+    workers: int = 1,
+    data_dir: Path | None = None,
     timeout: float = 60.0,
 ) -> LiveServer:
     import subprocess
@@ -212,13 +222,24 @@ def start_server(
     import httpx
 
     port = free_port()
-    args = [sys.executable, "-m", "server.cli", "serve", "--port", str(port),
-            "--workers", str(workers)]
+    args = [
+        sys.executable,
+        "-m",
+        "server.cli",
+        "serve",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+    ]
     if data_dir is not None:
         args += ["--data-dir", str(data_dir)]
     handle = log_path.open("ab")
     process = subprocess.Popen(
-        args, env=env, stdout=handle, stderr=subprocess.STDOUT,
+        args,
+        env=env,
+        stdout=handle,
+        stderr=subprocess.STDOUT,
         cwd=str(Path(__file__).resolve().parent.parent),
     )
     base_url = f"http://127.0.0.1:{port}"

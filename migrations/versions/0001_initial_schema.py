@@ -260,9 +260,8 @@ def upgrade() -> None:
     op.execute(f'GRANT SELECT, INSERT, UPDATE, DELETE ON {", ".join(ALL_TABLES)} TO "{role}"')
     op.execute(f'GRANT USAGE, SELECT ON SEQUENCE audit_events_id_seq TO "{role}"')
     op.execute(f'GRANT SELECT ON alembic_version TO "{role}"')
-    op.execute(
-        f'GRANT EXECUTE ON FUNCTION licentia_license_org(bytea), licentia_user_org(text) TO "{role}"'
-    )
+    lookups = "licentia_license_org(bytea), licentia_user_org(text)"
+    op.execute(f'GRANT EXECUTE ON FUNCTION {lookups} TO "{role}"')
 
 
 def downgrade() -> None:

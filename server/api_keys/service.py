@@ -34,7 +34,11 @@ async def create_api_key(
     await session.flush()
     await session.refresh(row)
     await record(
-        session, actor or ("cli", None), "api_key.create", "api_key", row.id,
+        session,
+        actor or ("cli", None),
+        "api_key.create",
+        "api_key",
+        row.id,
         data={"name": name, "scopes": row.scopes},
     )
     return CreatedKey(key=key, row=row)
@@ -47,9 +51,7 @@ async def create_initial_key(session: AsyncSession) -> str | None:
     return (await create_api_key(session, None, "initial-admin", ["*"])).key
 
 
-async def list_api_keys(
-    session: AsyncSession, *, limit: int, cursor: str | None
-) -> Page[ApiKey]:
+async def list_api_keys(session: AsyncSession, *, limit: int, cursor: str | None) -> Page[ApiKey]:
     return await paginate(session, select(ApiKey), ApiKey.created_at, ApiKey.id, limit, cursor)
 
 

@@ -17,6 +17,7 @@ from typing import Any, Literal
 import jwt
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from litestar import Request
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
@@ -87,8 +88,14 @@ def access_token_secret(key_encryption_key: bytes) -> bytes:
 
 
 def issue_access_token(
-    secret: bytes, *, user_id: uuid.UUID, organization_id: uuid.UUID, role: str, ttl: int,
-    issuer: str, now: datetime | None = None,
+    secret: bytes,
+    *,
+    user_id: uuid.UUID,
+    organization_id: uuid.UUID,
+    role: str,
+    ttl: int,
+    issuer: str,
+    now: datetime | None = None,
 ) -> str:
     now = now or datetime.now(UTC)
     claims = {
@@ -200,6 +207,6 @@ def allow(*, scope: str | None = None, roles: Iterable[str] = ()) -> Guard:
     return guard
 
 
-def provide_principal(request: Any) -> Principal:
+def provide_principal(request: Request) -> Principal:
     """Dependency: the authenticated caller (guards have already admitted it)."""
     return principal_of(request)

@@ -21,12 +21,13 @@ class HealthController(Controller):
     async def ready(self, state: State) -> dict[str, str]:
         try:
             revision = await current_revision(state.engine)
-        except Exception as exc:  # noqa: BLE001 - any failure means not ready
+        except Exception as exc:
             raise Unavailable("The database does not answer", code="DATABASE_UNAVAILABLE") from exc
         expected = head_revision()
         if revision != expected:
             raise Unavailable(
-                f"Schema at {revision or 'nothing'}, expected {expected}; run `licentia db upgrade`",
+                f"Schema at {revision or 'nothing'}, expected {expected}; "
+                "run `licentia db upgrade`",
                 code="SCHEMA_OUTDATED",
             )
         return {"status": "ready", "schema": revision}

@@ -8,12 +8,12 @@ from typing import Any
 import msgspec
 from litestar import Controller, Response, get, post
 from litestar.datastructures import State
+from litestar.di import Provide
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from keys import store
 from server.audit.service import record
 from server.auth.principal import Principal, allow, provide_principal
-from litestar.di import Provide
 
 
 class SigningKeyRead(msgspec.Struct):
@@ -58,10 +58,15 @@ class SigningKeyController(Controller):
 
     @post("/rotate", guards=[allow(scope="keys:write")], summary="Rotate the signing key")
     async def rotate(
-        self, session: AsyncSession, state: State, principal: Principal,
+        self,
+        session: AsyncSession,
+        state: State,
+        principal: Principal,
         data: RotateRequest | None = None,
     ) -> SigningKeyRead:
-        info = await store.rotate(session, state.kek, activate_at=data.activate_at if data else None)
+        info = await store.rotate(
+            session, state.kek, activate_at=data.activate_at if data else None
+        )
         await record(session, principal, "key.rotate", "signing_key", info.kid)
         state.keyring.invalidate()
         return _read(info)

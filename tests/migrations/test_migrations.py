@@ -1,0 +1,80 @@
+"""Migration 0001 on a real database: upgrade head, downgrade base, upgrade head again."""
+
+from __future__ import annotations
+
+import os
+
+import psycopg
+import pytest
+from conftest import TestDatabase, _with
+
+from server.db import downgrade, upgrade
+from server.settings import async_url
+
+TENANT_TABLES = {"organizations", "users", "licenses", "activations", "projects", "audit_events"}
+ALL_TABLES = TENANT_TABLES | {
+    "products",
+    "tiers",
+    "signing_keys",
+    "api_keys",
+    "refresh_tokens",
+    "idempotency_keys",
+    "rate_limits",
+}
+
+
+@pytest.fixture
+def scratch_url(database: TestDatabase):
+    name = f"licentia_migrations_{os.getpid()}"
+    with psycopg.connect(database.admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield _with(database.admin_url, db=name)
+    with psycopg.connect(database.admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _tables(url: str) -> set[str]:
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+        ).fetchall()
+    return {r[0] for r in rows} - {"alembic_version"}
+
+
+def test_upgrade_downgrade_upgrade(scratch_url: str) -> None:
+    upgrade(async_url(scratch_url))
+    assert _tables(scratch_url) == ALL_TABLES
+    downgrade(async_url(scratch_url), "base")
+    assert _tables(scratch_url) == set()
+    with psycopg.connect(scratch_url) as conn:
+        functions = conn.execute(
+            "SELECT count(*) FROM pg_proc WHERE proname LIKE 'licentia_%'"
+        ).fetchone()
+    assert functions == (0,)
+    upgrade(async_url(scratch_url))
+    assert _tables(scratch_url) == ALL_TABLES
+
+
+def test_every_tenant_table_forces_row_level_security(database: TestDatabase) -> None:
+    with psycopg.connect(database.owner_url) as conn:
+        rows = conn.execute(
+            "SELECT relname, relrowsecurity, relforcerowsecurity FROM pg_class "
+            "WHERE relname = ANY(%s)",
+            (sorted(TENANT_TABLES),),
+        ).fetchall()
+    assert {r[0] for r in rows} == TENANT_TABLES
+    assert all(r[1] and r[2] for r in rows), rows
+
+
+def test_lookups_are_security_definer_and_not_public(database: TestDatabase) -> None:
+    with psycopg.connect(database.owner_url) as conn:
+        rows = conn.execute(
+            "SELECT proname, prosecdef, "
+            "has_function_privilege('public', oid, 'EXECUTE') FROM pg_proc "
+            "WHERE proname IN ('licentia_license_org', 'licentia_user_org')"
+        ).fetchall()
+    assert sorted(rows) == [
+        ("licentia_license_org", True, False),
+        ("licentia_user_org", True, False),
+    ]
