@@ -1,0 +1,408 @@
+"""Generate the Licentia token test vectors (tests/vectors/*.json), deterministically.
+
+    uv run python tests/vectors/generate.py          # (re)write the vectors
+    uv run python tests/vectors/generate.py --check  # exit 1 if the files are stale
+
+Keys are derived from fixed seeds, claims (including jti) are fixed, and Ed25519 signatures
+are deterministic, so the output is byte-for-byte stable. Each vector is one JSON file:
+
+    {"description", "jwks", "verifier": {"product", "issuer", "leeway_seconds"},
+     "method": "verify_license" | "verify_activation", "token", "now", ["fingerprint"],
+     "expected": {"ok": {<claims>}} | {"error": "<ErrorName>"}}
+
+See docs/token-format.md, section "Test vectors".
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from keys.crypto import SigningKey, compute_kid, raw_private_key, raw_public_key
+
+HERE = Path(__file__).resolve().parent
+ISSUER = "https://licensing.example.com"
+PRODUCT = "acme-ide"
+LEEWAY = 300
+NOW = 1_780_000_000  # 2026-05-28T20:26:40Z
+FINGERPRINT = "k3Vb0mK0c1m4Qe9fJ2y5u8w1x4z7B0D3F6H9J2L5N8P"
+LICENSE_ID = "5f0c6f1e-8f4e-4d0a-9a43-5b7c1f0e2d11"
+ORG_ID = "0b1f2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
+ACTIVATION_ID = "7d9e8f70-1a2b-4c3d-8e4f-5a6b7c8d9e0f"
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _seg(value: Any) -> str:
+    return _b64(json.dumps(value, separators=(",", ":")).encode("utf-8"))
+
+
+def _signer(seed: str) -> SigningKey:
+    key = Ed25519PrivateKey.from_private_bytes(hashlib.sha256(seed.encode()).digest())
+    return SigningKey.from_raw(compute_kid(raw_public_key(key)), raw_private_key(key))
+
+
+ACTIVE = _signer("licentia test vectors: active key")
+RETIRED = _signer("licentia test vectors: retired key")
+UNPUBLISHED = _signer("licentia test vectors: unpublished key")
+JWKS = {"keys": [ACTIVE.public_jwk(), RETIRED.public_jwk()]}
+
+
+def _fp_hash(fingerprint: str) -> str:
+    return _b64(hashlib.sha256(fingerprint.encode("utf-8")).digest())
+
+
+def license_claims(**changes: Any) -> dict[str, Any]:
+    claims: dict[str, Any] = {
+        "iss": ISSUER,
+        "sub": LICENSE_ID,
+        "aud": PRODUCT,
+        "iat": NOW - 3600,
+        "nbf": NOW - 3600,
+        "exp": NOW + 14 * 86400,
+        "jti": "q8J3xVw0Yl5nT2bC7dE1fA",
+        "org": ORG_ID,
+        "tier": "pro",
+        "features": {"sso": True, "seats": 25, "export": False, "edition": "studio"},
+        "max_activations": 3,
+        "license_expires_at": NOW + 180 * 86400,
+    }
+    claims.update(changes)
+    return {k: v for k, v in claims.items() if v is not _DROP}
+
+
+def activation_claims(**changes: Any) -> dict[str, Any]:
+    base = {"act": ACTIVATION_ID, "fp": _fp_hash(FINGERPRINT)}
+    base.update(changes)
+    return license_claims(**base)
+
+
+_DROP = object()
+
+
+def _raw_token(header: dict[str, Any], claims: Any, signature: bytes) -> str:
+    payload = _seg(claims) if not isinstance(claims, bytes) else _b64(claims)
+    return f"{_seg(header)}.{payload}.{_b64(signature)}"
+
+
+def _ed_sign(signer: SigningKey, header: dict[str, Any], claims: Any) -> str:
+    """Sign with an arbitrary header (the server never does this; attacks and edge cases do)."""
+    payload = _seg(claims) if not isinstance(claims, bytes) else _b64(claims)
+    signing_input = f"{_seg(header)}.{payload}"
+    key = Ed25519PrivateKey.from_private_bytes(hashlib.sha256(_SEEDS[signer.kid].encode()).digest())
+    return f"{signing_input}.{_b64(key.sign(signing_input.encode()))}"
+
+
+_SEEDS = {
+    ACTIVE.kid: "licentia test vectors: active key",
+    RETIRED.kid: "licentia test vectors: retired key",
+    UNPUBLISHED.kid: "licentia test vectors: unpublished key",
+}
+
+
+def _header(typ: str, signer: SigningKey = ACTIVE, **extra: Any) -> dict[str, Any]:
+    return {"alg": "EdDSA", "kid": signer.kid, "typ": typ, **extra}
+
+
+def _fake_signature(label: str, size: int) -> bytes:
+    out = b""
+    while len(out) < size:
+        out += hashlib.sha256(f"{label}:{len(out)}".encode()).digest()
+    return out[:size]
+
+
+def build() -> dict[str, dict[str, Any]]:
+    """All vectors by file name."""
+    L, A = "license+jwt", "activation+jwt"
+    vectors: dict[str, dict[str, Any]] = {}
+
+    def add(
+        name: str,
+        description: str,
+        token: str,
+        expected: dict[str, Any],
+        *,
+        method: str = "verify_license",
+        fingerprint: str | None = None,
+        now: int = NOW,
+    ) -> None:
+        vector: dict[str, Any] = {
+            "description": description,
+            "jwks": JWKS,
+            "verifier": {"product": PRODUCT, "issuer": ISSUER, "leeway_seconds": LEEWAY},
+            "method": method,
+            "token": token,
+            "now": now,
+        }
+        if method == "verify_activation":
+            vector["fingerprint"] = FINGERPRINT if fingerprint is None else fingerprint
+        vector["expected"] = expected
+        vectors[name] = vector
+
+    def ok(claims: dict[str, Any]) -> dict[str, Any]:
+        return {"ok": claims}
+
+    def error(name: str) -> dict[str, Any]:
+        return {"error": name}
+
+    # --- accepted ---------------------------------------------------------------------
+    c = license_claims()
+    add("valid-license", "A license token signed by the active key.", ACTIVE.sign(L, c), ok(c))
+    c = license_claims(license_expires_at=None, nonce="client-nonce-42")
+    add(
+        "valid-license-perpetual-with-nonce",
+        "A perpetual license (license_expires_at null) echoing a request nonce.",
+        ACTIVE.sign(L, c),
+        ok(c),
+    )
+    c = activation_claims()
+    add(
+        "valid-activation",
+        "An activation token for the vector fingerprint; exp is the offline lease.",
+        ACTIVE.sign(A, c),
+        ok(c),
+        method="verify_activation",
+    )
+    add(
+        "valid-activation-retired-key",
+        "Signed by a retired key that is still published in the JWKS.",
+        RETIRED.sign(A, c),
+        ok(c),
+        method="verify_activation",
+    )
+    c = license_claims()
+    add(
+        "valid-license-alg-ed25519",
+        'The RFC 9864 algorithm name "Ed25519" is accepted like "EdDSA".',
+        _ed_sign(ACTIVE, {"alg": "Ed25519", "kid": ACTIVE.kid, "typ": L}, c),
+        ok(c),
+    )
+    c = license_claims(exp=NOW - 200)
+    add(
+        "valid-license-expired-within-leeway",
+        "exp passed 200 s ago, inside the 300 s leeway.",
+        ACTIVE.sign(L, c),
+        ok(c),
+    )
+
+    # --- malformed ----------------------------------------------------------------------
+    big = license_claims(features={f"feature-{i:05d}": True for i in range(1000)})
+    add(
+        "malformed-too-large",
+        "Longer than 16 KiB: refused before any parsing.",
+        ACTIVE.sign(L, big),
+        error("MalformedToken"),
+    )
+    good = ACTIVE.sign(L, license_claims())
+    add(
+        "malformed-two-segments",
+        "Only header.payload.",
+        good.rsplit(".", 1)[0],
+        error("MalformedToken"),
+    )
+    add(
+        "malformed-padded-signature",
+        "Base64url padding is not allowed.",
+        good + "==",
+        error("MalformedToken"),
+    )
+    add(
+        "malformed-missing-claim",
+        "No jti claim.",
+        ACTIVE.sign(L, license_claims(jti=_DROP)),
+        error("MalformedToken"),
+    )
+    add(
+        "malformed-boolean-as-integer",
+        "max_activations is true, not an integer.",
+        ACTIVE.sign(L, license_claims(max_activations=True)),
+        error("MalformedToken"),
+    )
+    add(
+        "malformed-float-time",
+        "exp is a float, not an integer.",
+        ACTIVE.sign(L, license_claims(exp=NOW + 86400.5)),
+        error("MalformedToken"),
+    )
+    add(
+        "malformed-header-jku",
+        "A jku header field (never trusted, refused outright).",
+        _ed_sign(ACTIVE, _header(L, jku="https://attacker.example/jwks.json"), license_claims()),
+        error("MalformedToken"),
+    )
+    add(
+        "malformed-header-crit",
+        "A crit header field.",
+        _ed_sign(ACTIVE, _header(L, crit=["exp"]), license_claims()),
+        error("MalformedToken"),
+    )
+    add(
+        "malformed-payload-not-object",
+        "The payload is a JSON array.",
+        _ed_sign(ACTIVE, _header(L), [1, 2, 3]),
+        error("MalformedToken"),
+    )
+
+    # --- signature and algorithm ----------------------------------------------------------
+    head, payload, sig = good.split(".")
+    flipped = _b64(
+        bytes([base64.urlsafe_b64decode(sig + "==")[0] ^ 1])
+        + base64.urlsafe_b64decode(sig + "==")[1:]
+    )
+    add(
+        "invalid-signature",
+        "One bit of the signature flipped.",
+        f"{head}.{payload}.{flipped}",
+        error("InvalidSignature"),
+    )
+    tampered = _seg(license_claims(tier="enterprise"))
+    add(
+        "invalid-signature-tampered-payload",
+        "The payload changed after signing (tier upgraded).",
+        f"{head}.{tampered}.{sig}",
+        error("InvalidSignature"),
+    )
+    add(
+        "invalid-signature-alg-none",
+        'alg "none" with an empty signature.',
+        f"{_seg({'alg': 'none', 'kid': ACTIVE.kid, 'typ': L})}.{payload}.",
+        error("InvalidSignature"),
+    )
+    hs_input = f"{_seg({'alg': 'HS256', 'kid': ACTIVE.kid, 'typ': L})}.{payload}"
+    mac = hmac.new(ACTIVE.public_jwk()["x"].encode(), hs_input.encode(), hashlib.sha256).digest()
+    add(
+        "invalid-signature-alg-hs256",
+        "HS256 keyed with the public key's x (algorithm confusion).",
+        f"{hs_input}.{_b64(mac)}",
+        error("InvalidSignature"),
+    )
+    add(
+        "invalid-signature-alg-rs256",
+        "alg RS256.",
+        _raw_token(_header(L) | {"alg": "RS256"}, license_claims(), _fake_signature("rs", 256)),
+        error("InvalidSignature"),
+    )
+    add(
+        "invalid-signature-alg-es256",
+        "alg ES256.",
+        _raw_token(_header(L) | {"alg": "ES256"}, license_claims(), _fake_signature("es", 64)),
+        error("InvalidSignature"),
+    )
+    add(
+        "unknown-key",
+        "Signed by a key whose kid is not in the JWKS (e.g. revoked).",
+        UNPUBLISHED.sign(L, license_claims()),
+        error("UnknownKey"),
+    )
+
+    # --- who and what ----------------------------------------------------------------------
+    add(
+        "wrong-token-type-activation-as-license",
+        "An activation token passed to verify_license.",
+        ACTIVE.sign(A, activation_claims()),
+        error("WrongTokenType"),
+    )
+    add(
+        "wrong-token-type-license-as-activation",
+        "A license token passed to verify_activation.",
+        ACTIVE.sign(L, license_claims()),
+        error("WrongTokenType"),
+        method="verify_activation",
+    )
+    add(
+        "wrong-issuer",
+        "iss is another server.",
+        ACTIVE.sign(L, license_claims(iss="https://licensing.other.example")),
+        error("WrongIssuer"),
+    )
+    add(
+        "wrong-product",
+        "aud is another product.",
+        ACTIVE.sign(L, license_claims(aud="acme-cad")),
+        error("WrongProduct"),
+    )
+    add(
+        "wrong-machine",
+        "The activation token was issued for another fingerprint.",
+        ACTIVE.sign(A, activation_claims()),
+        error("WrongMachine"),
+        method="verify_activation",
+        fingerprint="some-other-machine",
+    )
+
+    # --- time ------------------------------------------------------------------------------
+    add(
+        "expired",
+        "exp passed more than the leeway ago.",
+        ACTIVE.sign(L, license_claims(exp=NOW - 301)),
+        error("Expired"),
+    )
+    add(
+        "expired-activation-lease",
+        "The activation lease (exp) ran out.",
+        ACTIVE.sign(
+            A, activation_claims(iat=NOW - 15 * 86400, nbf=NOW - 15 * 86400, exp=NOW - 86400)
+        ),
+        error("Expired"),
+        method="verify_activation",
+    )
+    add(
+        "expired-license",
+        "license_expires_at has passed even though exp has not.",
+        _ed_sign(ACTIVE, _header(L), license_claims(license_expires_at=NOW - 1000)),
+        error("Expired"),
+    )
+    add(
+        "not-yet-valid",
+        "nbf is more than the leeway in the future.",
+        ACTIVE.sign(L, license_claims(nbf=NOW + 3600)),
+        error("NotYetValid"),
+    )
+    add(
+        "clock-rollback",
+        "iat is more than the leeway after now: the local clock is behind the server's.",
+        ACTIVE.sign(L, license_claims(iat=NOW + 86400, nbf=NOW + 86400, exp=NOW + 15 * 86400)),
+        error("ClockRollback"),
+    )
+    return vectors
+
+
+def render(vector: dict[str, Any]) -> str:
+    return json.dumps(vector, indent=2, ensure_ascii=True) + "\n"
+
+
+def main(argv: list[str]) -> int:
+    vectors = build()
+    expected = {f"{name}.json": render(v) for name, v in vectors.items()}
+    existing = {p.name for p in HERE.glob("*.json")}
+    if "--check" in argv:
+        stale = sorted(
+            name
+            for name, text in expected.items()
+            if not (HERE / name).exists() or (HERE / name).read_text() != text
+        )
+        extra = sorted(existing - set(expected))
+        if stale or extra:
+            print(f"stale vectors: {stale}; unexpected files: {extra}")
+            return 1
+        print(f"{len(expected)} vectors up to date")
+        return 0
+    for name in existing - set(expected):
+        (HERE / name).unlink()
+    for name, text in expected.items():
+        (HERE / name).write_text(text)
+    print(f"wrote {len(expected)} vectors to {HERE}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,48 @@
+"""The shared test vectors (tests/vectors/ in the repository), checked with only the verifier
+installed. Skipped when the verifier is tested outside the repository checkout."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+import licentia_verifier
+from licentia_verifier import LicenseError, Verifier
+
+VECTOR_DIR = Path(__file__).resolve().parents[2] / "tests" / "vectors"
+VECTORS = sorted(VECTOR_DIR.glob("*.json")) if VECTOR_DIR.is_dir() else []
+
+
+@pytest.mark.skipif(not VECTORS, reason=f"no test vectors at {VECTOR_DIR}")
+@pytest.mark.parametrize("path", VECTORS, ids=[p.stem for p in VECTORS])
+def test_shared_vector(path):
+    vector = json.loads(path.read_text())
+    options = vector["verifier"]
+    verifier = Verifier.from_jwks(
+        json.dumps(vector["jwks"]),
+        product=options["product"],
+        issuer=options["issuer"],
+        leeway=timedelta(seconds=options["leeway_seconds"]),
+    )
+    kwargs = {"now": vector["now"]}
+    if vector["method"] == "verify_activation":
+        kwargs["fingerprint"] = vector["fingerprint"]
+    call = getattr(verifier, vector["method"])
+    if "error" in vector["expected"]:
+        with pytest.raises(LicenseError) as info:
+            call(vector["token"], **kwargs)
+        assert type(info.value).__name__ == vector["expected"]["error"]
+        assert hasattr(licentia_verifier, vector["expected"]["error"])
+    else:
+        claims = vector["expected"]["ok"]
+        lic = call(vector["token"], **kwargs)
+        assert (lic.license_id, lic.product, lic.tier) == (
+            claims["sub"],
+            claims["aud"],
+            claims["tier"],
+        )
+        assert dict(lic.features) == claims["features"]
+        assert int(lic.expires_at.timestamp()) == claims["exp"]
