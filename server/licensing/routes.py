@@ -1,0 +1,135 @@
+"""The product-facing licensing API. Public: the license key authenticates the call."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from litestar import Controller, Response, get, post
+from litestar.datastructures import State
+from litestar.params import Parameter
+from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from server.licensing import service
+from server.licensing.schemas import (
+    ActivateRequest,
+    ActivationResponse,
+    CheckInRequest,
+    CheckInResponse,
+    DeactivateRequest,
+    FeaturesResponse,
+    ValidateRequest,
+    ValidateResponse,
+)
+from server.observability import current_client_ip
+
+
+def _caller(state: State) -> service.Caller:
+    return service.Caller(
+        settings=state.settings,
+        keyring=state.keyring,
+        engine=state.engine,
+        client_ip=current_client_ip(),
+    )
+
+
+_REFUSALS = (
+    "Refusals are problem details with a `code`: 404 `LICENSE_NOT_FOUND`, 403 "
+    "`LICENSE_SUSPENDED` / `LICENSE_REVOKED` / `LICENSE_EXPIRED` / `LICENSE_NOT_YET_VALID`, "
+    "422 `PRODUCT_MISMATCH`; 429 `RATE_LIMITED` (with `Retry-After`) when an address sends "
+    "too many unknown keys."
+)
+
+
+class LicensingController(Controller):
+    path = "/licenses"
+    tags = ["licensing"]
+
+    @post(
+        "/validate",
+        status_code=HTTP_200_OK,
+        summary="Validate a license key",
+        description=(
+            "Always 200 for a license outcome: `valid`, `code` (VALID, NOT_FOUND, EXPIRED, "
+            "SUSPENDED, REVOKED, NOT_YET_VALID, PRODUCT_MISMATCH, NOT_ACTIVATED), `detail`, the "
+            "license summary and, when valid, a fresh `license+jwt` carrying the `nonce` sent. "
+            "Never changes a seat. 422 for a malformed body; 429 for too many unknown keys."
+        ),
+    )
+    async def validate(
+        self, session: AsyncSession, state: State, data: ValidateRequest
+    ) -> ValidateResponse:
+        return await service.validate(session, _caller(state), data)
+
+    @post(
+        "/activate",
+        summary="Activate a machine (take a seat)",
+        description=(
+            "201 with an `activation+jwt` whose `exp` is the offline lease; 200 with the same "
+            "activation and a fresh token when this fingerprint already holds a seat. Accepts "
+            "an offline activation request file as it is, and answers with a body that is a "
+            "valid activation response file. 409 `ACTIVATION_LIMIT` when every seat is taken. "
+            + _REFUSALS
+        ),
+    )
+    async def activate(
+        self, session: AsyncSession, state: State, data: ActivateRequest
+    ) -> Response[ActivationResponse]:
+        activated = await service.activate(session, _caller(state), data)
+        status = HTTP_201_CREATED if activated.created else HTTP_200_OK
+        return Response(activated.response, status_code=status)
+
+    @post(
+        "/check-in",
+        status_code=HTTP_200_OK,
+        summary="Renew the lease of an activated machine",
+        description=(
+            "200 with a fresh `activation+jwt` and the new lease end; 404 `NOT_ACTIVATED` when "
+            "the seat was freed (deactivated, or its lease ran out longer ago than the tier's "
+            "grace period). " + _REFUSALS
+        ),
+    )
+    async def check_in(
+        self, session: AsyncSession, state: State, data: CheckInRequest
+    ) -> CheckInResponse:
+        return await service.check_in(session, _caller(state), data)
+
+    @post(
+        "/deactivate",
+        status_code=HTTP_204_NO_CONTENT,
+        summary="Deactivate a machine (free its seat)",
+        description=(
+            "204; the seat is free at once. 404 `NOT_ACTIVATED` when this machine holds no seat; "
+            "409 `DEACTIVATION_LIMIT` past the tier's deactivations per 24 hours. Accepts an "
+            "offline deactivation request file as it is."
+        ),
+    )
+    async def deactivate(
+        self, session: AsyncSession, state: State, data: DeactivateRequest
+    ) -> None:
+        await service.deactivate(session, _caller(state), data)
+
+    @get(
+        "/features",
+        summary="Features of a tier, or of one license",
+        description=(
+            "`?product=P&tier=T`: the tier's features. `?product=P&license_key=K` instead: the "
+            "features of that license (refused like activation when it cannot be used)."
+        ),
+        cache=False,
+    )
+    async def features(
+        self,
+        session: AsyncSession,
+        state: State,
+        product: Annotated[str, Parameter(min_length=1, max_length=64)],
+        tier: Annotated[str | None, Parameter(min_length=1, max_length=64)] = None,
+        license_key: Annotated[str | None, Parameter(min_length=1, max_length=128)] = None,
+    ) -> FeaturesResponse:
+        return await service.features(
+            session,
+            _caller(state),
+            product=product,
+            tier=tier,
+            license_key=license_key,
+        )

@@ -1,0 +1,578 @@
+"""What products call: validate, activate, check in, deactivate, features.
+
+The hot path (idiom 8): a handful of indexed statements per call, no ORM objects.
+
+1. ``set_config('app.organization_id', licentia_license_org(hash), true)`` sets the tenant
+   from the key hash (the SECURITY DEFINER look-up returns only the organization id); an
+   empty result means an unknown key, which counts against the caller's address.
+2. One joined SELECT of license + product + tier, filtered by the organization as well as by
+   row-level security; activation and deactivation take ``FOR UPDATE`` on the license row so
+   every seat decision for one license is serialised by PostgreSQL, across workers and
+   replicas alike.
+3. After the lock, one statement releases seats whose lease ran out longer ago than the
+   tier's grace period and counts the live ones (a new statement, hence a fresh snapshot in
+   READ COMMITTED: it sees every activation committed before the lock was granted).
+4. Insert (``ON CONFLICT DO NOTHING`` on the partial unique index of live fingerprints) or
+   renew; sign the token.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from sqlalchemy import text
+from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
+from keys.crypto import SigningKey
+from keys.tokens import (
+    TokenSubject,
+    fingerprint_hash,
+    issue_activation_token,
+    issue_license_token,
+)
+from server.audit.service import record
+from server.errors import (
+    ActivationLimitReached,
+    DeactivationLimitReached,
+    InvalidInput,
+    LicenseRefused,
+    NotFound,
+    ProductMismatch,
+    RateLimited,
+)
+from server.licenses.facts import (
+    effective_features,
+    effective_max_activations,
+    effective_status,
+    hash_license_key,
+)
+from server.licensing.schemas import (
+    ActivateRequest,
+    ActivationResponse,
+    CheckInRequest,
+    CheckInResponse,
+    DeactivateRequest,
+    FeaturesResponse,
+    LicenseSummary,
+    ValidateRequest,
+    ValidateResponse,
+)
+from server.settings import Settings
+
+
+class SignerSource(Protocol):
+    async def signer(self) -> SigningKey: ...
+
+
+@dataclass(frozen=True)
+class Caller:
+    """What the service needs besides the session: settings, the signer, the abuse limiter."""
+
+    settings: Settings
+    keyring: SignerSource
+    engine: AsyncEngine | None = None
+    """For the unknown-key counter, written in its own transaction; ``None`` disables it."""
+    client_ip: str | None = None
+
+
+# --- SQL --------------------------------------------------------------------------------
+
+_RESOLVE_TENANT = text(
+    "SELECT set_config('app.organization_id', "
+    "coalesce(licentia_license_org(:hash)::text, ''), true) AS org"
+)
+
+_LICENSE_COLUMNS = """
+    l.id, l.organization_id, l.status, l.starts_at, l.expires_at,
+    l.max_activations, l.features, p.code AS product, t.code AS tier,
+    t.features AS tier_features, t.max_activations AS tier_max_activations,
+    t.offline_lease_days, t.lease_grace_days, t.max_deactivations_per_day
+"""
+_LICENSE_FROM = """
+    FROM licenses l
+    JOIN products p ON p.id = l.product_id
+    JOIN tiers t ON t.id = l.tier_id
+    WHERE l.key_hash = :hash AND l.organization_id = :org
+"""
+_LIVE = (
+    "a.license_id = l.id AND a.organization_id = l.organization_id "
+    "AND a.deactivated_at IS NULL "
+    "AND a.lease_expires_at + make_interval(days => t.lease_grace_days) > :now"
+)
+
+# Validation reads only: the seat count and this machine's seat come along as subqueries.
+_VALIDATE = text(
+    f"""
+    SELECT {_LICENSE_COLUMNS},
+        (SELECT count(*) FROM activations a WHERE {_LIVE}) AS seats,
+        (SELECT a.id FROM activations a WHERE {_LIVE} AND a.fingerprint_hash = :fp) AS seat
+    {_LICENSE_FROM}
+    """
+)
+
+_LICENSE = text(f"SELECT {_LICENSE_COLUMNS} {_LICENSE_FROM}")
+_LICENSE_FOR_UPDATE = text(f"SELECT {_LICENSE_COLUMNS} {_LICENSE_FROM} FOR UPDATE OF l")
+
+# Runs after the license row is locked: release stale seats, count the live ones.
+_SEATS = text(
+    """
+    WITH stale AS (
+        UPDATE activations
+        SET deactivated_at = :now, deactivation_reason = 'lease_expired'
+        WHERE license_id = :license_id AND organization_id = :org AND deactivated_at IS NULL
+          AND lease_expires_at + make_interval(days => :grace) <= :now
+        RETURNING id
+    ), live AS (
+        SELECT id, fingerprint_hash FROM activations
+        WHERE license_id = :license_id AND organization_id = :org AND deactivated_at IS NULL
+          AND lease_expires_at + make_interval(days => :grace) > :now
+    )
+    SELECT (SELECT count(*) FROM live) AS seats,
+           (SELECT id FROM live WHERE fingerprint_hash = :fp) AS seat,
+           (SELECT count(*) FROM stale) AS released
+    """
+)
+
+_INSERT_ACTIVATION = text(
+    """
+    INSERT INTO activations (id, organization_id, license_id, fingerprint_hash, name, platform,
+                             activated_at, last_check_in_at, lease_expires_at)
+    VALUES (:id, :org, :license_id, :fp, :name, :platform, :now, :now, :lease)
+    ON CONFLICT (license_id, fingerprint_hash) WHERE deactivated_at IS NULL DO NOTHING
+    RETURNING id
+    """
+)
+
+_RENEW_BY_ID = text(
+    """
+    UPDATE activations
+    SET lease_expires_at = :lease, last_check_in_at = :now,
+        name = coalesce(:name, name), platform = coalesce(:platform, platform)
+    WHERE id = :id AND organization_id = :org AND deactivated_at IS NULL
+    RETURNING id
+    """
+)
+
+# Check-in: one conditional update; a seat already past its grace period is not revived.
+_CHECK_IN = text(
+    """
+    UPDATE activations
+    SET lease_expires_at = :lease, last_check_in_at = :now
+    WHERE license_id = :license_id AND organization_id = :org AND fingerprint_hash = :fp
+      AND deactivated_at IS NULL
+      AND lease_expires_at + make_interval(days => :grace) > :now
+    RETURNING id
+    """
+)
+
+_DEACTIVATE = text(
+    """
+    UPDATE activations SET deactivated_at = :now, deactivation_reason = 'user'
+    WHERE license_id = :license_id AND organization_id = :org AND fingerprint_hash = :fp
+      AND deactivated_at IS NULL
+    RETURNING id
+    """
+)
+
+_RECENT_DEACTIVATIONS = text(
+    """
+    SELECT count(*) FROM activations
+    WHERE license_id = :license_id AND organization_id = :org
+      AND deactivated_at > :since AND deactivation_reason = 'user'
+    """
+)
+
+_TIER_FEATURES = text(
+    """
+    SELECT t.features FROM tiers t JOIN products p ON p.id = t.product_id
+    WHERE p.code = :product AND t.code = :tier
+    """
+)
+
+_RATE_HIT = text(
+    """
+    INSERT INTO rate_limits (bucket, window_start, hits) VALUES (:bucket, :window, 1)
+    ON CONFLICT (bucket, window_start) DO UPDATE SET hits = rate_limits.hits + 1
+    RETURNING hits
+    """
+)
+_RATE_PRUNE = text("DELETE FROM rate_limits WHERE bucket = :bucket AND window_start < :window")
+
+
+# --- small facts ----------------------------------------------------------------------------
+
+_REFUSALS: Mapping[str, tuple[str, str]] = {
+    "expired": ("EXPIRED", "The license has expired"),
+    "suspended": ("SUSPENDED", "The license is suspended"),
+    "revoked": ("REVOKED", "The license has been revoked"),
+    "not_yet_valid": ("NOT_YET_VALID", "The license is not valid yet"),
+}
+
+
+def _now() -> datetime:
+    """Whole seconds, like the tokens' ``iat``/``exp``, so a lease stored equals a token's."""
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def _floor(value: datetime | None) -> datetime | None:
+    return value.replace(microsecond=0) if value is not None else None
+
+
+@dataclass(frozen=True)
+class _License:
+    id: uuid.UUID
+    organization_id: uuid.UUID
+    product: str
+    tier: str
+    status: str
+    """``active``, ``expired``, ``suspended``, ``revoked`` or ``not_yet_valid``."""
+    features: dict[str, Any]
+    max_activations: int
+    expires_at: datetime | None
+    offline_lease_days: int
+    lease_grace_days: int
+    max_deactivations_per_day: int
+
+    @classmethod
+    def from_row(cls, row: Row[Any], now: datetime) -> _License:
+        expires_at = _floor(row.expires_at)
+        status = effective_status(row.status, expires_at, now)
+        if status == "active" and row.starts_at is not None and _floor(row.starts_at) > now:
+            status = "not_yet_valid"
+        return cls(
+            id=row.id,
+            organization_id=row.organization_id,
+            product=row.product,
+            tier=row.tier,
+            status=status,
+            features=effective_features(row.tier_features or {}, row.features or {}),
+            max_activations=effective_max_activations(
+                row.tier_max_activations, row.max_activations
+            ),
+            expires_at=expires_at,
+            offline_lease_days=row.offline_lease_days,
+            lease_grace_days=row.lease_grace_days,
+            max_deactivations_per_day=row.max_deactivations_per_day,
+        )
+
+    def subject(self) -> TokenSubject:
+        return TokenSubject(
+            license_id=str(self.id),
+            organization_id=str(self.organization_id),
+            product=self.product,
+            tier=self.tier,
+            features=self.features,
+            max_activations=self.max_activations,
+            license_expires_at=self.expires_at,
+        )
+
+    def summary(self, activations_count: int) -> LicenseSummary:
+        return LicenseSummary(
+            id=self.id,
+            product=self.product,
+            tier=self.tier,
+            status="active" if self.status == "not_yet_valid" else self.status,  # type: ignore[arg-type]
+            features=self.features,
+            max_activations=self.max_activations,
+            activations_count=activations_count,
+            expires_at=self.expires_at,
+        )
+
+    def lease_end(self, now: datetime) -> datetime:
+        end = now + timedelta(days=self.offline_lease_days)
+        return min(end, self.expires_at) if self.expires_at is not None else end
+
+    def refuse_unless_usable(self, product: str) -> None:
+        """Raise the refusal shared by activate, check-in and features."""
+        if self.product != product:
+            raise ProductMismatch(
+                f"This license is for another product, not {product!r}", code="PRODUCT_MISMATCH"
+            )
+        if self.status != "active":
+            code, detail = _REFUSALS[self.status]
+            raise LicenseRefused(detail, code=f"LICENSE_{code}")
+
+
+async def _resolve_tenant(
+    session: AsyncSession, caller: Caller, key: str
+) -> tuple[bytes, uuid.UUID]:
+    """Set the transaction's tenant from the key; count and refuse an unknown key."""
+    key_hash = hash_license_key(key)
+    org = (await session.execute(_RESOLVE_TENANT, {"hash": key_hash})).scalar_one()
+    if not org:
+        await count_unknown_key(caller)
+        raise NotFound("No license has this key", code="LICENSE_NOT_FOUND")
+    return key_hash, uuid.UUID(org)
+
+
+async def _license(
+    session: AsyncSession, caller: Caller, key: str, now: datetime, *, lock: bool
+) -> _License:
+    key_hash, org = await _resolve_tenant(session, caller, key)
+    statement = _LICENSE_FOR_UPDATE if lock else _LICENSE
+    row = (await session.execute(statement, {"hash": key_hash, "org": org})).first()
+    if row is None:  # deleted between the two statements
+        raise NotFound("No license has this key", code="LICENSE_NOT_FOUND")
+    return _License.from_row(row, now)
+
+
+async def count_unknown_key(caller: Caller) -> None:
+    """Count a call with an unknown key against the caller's address; 429 over the limit.
+
+    The counter lives in PostgreSQL (shared by every worker and replica) and is written in its
+    own transaction, so the refused request's rollback does not erase it.
+    """
+    limit = caller.settings.unknown_key_attempts_per_minute
+    if caller.engine is None or not caller.client_ip or limit <= 0:
+        return
+    now = time.time()
+    window_start = math.floor(now / 60) * 60
+    window = datetime.fromtimestamp(window_start, UTC)
+    bucket = f"license-key:{caller.client_ip}"[:255]
+    async with caller.engine.begin() as connection:
+        hits = (
+            await connection.execute(_RATE_HIT, {"bucket": bucket, "window": window})
+        ).scalar_one()
+        if hits == 1:
+            await connection.execute(_RATE_PRUNE, {"bucket": bucket, "window": window})
+    if hits > limit:
+        raise RateLimited(
+            "Too many calls with unknown license keys from this address; slow down",
+            retry_after=math.ceil(window_start + 60 - now),
+        )
+
+
+async def _activation_token(
+    caller: Caller,
+    lic: _License,
+    activation_id: uuid.UUID,
+    fingerprint: str,
+    now: datetime,
+    lease_end: datetime,
+) -> str:
+    signer = await caller.keyring.signer()
+    return issue_activation_token(
+        signer,
+        lic.subject(),
+        issuer=caller.settings.issuer,
+        activation_id=str(activation_id),
+        fingerprint=fingerprint,
+        now=now,
+        lease=lease_end - now,
+    ).token
+
+
+# --- the five operations ------------------------------------------------------------------
+
+
+async def validate(
+    session: AsyncSession, caller: Caller, data: ValidateRequest
+) -> ValidateResponse:
+    """Every license outcome is an answer (``valid`` + ``code``); validation changes nothing."""
+    now = _now()
+    key_hash = hash_license_key(data.license_key)
+    org = (await session.execute(_RESOLVE_TENANT, {"hash": key_hash})).scalar_one()
+    if not org:
+        await count_unknown_key(caller)
+        return ValidateResponse(False, "NOT_FOUND", "No license has this key", None, None)
+    fp = fingerprint_hash(data.fingerprint) if data.fingerprint is not None else None
+    row = (
+        await session.execute(
+            _VALIDATE, {"hash": key_hash, "org": uuid.UUID(org), "now": now, "fp": fp}
+        )
+    ).first()
+    if row is None:
+        return ValidateResponse(False, "NOT_FOUND", "No license has this key", None, None)
+    lic = _License.from_row(row, now)
+    summary = lic.summary(row.seats)
+    if lic.product != data.product:
+        detail = f"This license is for another product, not {data.product!r}"
+        return ValidateResponse(False, "PRODUCT_MISMATCH", detail, summary, None)
+    if lic.status != "active":
+        code, detail = _REFUSALS[lic.status]
+        return ValidateResponse(False, code, detail, summary, None)  # type: ignore[arg-type]
+    if fp is not None and row.seat is None:
+        detail = "This machine holds no seat of this license; activate it first"
+        return ValidateResponse(False, "NOT_ACTIVATED", detail, summary, None)
+    signer = await caller.keyring.signer()
+    issued = issue_license_token(
+        signer,
+        lic.subject(),
+        issuer=caller.settings.issuer,
+        now=now,
+        lifetime=timedelta(seconds=caller.settings.license_token_ttl_seconds),
+        nonce=data.nonce,
+    )
+    return ValidateResponse(True, "VALID", "The license is valid", summary, issued.token)
+
+
+@dataclass(frozen=True)
+class Activated:
+    response: ActivationResponse
+    created: bool
+    """``False`` when this machine already held a seat (idempotent repeat)."""
+
+
+async def activate(session: AsyncSession, caller: Caller, data: ActivateRequest) -> Activated:
+    """Take a seat for this machine, or renew the one it holds; never oversell."""
+    now = _now()
+    lic = await _license(session, caller, data.license_key, now, lock=True)
+    lic.refuse_unless_usable(data.product)
+    fp = fingerprint_hash(data.fingerprint)
+    seats = (
+        await session.execute(
+            _SEATS,
+            {
+                "license_id": lic.id,
+                "org": lic.organization_id,
+                "grace": lic.lease_grace_days,
+                "now": now,
+                "fp": fp,
+            },
+        )
+    ).one()
+    lease_end = lic.lease_end(now)
+    params = {"org": lic.organization_id, "now": now, "lease": lease_end}
+    if seats.seat is not None:
+        await session.execute(
+            _RENEW_BY_ID, {**params, "id": seats.seat, "name": data.name, "platform": data.platform}
+        )
+        activation_id, created, count = seats.seat, False, seats.seats
+    else:
+        if seats.seats >= lic.max_activations:
+            raise ActivationLimitReached(
+                f"All {lic.max_activations} seat(s) of this license are taken; deactivate a "
+                "machine first",
+                code="ACTIVATION_LIMIT",
+            )
+        activation_id = uuid.uuid4()
+        inserted = (
+            await session.execute(
+                _INSERT_ACTIVATION,
+                {
+                    **params,
+                    "id": activation_id,
+                    "license_id": lic.id,
+                    "fp": fp,
+                    "name": data.name,
+                    "platform": data.platform,
+                },
+            )
+        ).scalar_one_or_none()
+        if inserted is None:  # cannot happen under the row lock; kept as a backstop
+            raise ActivationLimitReached("Try again", code="ACTIVATION_CONFLICT")
+        created, count = True, seats.seats + 1
+        await record(
+            session,
+            ("license", str(lic.id)),
+            "activation.create",
+            "activation",
+            activation_id,
+            organization_id=lic.organization_id,
+            data={"license_id": str(lic.id), "name": data.name, "platform": data.platform},
+        )
+    token = await _activation_token(caller, lic, activation_id, data.fingerprint, now, lease_end)
+    response = ActivationResponse(
+        activation_id=activation_id,
+        token=token,
+        lease_expires_at=lease_end,
+        activations_count=count,
+        max_activations=lic.max_activations,
+        nonce=data.nonce,
+    )
+    return Activated(response, created)
+
+
+async def check_in(session: AsyncSession, caller: Caller, data: CheckInRequest) -> CheckInResponse:
+    """Renew the lease of a live seat with a fresh activation token."""
+    now = _now()
+    lic = await _license(session, caller, data.license_key, now, lock=False)
+    lic.refuse_unless_usable(data.product)
+    lease_end = lic.lease_end(now)
+    activation_id = (
+        await session.execute(
+            _CHECK_IN,
+            {
+                "license_id": lic.id,
+                "org": lic.organization_id,
+                "fp": fingerprint_hash(data.fingerprint),
+                "grace": lic.lease_grace_days,
+                "now": now,
+                "lease": lease_end,
+            },
+        )
+    ).scalar_one_or_none()
+    if activation_id is None:
+        raise NotFound(
+            "This machine holds no seat of this license; activate it again",
+            code="NOT_ACTIVATED",
+        )
+    token = await _activation_token(caller, lic, activation_id, data.fingerprint, now, lease_end)
+    return CheckInResponse(token=token, lease_expires_at=lease_end)
+
+
+async def deactivate(session: AsyncSession, caller: Caller, data: DeactivateRequest) -> uuid.UUID:
+    """Free this machine's seat at once; at most N per license in 24 hours (tier setting)."""
+    now = _now()
+    lic = await _license(session, caller, data.license_key, now, lock=True)
+    if lic.product != data.product:
+        raise ProductMismatch(
+            f"This license is for another product, not {data.product!r}", code="PRODUCT_MISMATCH"
+        )
+    params = {"license_id": lic.id, "org": lic.organization_id}
+    activation_id = (
+        await session.execute(
+            _DEACTIVATE, {**params, "fp": fingerprint_hash(data.fingerprint), "now": now}
+        )
+    ).scalar_one_or_none()
+    if activation_id is None:
+        raise NotFound("This machine holds no seat of this license", code="NOT_ACTIVATED")
+    recent = (
+        await session.execute(_RECENT_DEACTIVATIONS, {**params, "since": now - timedelta(hours=24)})
+    ).scalar_one()
+    if recent > lic.max_deactivations_per_day:  # this one included; the rollback undoes it
+        raise DeactivationLimitReached(
+            f"This license allows {lic.max_deactivations_per_day} deactivation(s) in 24 hours; "
+            "try again later",
+            code="DEACTIVATION_LIMIT",
+        )
+    await record(
+        session,
+        ("license", str(lic.id)),
+        "activation.deactivate",
+        "activation",
+        activation_id,
+        organization_id=lic.organization_id,
+        data={"license_id": str(lic.id), "reason": "user"},
+    )
+    return activation_id
+
+
+async def features(
+    session: AsyncSession,
+    caller: Caller,
+    *,
+    product: str,
+    tier: str | None = None,
+    license_key: str | None = None,
+) -> FeaturesResponse:
+    """The features of a tier (the public catalogue), or those of one license."""
+    if (tier is None) == (license_key is None):
+        raise InvalidInput("Give either tier or license_key", code="VALIDATION_ERROR")
+    if license_key is not None:
+        lic = await _license(session, caller, license_key, _now(), lock=False)
+        lic.refuse_unless_usable(product)
+        return FeaturesResponse(product=lic.product, tier=lic.tier, features=lic.features)
+    found = (
+        await session.execute(_TIER_FEATURES, {"product": product, "tier": tier})
+    ).scalar_one_or_none()
+    if found is None:
+        raise NotFound(f"No tier {tier!r} of product {product!r}", code="TIER_NOT_FOUND")
+    return FeaturesResponse(product=product, tier=tier or "", features=found)
