@@ -1,0 +1,155 @@
+"""``licentia licenses``: issue and list licenses from the command line."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import click
+import msgspec
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from server.settings import default_data_dir
+
+# The same option as ``server.cli.data_dir_option``, defined here because server.cli imports
+# this module while it loads (importing it from there would be a cycle).
+data_dir_option = click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=default_data_dir,
+    show_default=".licentia",
+    help="Where the embedded database lives (when LICENTIA_DATABASE_URL is not set).",
+)
+
+
+@click.group()
+def licenses() -> None:
+    """Licenses: issue, list."""
+
+
+async def _organization_id(session: AsyncSession, org: str) -> uuid.UUID:
+    """An organization id, or an exact (unambiguous) organization name."""
+    from server.models import Organization
+
+    try:
+        wanted = uuid.UUID(org)
+    except ValueError:
+        query = select(Organization.id).where(Organization.name == org)
+        matches = list(await session.scalars(query))
+        if len(matches) > 1:
+            raise click.ClickException(
+                f"{len(matches)} organizations are named {org!r}; pass the id instead"
+            ) from None
+        if not matches:
+            raise click.ClickException(f"No organization named {org!r}") from None
+        return matches[0]
+    found = await session.scalar(select(Organization.id).where(Organization.id == wanted))
+    if found is None:
+        raise click.ClickException(f"No organization with id {org}")
+    return found
+
+
+@licenses.command("issue")
+@click.option("--org", required=True, help="Organization id or exact name.")
+@click.option("--product", required=True, help="Product code, e.g. local_cli.")
+@click.option("--tier", required=True, help="Tier code, e.g. pro.")
+@click.option(
+    "--days",
+    type=click.IntRange(1, 36_500),
+    default=None,
+    help="Term in days (default: the tier's; a tier without one gives a perpetual license).",
+)
+@click.option(
+    "--expires-at",
+    type=click.DateTime(),
+    default=None,
+    help="Exact expiry (UTC when no offset is given); instead of --days.",
+)
+@click.option(
+    "--max-activations",
+    type=click.IntRange(0, 1_000_000),
+    default=None,
+    help="Seats (default: the tier's).",
+)
+@data_dir_option
+def issue(
+    org: str,
+    product: str,
+    tier: str,
+    days: int | None,
+    expires_at: datetime | None,
+    max_activations: int | None,
+    data_dir: Path,
+) -> None:
+    """Issue a license and print its key (alone, on stdout). The key is shown only once."""
+    from server.cli import resolve_database, run_admin, settings_for
+    from server.licenses import service
+    from server.licenses.schemas import LicenseCreate, LicenseCreated
+
+    settings = settings_for(resolve_database(data_dir))
+    when = expires_at.replace(tzinfo=expires_at.tzinfo or UTC) if expires_at else None
+
+    async def work(session: AsyncSession) -> LicenseCreated:
+        fields = {
+            "organization_id": str(await _organization_id(session, org)),
+            "product": product,
+            "tier": tier,
+            "duration_days": days,
+            "expires_at": when.isoformat() if when else None,
+            "max_activations": max_activations,
+        }
+        try:
+            data = msgspec.convert(fields, LicenseCreate)
+        except msgspec.ValidationError as exc:
+            raise click.ClickException(f"invalid input: {exc}") from None
+        return await service.issue_license(session, ("cli", None), data)
+
+    created = run_admin(settings, work)
+    expiry = created.expires_at.isoformat() if created.expires_at else "never"
+    click.echo(
+        f"issued license {created.id} ({created.product}/{created.tier}) for organization "
+        f"{created.organization_id}; expires {expiry}",
+        err=True,
+    )
+    click.echo(created.key)
+
+
+@licenses.command("list")
+@click.option("--org", default=None, help="Only this organization (id or exact name).")
+@click.option("--product", default=None, help="Only this product code.")
+@click.option(
+    "--status", type=click.Choice(["active", "suspended", "revoked", "expired"]), default=None
+)
+@click.option("--limit", type=click.IntRange(1, 100), default=100, show_default=True)
+@data_dir_option
+def list_(
+    org: str | None, product: str | None, status: str | None, limit: int, data_dir: Path
+) -> None:
+    """List licenses (oldest first): id, key prefix, organization, product/tier, status."""
+    from server.cli import resolve_database, run_admin, settings_for
+    from server.licenses import service
+    from server.licenses.schemas import LicenseRead
+
+    settings = settings_for(resolve_database(data_dir))
+
+    async def work(session: AsyncSession) -> list[LicenseRead]:
+        org_id = await _organization_id(session, org) if org else None
+        page = await service.list_licenses(
+            session,
+            None,
+            organization_id=org_id,
+            product=product,
+            status=status,  # type: ignore[arg-type]
+            limit=limit,
+        )
+        return page.items
+
+    for item in run_admin(settings, work):
+        expiry = item.expires_at.isoformat() if item.expires_at else "never"
+        click.echo(
+            f"{item.id}  {item.key_prefix}  {item.organization_id}  "
+            f"{item.product}/{item.tier}  {item.status:9}  "
+            f"seats {item.activations_count}/{item.max_activations}  expires {expiry}"
+        )

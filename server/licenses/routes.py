@@ -1,0 +1,276 @@
+"""License management API: admins issue and manage licenses; customers see their own."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from litestar import Controller, Response, delete, get, patch, post
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.params import Parameter
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from server.auth.principal import EVERY_ROLE, MANAGERS, Principal, allow, provide_principal
+from server.licenses import service
+from server.licenses.schemas import (
+    ActivationRead,
+    LicenseCreate,
+    LicenseCreated,
+    LicenseRead,
+    LicenseToken,
+    LicenseUpdate,
+    RenewRequest,
+    Status,
+)
+from server.pagination import Cursor, Limit, PageOf
+from server.products.schemas import problem_responses
+
+_admin_read = allow(scope="licenses:read")
+_admin_write = allow(scope="licenses:write")
+_everyone_read = allow(scope="licenses:read", roles=EVERY_ROLE)
+_managers_read = allow(scope="licenses:read", roles=MANAGERS)
+_managers_write = allow(scope="licenses:write", roles=MANAGERS)
+
+IdempotencyKeyHeader = Annotated[
+    str | None,
+    Parameter(
+        header="Idempotency-Key",
+        required=False,
+        min_length=1,
+        max_length=255,
+        pattern=r"^[\x21-\x7e]+$",
+        description=(
+            "Any unique string (e.g. a UUID). Retrying with the same key and body within 24 "
+            "hours returns the first response and issues nothing new; the same key with "
+            "another body is 422 IDEMPOTENCY_KEY_REUSED."
+        ),
+    ),
+]
+
+_TRANSITION_ERRORS = problem_responses(401, 403, 404, 409)
+
+
+class LicenseController(Controller):
+    path = "/licenses"
+    tags = ["licenses"]
+    security = [{"bearer": []}]
+    dependencies = {"principal": Provide(provide_principal, sync_to_thread=False)}
+
+    @post(
+        "/",
+        guards=[_admin_write],
+        summary="Issue a license (the key is shown only here)",
+        description=(
+            "`expires_at` defaults to now + `duration_days`, else the tier's duration; "
+            "neither means perpetual. `max_activations` and `features` override the tier's. "
+            "Unknown organization, product or tier: 422 UNKNOWN_ORGANIZATION / "
+            "UNKNOWN_PRODUCT / UNKNOWN_TIER. A replayed response carries "
+            "`Idempotent-Replayed: true`."
+        ),
+        responses=problem_responses(400, 401, 403, 409, 422),
+    )
+    async def issue(
+        self,
+        session: AsyncSession,
+        state: State,
+        principal: Principal,
+        data: LicenseCreate,
+        idempotency_key: IdempotencyKeyHeader = None,
+    ) -> Response[LicenseCreated]:
+        issued = await service.issue_license_once(
+            session, state.kek, principal, data, idempotency_key
+        )
+        headers = {"Idempotent-Replayed": "true"} if issued.replayed else {}
+        return Response(issued.license, status_code=issued.status_code, headers=headers)
+
+    @get(
+        "/",
+        guards=[_everyone_read],
+        summary="List licenses",
+        description=(
+            "Admins (`licenses:read`) see every organization's and may filter by "
+            "`organization_id`; users see their organization's."
+        ),
+        responses=problem_responses(401, 403, 422),
+    )
+    async def list_licenses(
+        self,
+        session: AsyncSession,
+        principal: Principal,
+        organization_id: uuid.UUID | None = None,
+        product: Annotated[str | None, Parameter(max_length=64)] = None,
+        status: Status | None = None,
+        limit: Limit = 50,
+        cursor: Cursor = None,
+    ) -> PageOf[LicenseRead]:
+        page = await service.list_licenses(
+            session,
+            principal,
+            organization_id=organization_id,
+            product=product,
+            status=status,
+            limit=limit,
+            cursor=cursor,
+        )
+        return PageOf(items=page.items, next_cursor=page.next_cursor)
+
+    @get(
+        "/{license_id:uuid}",
+        guards=[_everyone_read],
+        summary="Get a license",
+        responses=problem_responses(401, 403, 404),
+    )
+    async def get_license(
+        self, session: AsyncSession, principal: Principal, license_id: uuid.UUID
+    ) -> LicenseRead:
+        return await service.get_license(session, principal, license_id)
+
+    @patch(
+        "/{license_id:uuid}",
+        guards=[_admin_write],
+        summary="Change a license's expiry, seats, features or metadata",
+        description=(
+            "Only the fields present change. `null` for `expires_at` makes the license "
+            "perpetual; `null` for `max_activations` goes back to the tier's. `features` and "
+            "`metadata` replace the license's own object. A revoked license cannot change "
+            "(409 LICENSE_REVOKED)."
+        ),
+        responses=problem_responses(400, 401, 403, 404, 409, 422),
+    )
+    async def update_license(
+        self,
+        session: AsyncSession,
+        principal: Principal,
+        license_id: uuid.UUID,
+        data: LicenseUpdate,
+    ) -> LicenseRead:
+        return await service.update_license(session, principal, license_id, data)
+
+    @post(
+        "/{license_id:uuid}/suspend",
+        guards=[_admin_write],
+        status_code=200,
+        summary="Suspend a license",
+        description="active -> suspended. 409 ALREADY_SUSPENDED or LICENSE_REVOKED otherwise.",
+        responses=_TRANSITION_ERRORS,
+    )
+    async def suspend(
+        self, session: AsyncSession, principal: Principal, license_id: uuid.UUID
+    ) -> LicenseRead:
+        return await service.suspend_license(session, principal, license_id)
+
+    @post(
+        "/{license_id:uuid}/reinstate",
+        guards=[_admin_write],
+        status_code=200,
+        summary="Reinstate a suspended license",
+        description="suspended -> active. 409 NOT_SUSPENDED or LICENSE_REVOKED otherwise.",
+        responses=_TRANSITION_ERRORS,
+    )
+    async def reinstate(
+        self, session: AsyncSession, principal: Principal, license_id: uuid.UUID
+    ) -> LicenseRead:
+        return await service.reinstate_license(session, principal, license_id)
+
+    @post(
+        "/{license_id:uuid}/revoke",
+        guards=[_admin_write],
+        status_code=200,
+        summary="Revoke a license (final)",
+        description="active or suspended -> revoked, for good. 409 ALREADY_REVOKED otherwise.",
+        responses=_TRANSITION_ERRORS,
+    )
+    async def revoke(
+        self, session: AsyncSession, principal: Principal, license_id: uuid.UUID
+    ) -> LicenseRead:
+        return await service.revoke_license(session, principal, license_id)
+
+    @post(
+        "/{license_id:uuid}/renew",
+        guards=[_admin_write],
+        status_code=200,
+        summary="Renew a license",
+        description=(
+            "Exactly one of `expires_at` (later than now and than the current expiry) or "
+            "`duration_days` (added to the current expiry, or to now once it has passed). "
+            "409 LICENSE_REVOKED or LICENSE_PERPETUAL."
+        ),
+        responses=problem_responses(400, 401, 403, 404, 409, 422),
+    )
+    async def renew(
+        self,
+        session: AsyncSession,
+        principal: Principal,
+        license_id: uuid.UUID,
+        data: RenewRequest,
+    ) -> LicenseRead:
+        return await service.renew_license(session, principal, license_id, data)
+
+    @get(
+        "/{license_id:uuid}/token",
+        guards=[_managers_read],
+        summary="A signed license token for offline use",
+        description=(
+            "A `license+jwt` signed with the active Ed25519 key, not bound to a machine, "
+            "valid until the license expires or the configured token lifetime ends, whichever "
+            "is first. Verify it with `licentia-verifier` against the JWKS. 403 "
+            "LICENSE_SUSPENDED / LICENSE_REVOKED / LICENSE_EXPIRED / LICENSE_NOT_STARTED when "
+            "the license cannot be used. Admins (`licenses:read`) or the organization's "
+            "owners and admins."
+        ),
+        cache=False,
+        responses=problem_responses(401, 403, 404, 503),
+    )
+    async def token(
+        self, session: AsyncSession, state: State, principal: Principal, license_id: uuid.UUID
+    ) -> LicenseToken:
+        issued = await service.license_token(
+            session,
+            principal,
+            license_id,
+            keyring=state.keyring,
+            issuer=state.settings.issuer,
+            lifetime_seconds=state.settings.license_token_ttl_seconds,
+        )
+        return LicenseToken(token=issued.token, expires_at=issued.expires_at)
+
+    @get(
+        "/{license_id:uuid}/activations",
+        guards=[_everyone_read],
+        summary="Machines activated on a license",
+        description="Every activation, live or deactivated; `holds_seat` tells which count.",
+        responses=problem_responses(401, 403, 404, 422),
+    )
+    async def list_activations(
+        self,
+        session: AsyncSession,
+        principal: Principal,
+        license_id: uuid.UUID,
+        limit: Limit = 50,
+        cursor: Cursor = None,
+    ) -> PageOf[ActivationRead]:
+        page = await service.list_activations(
+            session, principal, license_id, limit=limit, cursor=cursor
+        )
+        return PageOf(items=page.items, next_cursor=page.next_cursor)
+
+    @delete(
+        "/{license_id:uuid}/activations/{activation_id:uuid}",
+        guards=[_managers_write],
+        summary="Deactivate a machine (frees its seat)",
+        description=(
+            "Admins (`licenses:write`) or the organization's owners and admins; the latter "
+            "within the tier's `max_deactivations_per_day` (409 DEACTIVATION_LIMIT). "
+            "409 ALREADY_DEACTIVATED when the machine no longer holds a seat."
+        ),
+        responses=problem_responses(401, 403, 404, 409),
+    )
+    async def deactivate(
+        self,
+        session: AsyncSession,
+        principal: Principal,
+        license_id: uuid.UUID,
+        activation_id: uuid.UUID,
+    ) -> None:
+        await service.deactivate(session, principal, license_id, activation_id)

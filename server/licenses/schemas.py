@@ -1,0 +1,101 @@
+"""Requests and responses of license management."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+from server.products.schemas import Code, Days, Features, Seats
+
+Status = Literal["active", "suspended", "revoked", "expired"]
+AwareDateTime = Annotated[
+    datetime,
+    msgspec.Meta(tz=True, description="RFC 3339 with an offset, e.g. 2027-01-31T00:00:00Z"),
+]
+MetadataKey = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+Metadata = Annotated[
+    dict[MetadataKey, Any],
+    msgspec.Meta(
+        max_length=50,
+        description="Free-form JSON object for the vendor (e.g. a billing reference), up to 8 KiB",
+        examples=[{"order": "INV-2027-0042"}],
+    ),
+]
+
+
+class LicenseCreate(msgspec.Struct, forbid_unknown_fields=True):
+    organization_id: uuid.UUID
+    product: Code
+    tier: Code
+    expires_at: AwareDateTime | None = None
+    """Default: now + ``duration_days``, else the tier's duration; neither = perpetual."""
+    duration_days: Days | None = None
+    max_activations: Seats | None = None
+    """Overrides the tier's seat count."""
+    features: Features = msgspec.field(default_factory=dict)
+    """Overlaid on the tier's features."""
+    metadata: Metadata = msgspec.field(default_factory=dict)
+
+
+class LicenseUpdate(msgspec.Struct, forbid_unknown_fields=True):
+    """Only the fields present change; ``null`` clears an override (back to the tier's)."""
+
+    expires_at: AwareDateTime | msgspec.UnsetType | None = msgspec.UNSET
+    max_activations: Seats | msgspec.UnsetType | None = msgspec.UNSET
+    features: Features | msgspec.UnsetType = msgspec.UNSET
+    metadata: Metadata | msgspec.UnsetType = msgspec.UNSET
+
+
+class RenewRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """Exactly one of ``expires_at`` (a later date) or ``duration_days`` (added to the
+    current expiry, or to now when the license has already expired)."""
+
+    expires_at: AwareDateTime | None = None
+    duration_days: Days | None = None
+
+
+class LicenseRead(msgspec.Struct):
+    id: uuid.UUID
+    key_prefix: str
+    organization_id: uuid.UUID
+    product: str
+    tier: str
+    status: Status
+    features: dict[str, Any]
+    """The tier's features overlaid by the license's own."""
+    max_activations: int
+    activations_count: int
+    """Machines holding a seat now (lease not yet past its grace period)."""
+    starts_at: datetime
+    expires_at: datetime | None
+    created_at: datetime
+    metadata: dict[str, Any]
+
+
+class LicenseCreated(LicenseRead):
+    key: str
+    """The license key. Shown only in this response; it is stored as a hash."""
+
+
+class LicenseToken(msgspec.Struct):
+    token: str
+    """A signed ``license+jwt`` (Ed25519) for offline use, not bound to a machine."""
+    expires_at: datetime
+
+
+class ActivationRead(msgspec.Struct):
+    id: uuid.UUID
+    license_id: uuid.UUID
+    fingerprint_hash: str
+    name: str | None
+    platform: str | None
+    activated_at: datetime
+    last_check_in_at: datetime
+    lease_expires_at: datetime
+    deactivated_at: datetime | None
+    deactivation_reason: str | None
+    holds_seat: bool
+    """Not deactivated and its lease (plus the tier's grace days) has not run out."""

@@ -1,0 +1,146 @@
+"""Products and tiers: the catalog licenses are issued against.
+
+Also home of the small types shared with license management (feature maps, problem
+responses for the OpenAPI document).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any
+
+import msgspec
+from litestar.openapi.datastructures import ResponseSpec
+
+# No NUL: PostgreSQL text and jsonb cannot store it, so it must be a 422, not a 500.
+NO_NUL = r"^[^\x00]*$"
+MAX_SAFE_INT = 2**53 - 1
+
+Code = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=1,
+        max_length=64,
+        pattern=r"^[a-z][a-z0-9_-]*$",
+        description="Lowercase slug: a letter, then letters, digits, '_' or '-'",
+        examples=["local_cli"],
+    ),
+]
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=NO_NUL)]
+FeatureName = Annotated[
+    str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
+]
+FeatureValue = (
+    bool
+    | Annotated[int, msgspec.Meta(ge=-MAX_SAFE_INT, le=MAX_SAFE_INT)]
+    | float
+    | Annotated[str, msgspec.Meta(max_length=1000, pattern=NO_NUL)]
+)
+Features = Annotated[
+    dict[FeatureName, FeatureValue],
+    msgspec.Meta(
+        max_length=200,
+        description="Feature name -> true/false, a number or a string",
+        examples=[{"sso": True, "max_projects": 50, "support": "email"}],
+    ),
+]
+Seats = Annotated[int, msgspec.Meta(ge=0, le=1_000_000)]
+Days = Annotated[int, msgspec.Meta(ge=1, le=36_500)]
+GraceDays = Annotated[int, msgspec.Meta(ge=0, le=3_650)]
+DailyLimit = Annotated[int, msgspec.Meta(ge=0, le=1_000_000)]
+
+
+class ProductCreate(msgspec.Struct, forbid_unknown_fields=True):
+    code: Code
+    name: Name
+
+
+class ProductUpdate(msgspec.Struct, forbid_unknown_fields=True):
+    name: Name | msgspec.UnsetType = msgspec.UNSET
+
+
+class ProductRead(msgspec.Struct):
+    id: uuid.UUID
+    code: str
+    name: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class TierCreate(msgspec.Struct, forbid_unknown_fields=True):
+    code: Code
+    name: Name
+    max_activations: Seats
+    features: Features = msgspec.field(default_factory=dict)
+    duration_days: Days | None = None
+    """``null``: licenses of this tier are perpetual unless the license says otherwise."""
+    offline_lease_days: Days = 7
+    lease_grace_days: GraceDays = 7
+    max_deactivations_per_day: DailyLimit = 50
+
+
+class TierUpdate(msgspec.Struct, forbid_unknown_fields=True):
+    name: Name | msgspec.UnsetType = msgspec.UNSET
+    features: Features | msgspec.UnsetType = msgspec.UNSET
+    max_activations: Seats | msgspec.UnsetType = msgspec.UNSET
+    duration_days: Days | msgspec.UnsetType | None = msgspec.UNSET
+    offline_lease_days: Days | msgspec.UnsetType = msgspec.UNSET
+    lease_grace_days: GraceDays | msgspec.UnsetType = msgspec.UNSET
+    max_deactivations_per_day: DailyLimit | msgspec.UnsetType = msgspec.UNSET
+
+
+class TierRead(msgspec.Struct):
+    id: uuid.UUID
+    product: str
+    code: str
+    name: str
+    features: dict[str, Any]
+    max_activations: int
+    duration_days: int | None
+    offline_lease_days: int
+    lease_grace_days: int
+    max_deactivations_per_day: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class Problem(msgspec.Struct):
+    """RFC 9457 problem details, as every error of this API is rendered."""
+
+    status: int
+    title: str
+    detail: str
+    code: str
+    type: str = "about:blank"
+
+
+_DESCRIPTIONS = {
+    400: "Malformed request",
+    401: "Missing or invalid credentials",
+    403: "Missing scope or role, or the license cannot be used",
+    404: "No such resource (or it belongs to another organization)",
+    409: "Conflict with the current state",
+    422: "Invalid input",
+}
+
+
+def problem_responses(*statuses: int) -> dict[int, ResponseSpec]:
+    """OpenAPI entries for the problem+json errors a route can answer."""
+    return {
+        status: ResponseSpec(
+            data_container=Problem,
+            description=_DESCRIPTIONS.get(status, "Error"),
+            media_type="application/problem+json",
+        )
+        for status in statuses
+    }
+
+
+def changes(update: msgspec.Struct) -> dict[str, Any]:
+    """The fields a PATCH body actually sets (``UNSET`` ones are left out)."""
+    return {
+        name: getattr(update, name)
+        for name in update.__struct_fields__
+        if getattr(update, name) is not msgspec.UNSET
+    }
