@@ -1,0 +1,257 @@
+"""Licentia tokens are standard JWTs: PyJWT and the npm `jose` package verify them.
+
+The jose test installs `jose` with npm into a cache directory (~/.cache/licentia-tests,
+or $LICENTIA_TEST_CACHE) on first use; it is skipped only where node or npm is missing.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import subprocess
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import jwt
+import pytest
+
+from keys.crypto import (
+    SigningKey,
+    compute_kid,
+    generate_private_key,
+    raw_private_key,
+    raw_public_key,
+)
+from keys.tokens import TokenSubject, issue_activation_token, issue_license_token
+
+HERE = Path(__file__).resolve().parent
+VECTOR_DIR = HERE.parent / "vectors"
+VECTORS = {p.stem: json.loads(p.read_text()) for p in sorted(VECTOR_DIR.glob("*.json"))}
+JOSE_SPEC = "jose@6"
+
+# Rejections that any standard JOSE library must also make (the others, such as an extra
+# header field, a boolean where an integer belongs or the machine fingerprint, are
+# Licentia policy that generic libraries do not know about).
+STANDARD_REJECTIONS = {
+    "invalid-signature",
+    "invalid-signature-tampered-payload",
+    "invalid-signature-alg-none",
+    "invalid-signature-alg-hs256",
+    "invalid-signature-alg-rs256",
+    "invalid-signature-alg-es256",
+    "unknown-key",
+    "wrong-issuer",
+    "wrong-product",
+    "expired",
+    "expired-activation-lease",
+    "not-yet-valid",
+}
+ACCEPTED = sorted(name for name, v in VECTORS.items() if "ok" in v["expected"])
+TYP = {"verify_license": "license+jwt", "verify_activation": "activation+jwt"}
+
+
+def _fresh_tokens() -> tuple[dict[str, Any], dict[str, str]]:
+    key = generate_private_key()
+    signer = SigningKey.from_raw(compute_kid(raw_public_key(key)), raw_private_key(key))
+    subject = TokenSubject(
+        license_id="7b5d0c1e-1111-4222-8333-944455566677",
+        organization_id="1c2d3e4f-5a6b-4c7d-8e9f-0a1b2c3d4e5f",
+        product="acme-ide",
+        tier="enterprise",
+        features={"sso": True, "seats": 250, "ratio": 1.5, "edition": "ultimate"},
+        max_activations=10,
+        license_expires_at=datetime.now(UTC) + timedelta(days=365),
+    )
+    now = datetime.now(UTC)
+    issuer = "https://licensing.example.com"
+    license_token = issue_license_token(
+        signer, subject, issuer=issuer, now=now, lifetime=timedelta(hours=1), nonce="n1"
+    ).token
+    activation_token = issue_activation_token(
+        signer,
+        subject,
+        issuer=issuer,
+        activation_id="act-9",
+        fingerprint="fp-9",
+        now=now,
+        lease=timedelta(days=7),
+    ).token
+    jwks = {"keys": [signer.public_jwk()]}
+    return jwks, {"license+jwt": license_token, "activation+jwt": activation_token}
+
+
+def _b64d(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+# --- PyJWT -------------------------------------------------------------------------------
+
+
+def _pyjwt_decode(vector: dict[str, Any]) -> dict[str, Any]:
+    header = jwt.get_unverified_header(vector["token"])
+    keys = {k["kid"]: k for k in vector["jwks"]["keys"]}
+    if header.get("kid") not in keys:
+        raise jwt.InvalidKeyError("unknown kid")
+    key = jwt.PyJWK(keys[header["kid"]]).key
+    now = vector["now"]
+
+    class FrozenDatetime(datetime):
+        @classmethod
+        def now(cls, tz=None):  # type: ignore[override]
+            return datetime.fromtimestamp(now, tz)
+
+    original = jwt.api_jwt.datetime
+    jwt.api_jwt.datetime = FrozenDatetime  # type: ignore[misc]
+    try:
+        return jwt.decode(
+            vector["token"],
+            key,
+            algorithms=["EdDSA"],
+            audience=vector["verifier"]["product"],
+            issuer=vector["verifier"]["issuer"],
+            leeway=vector["verifier"]["leeway_seconds"],
+            options={"require": ["iss", "sub", "aud", "iat", "nbf", "exp", "jti"]},
+        )
+    finally:
+        jwt.api_jwt.datetime = original  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("name", ACCEPTED)
+def test_pyjwt_accepts_valid_vectors(name):
+    vector = VECTORS[name]
+    if jwt.get_unverified_header(vector["token"])["alg"] == "Ed25519":
+        pytest.skip("PyJWT does not know the RFC 9864 name Ed25519 (the server signs EdDSA)")
+    assert _pyjwt_decode(vector) == vector["expected"]["ok"]
+
+
+@pytest.mark.parametrize("name", sorted(STANDARD_REJECTIONS | {"clock-rollback"}))
+def test_pyjwt_rejects_invalid_vectors(name):
+    with pytest.raises(jwt.PyJWTError):
+        _pyjwt_decode(VECTORS[name])
+
+
+def test_pyjwt_verifies_a_fresh_token():
+    jwks, tokens = _fresh_tokens()
+    key = jwt.PyJWK(jwks["keys"][0]).key
+    for typ, token in tokens.items():
+        assert jwt.get_unverified_header(token) == {
+            "alg": "EdDSA",
+            "kid": jwks["keys"][0]["kid"],
+            "typ": typ,
+        }
+        claims = jwt.decode(
+            token,
+            key,
+            algorithms=["EdDSA"],
+            audience="acme-ide",
+            issuer="https://licensing.example.com",
+        )
+        assert claims["features"] == {
+            "sso": True,
+            "seats": 250,
+            "ratio": 1.5,
+            "edition": "ultimate",
+        }
+
+
+# --- npm jose under Node.js ----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def jose_dir() -> Path:
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if not node or not npm:
+        pytest.skip("node and npm are required for the jose interop test (not found on PATH)")
+    cache = Path(os.environ.get("LICENTIA_TEST_CACHE", Path.home() / ".cache" / "licentia-tests"))
+    target = cache / "jose-6"
+    if not (target / "node_modules" / "jose" / "package.json").exists():
+        target.mkdir(parents=True, exist_ok=True)
+        result = subprocess.run(
+            [npm, "install", "--prefix", str(target), "--no-audit", "--no-fund", JOSE_SPEC],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert result.returncode == 0, f"npm install {JOSE_SPEC} failed:\n{result.stderr}"
+    shutil.copyfile(HERE / "verify_with_jose.mjs", target / "verify_with_jose.mjs")
+    return target
+
+
+def _jose(jose_dir: Path, cases: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    result = subprocess.run(
+        ["node", str(jose_dir / "verify_with_jose.mjs")],
+        input=json.dumps({"cases": cases}),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=jose_dir,
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def _case(vector: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "jwks": vector["jwks"],
+        "token": vector["token"],
+        "product": vector["verifier"]["product"],
+        "issuer": vector["verifier"]["issuer"],
+        "typ": TYP[vector["method"]],
+        "now": vector["now"],
+        "leeway": vector["verifier"]["leeway_seconds"],
+    }
+
+
+def test_jose_agrees_with_the_vectors(jose_dir):
+    names = (
+        ACCEPTED
+        + sorted(STANDARD_REJECTIONS)
+        + [
+            "wrong-token-type-activation-as-license",
+            "wrong-token-type-license-as-activation",
+        ]
+    )
+    cases = [_case(VECTORS[n]) for n in names]
+    for case in cases:
+        if json.loads(_b64d(case["token"].split(".")[0]))["alg"] == "Ed25519":
+            # jose matches a token's alg against the JWK's "alg" member, so a JWKS published
+            # with alg EdDSA only serves EdDSA tokens (see docs/token-format.md, "Algorithm").
+            case["jwks"] = {
+                "keys": [
+                    {k: v for k, v in key.items() if k != "alg"} for key in case["jwks"]["keys"]
+                ]
+            }
+    results = dict(zip(names, _jose(jose_dir, cases), strict=True))
+    for name in ACCEPTED:
+        assert "ok" in results[name], f"jose refused {name}: {results[name]}"
+        assert results[name]["ok"] == VECTORS[name]["expected"]["ok"], name
+    for name in names[len(ACCEPTED) :]:
+        assert "error" in results[name], f"jose accepted {name}"
+
+
+def test_jose_verifies_fresh_tokens(jose_dir):
+    jwks, tokens = _fresh_tokens()
+    now = int(datetime.now(UTC).timestamp())
+    cases = [
+        {
+            "jwks": jwks,
+            "token": token,
+            "product": "acme-ide",
+            "issuer": "https://licensing.example.com",
+            "typ": typ,
+            "now": now,
+            "leeway": 300,
+        }
+        for typ, token in tokens.items()
+    ]
+    results = _jose(jose_dir, cases)
+    assert all("ok" in r for r in results), results
+    assert results[0]["header"] == {
+        "alg": "EdDSA",
+        "kid": jwks["keys"][0]["kid"],
+        "typ": "license+jwt",
+    }
+    assert results[1]["ok"]["act"] == "act-9" and results[1]["ok"]["features"]["seats"] == 250
