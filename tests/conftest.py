@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import shutil
 import subprocess
+import tempfile
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -59,15 +61,25 @@ def _with(
 def _start_embedded(base: Path) -> str:
     import pgserver
 
-    server = pgserver.get_server(base / "pgdata", cleanup_mode="stop")
+    server = pgserver.get_server(base / "pgdata", cleanup_mode="delete")
     return server.get_uri()
 
 
+def _stop_embedded(base: Path) -> None:
+    import pgserver
+
+    pgserver.get_server(base / "pgdata", cleanup_mode="delete").cleanup()
+    shutil.rmtree(base, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
-def database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestDatabase]:
-    admin_url = os.environ.get("LICENTIA_TEST_DATABASE_URL") or _start_embedded(
-        tmp_path_factory.mktemp("postgres")
-    )
+def database() -> Iterator[TestDatabase]:
+    # Not under pytest's tmp dirs: pytest prunes old ones, which can belong to a running run.
+    embedded_dir = None
+    admin_url = os.environ.get("LICENTIA_TEST_DATABASE_URL")
+    if not admin_url:
+        embedded_dir = Path(tempfile.mkdtemp(prefix="licentia-test-pg-"))
+        admin_url = _start_embedded(embedded_dir)
     admin_url = admin_url.replace("postgresql+asyncpg://", "postgresql://")
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{TEST_DB}"')
@@ -85,6 +97,8 @@ def database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestDatabase]
     yield TestDatabase(admin_url=admin_url, owner_url=owner_url, app_url=app_url, database=TEST_DB)
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{TEST_DB}" WITH (FORCE)')
+    if embedded_dir is not None:
+        _stop_embedded(embedded_dir)
 
 
 TABLES = (
@@ -202,8 +216,8 @@ def server_env(settings: Settings, **extra: str) -> dict[str, str]:
         LICENTIA_MIGRATION_DATABASE_URL=settings.migration_database_url or "",
         LICENTIA_KEY_ENCRYPTION_KEY=settings.key_encryption_key or "",
         LICENTIA_LOG_JSON="true",
-        **extra,
     )
+    env.update(extra)
     return env
 
 
