@@ -10,8 +10,8 @@ from typing import Any
 
 import psycopg
 import pytest
-
 from conftest import TestDatabase, run
+
 from server.licenses.facts import new_license_key
 from server.settings import Settings
 

@@ -1,0 +1,159 @@
+"""``licentia licenses activate-offline`` / ``deactivate-offline``: air-gapped machines.
+
+A machine with no network writes a request file; an admin (or the customer, by POSTing the
+file's content to ``/api/v1/licenses/activate`` or ``/deactivate``) turns it into an answer on
+any connected machine. Both go through the same service functions as the HTTP API.
+
+File formats (JSON objects, UTF-8; unknown fields are refused):
+
+Activation request (written by ``licentia_verifier.LicenseClient.offline_request``)::
+
+    {"type": "activation_request", "version": 1,
+     "product": "local_cli",             # product code, 1..64 chars
+     "fingerprint": "...",               # the machine fingerprint, 1..256 chars
+     "license_key": "LK-...",            # <= 128 chars
+     "name": "build-agent-7",            # optional, <= 200 chars
+     "platform": "linux-x86_64",         # optional, <= 64 chars
+     "nonce": "...",                     # <= 128 chars, chosen by the client
+     "created_at": "2026-11-25T10:00:00Z"}
+
+Activation response (``activate-offline --output TOKEN.json``; ``LicenseClient.install``)::
+
+    {"type": "activation_response", "version": 1,
+     "token": "<activation+jwt>", "activation_id": "<uuid>",
+     "lease_expires_at": "2026-12-02T10:00:00Z",
+     "nonce": "..."}                     # the request's nonce, echoed
+
+``POST /api/v1/licenses/activate`` with the request file as its body answers with these fields
+too (plus ``activations_count`` and ``max_activations``), so its body is a valid token file.
+
+Deactivation request (``deactivate-offline REQUEST.json``; nothing signs it: it can only free
+a seat that the key holder owns)::
+
+    {"type": "deactivation_request", "version": 1,
+     "product": "...", "fingerprint": "...", "license_key": "...",
+     "nonce": "...", "created_at": "..."}
+
+Deactivation response (``--output``, optional)::
+
+    {"type": "deactivation_response", "version": 1, "activation_id": "<uuid>", "nonce": "..."}
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+import msgspec
+
+from server.licensing.schemas import ActivateRequest, DeactivateRequest
+from server.settings import default_data_dir
+
+# The same option as ``server.cli.data_dir_option``, declared here so that importing this
+# module never imports ``server.cli`` (which imports the licenses group, which imports this).
+data_dir_option = click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=default_data_dir,
+    show_default=".licentia",
+    help="Where the embedded database lives (when LICENTIA_DATABASE_URL is not set).",
+)
+
+_request_argument = click.argument(
+    "request", type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
+_output_option = click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Where to write the answer (default: standard output).",
+)
+
+
+def _read_request(path: Path, schema: type[Any], kind: str) -> Any:
+    try:
+        request = msgspec.json.decode(path.read_bytes(), type=schema)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise click.ClickException(f"{path} is not a valid {kind}: {exc}") from None
+    if request.type != kind or request.version != 1:
+        raise click.ClickException(
+            f"{path} is not a {kind} file (expected type {kind!r} and version 1)"
+        )
+    return request
+
+
+def _write(answer: dict[str, Any], output: Path | None) -> None:
+    document = json.dumps(answer, indent=2) + "\n"
+    if output is None:
+        click.echo(document, nl=False)
+    else:
+        output.write_text(document)
+        click.echo(f"wrote {output}", err=True)
+
+
+def _caller(session: Any, settings: Any, kek: bytes) -> Any:
+    from keys.store import Keyring
+    from server.licensing.service import Caller
+
+    return Caller(settings=settings, keyring=Keyring(session.bind, kek))
+
+
+@click.command("activate-offline")
+@_request_argument
+@_output_option
+@data_dir_option
+def activate_offline(request: Path, output: Path | None, data_dir: Path) -> None:
+    """Turn an offline activation REQUEST file into a token file for an air-gapped machine."""
+    from server.cli import _kek_bytes, resolve_database, run_admin, settings_for
+    from server.licensing import service
+
+    data = _read_request(request, ActivateRequest, "activation_request")
+    settings = settings_for(resolve_database(data_dir))
+    kek = _kek_bytes(settings)
+
+    async def work(session: Any) -> service.Activated:
+        return await service.activate(session, _caller(session, settings, kek), data)
+
+    activated = run_admin(settings, work).response
+    _write(
+        {
+            "type": "activation_response",
+            "version": 1,
+            "token": activated.token,
+            "activation_id": str(activated.activation_id),
+            "lease_expires_at": activated.lease_expires_at.isoformat().replace("+00:00", "Z"),
+            "nonce": activated.nonce,
+        },
+        output,
+    )
+
+
+@click.command("deactivate-offline")
+@_request_argument
+@_output_option
+@data_dir_option
+def deactivate_offline(request: Path, output: Path | None, data_dir: Path) -> None:
+    """Free the seat named by an offline deactivation REQUEST file."""
+    from server.cli import _kek_bytes, resolve_database, run_admin, settings_for
+    from server.licensing import service
+
+    data = _read_request(request, DeactivateRequest, "deactivation_request")
+    settings = settings_for(resolve_database(data_dir))
+    kek = _kek_bytes(settings)
+
+    async def work(session: Any) -> Any:
+        return await service.deactivate(session, _caller(session, settings, kek), data)
+
+    activation_id = run_admin(settings, work)
+    answer = {
+        "type": "deactivation_response",
+        "version": 1,
+        "activation_id": str(activation_id),
+        "nonce": data.nonce,
+    }
+    if output is None:
+        click.echo(f"deactivated {activation_id}", err=True)
+    _write(answer, output)
