@@ -5,12 +5,13 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import insert
+from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.auth.principal import Principal
 from server.models import AuditEvent
 from server.observability import current_client_ip, current_request_id
+from server.pagination import Page, paginate
 
 
 async def record(
@@ -44,3 +45,26 @@ async def record(
             ip=current_client_ip(),
         )
     )
+
+
+async def list_events(
+    session: AsyncSession,
+    principal: Principal,
+    *,
+    organization_id: uuid.UUID | None = None,
+    action: str | None = None,
+    target_id: str | None = None,
+    limit: int,
+    cursor: str | None,
+) -> Page[AuditEvent]:
+    """Oldest first. Admin keys see every event; a user only their organization's."""
+    query = select(AuditEvent)
+    if not principal.is_admin:
+        query = query.where(AuditEvent.organization_id == principal.organization_id)
+    if organization_id is not None:
+        query = query.where(AuditEvent.organization_id == organization_id)
+    if action is not None:
+        query = query.where(AuditEvent.action == action)
+    if target_id is not None:
+        query = query.where(AuditEvent.target_id == target_id)
+    return await paginate(session, query, AuditEvent.at, AuditEvent.id, limit, cursor)

@@ -1,0 +1,109 @@
+from __future__ import annotations
+
+from litestar import Controller, get, post
+from litestar.datastructures import State
+from litestar.di import Provide
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from server.auth import service
+from server.auth.principal import EVERY_ROLE, Principal, allow, provide_principal
+from server.auth.schemas import (
+    LoginRequest,
+    MeResponse,
+    RefreshRequest,
+    SignupRequest,
+    SignupResponse,
+    TokenPair,
+)
+from server.organizations.routes import organization_read
+from server.users.routes import user_read
+
+
+def _context(state: State) -> service.TokenContext:
+    return service.TokenContext(settings=state.settings, secret=state.access_token_secret)
+
+
+def _pair(tokens: service.Tokens) -> TokenPair:
+    return TokenPair(
+        access_token=tokens.access_token,
+        refresh_token=tokens.refresh_token,
+        expires_in=tokens.expires_in,
+    )
+
+
+class AuthController(Controller):
+    path = "/auth"
+    tags = ["auth"]
+
+    @post(
+        "/signup",
+        summary="Sign up: create an organization with you as its owner",
+        description="E-mail addresses are normalised (trimmed, lowercased) and unique "
+        "(409 EMAIL_TAKEN). Passwords need at least 12 characters. Answers with an access "
+        "token and a refresh token, as a login does.",
+    )
+    async def signup(
+        self, session: AsyncSession, state: State, data: SignupRequest
+    ) -> SignupResponse:
+        done = await service.signup(
+            session,
+            _context(state),
+            email=data.email,
+            password=data.password,
+            full_name=data.full_name,
+            organization_name=data.organization_name,
+        )
+        return SignupResponse(
+            user=user_read(done.user),
+            organization=organization_read(done.organization),
+            access_token=done.tokens.access_token,
+            refresh_token=done.tokens.refresh_token,
+            expires_in=done.tokens.expires_in,
+        )
+
+    @post(
+        "/login",
+        status_code=200,
+        summary="Log in with e-mail and password",
+        description="401 INVALID_CREDENTIALS whether the e-mail is unknown or the password "
+        "wrong. More than the allowed failed logins a minute for one e-mail or one client "
+        "address answers 429 RATE_LIMITED with Retry-After.",
+    )
+    async def login(self, session: AsyncSession, state: State, data: LoginRequest) -> TokenPair:
+        tokens = await service.login(
+            session, state.engine, _context(state), email=data.email, password=data.password
+        )
+        return _pair(tokens)
+
+    @post(
+        "/refresh",
+        status_code=200,
+        summary="Exchange a refresh token for a new pair",
+        description="The presented refresh token stops working. Presenting one that was "
+        "already used revokes every token of its session (401 REFRESH_TOKEN_REUSED).",
+    )
+    async def refresh(self, session: AsyncSession, state: State, data: RefreshRequest) -> TokenPair:
+        tokens = await service.refresh(session, state.engine, _context(state), data.refresh_token)
+        return _pair(tokens)
+
+    @post("/logout", status_code=204, summary="Log out: revoke the refresh token's session")
+    async def logout(self, session: AsyncSession, data: RefreshRequest) -> None:
+        await service.logout(session, data.refresh_token)
+
+    @get(
+        "/me",
+        summary="The logged-in user and their organization",
+        guards=[allow(roles=EVERY_ROLE)],
+        security=[{"bearer": []}],
+        dependencies={"principal": Provide(provide_principal, sync_to_thread=False)},
+    )
+    async def me(self, session: AsyncSession, principal: Principal) -> MeResponse:
+        user, organization = await service.me(session, principal)
+        return MeResponse(
+            id=user.id,
+            email=user.email,
+            full_name=user.full_name,
+            role=user.role,
+            organization_id=user.organization_id,
+            organization=organization_read(organization),
+        )

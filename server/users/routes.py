@@ -1,0 +1,89 @@
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from litestar import Controller, delete, get, patch, post
+from litestar.di import Provide
+from litestar.params import Parameter
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from server.auth.principal import EVERY_ROLE, MANAGERS, Principal, allow, provide_principal
+from server.models import User
+from server.pagination import Cursor, Limit, PageOf
+from server.users import service
+from server.users.schemas import UserCreate, UserRead, UserUpdate
+
+_read_guard = allow(scope="organizations:read", roles=EVERY_ROLE)
+
+
+def user_read(row: User) -> UserRead:
+    return UserRead(**{f: getattr(row, f) for f in UserRead.__struct_fields__})
+
+
+class UserController(Controller):
+    path = "/users"
+    tags = ["users"]
+    security = [{"bearer": []}]
+    dependencies = {"principal": Provide(provide_principal, sync_to_thread=False)}
+
+    @get(
+        "/",
+        guards=[_read_guard],
+        summary="List the users of your organization",
+        description="Every member may list their organization's users. Admin API keys "
+        "(organizations:read) list all users, optionally of one organization.",
+    )
+    async def list_users(
+        self,
+        session: AsyncSession,
+        principal: Principal,
+        organization_id: Annotated[
+            uuid.UUID | None, Parameter(description="Admin API keys: only this organization")
+        ] = None,
+        limit: Limit = 50,
+        cursor: Cursor = None,
+    ) -> PageOf[UserRead]:
+        page = await service.list_users(
+            session, principal, organization_id=organization_id, limit=limit, cursor=cursor
+        )
+        return PageOf(items=[user_read(row) for row in page.items], next_cursor=page.next_cursor)
+
+    @post(
+        "/",
+        guards=[allow(scope="organizations:write", roles=MANAGERS)],
+        summary="Add a user to your organization (owner/admin)",
+        description="Only an owner may add another owner. Admin API keys "
+        "(organizations:write) must name the organization_id.",
+    )
+    async def create(
+        self, session: AsyncSession, principal: Principal, data: UserCreate
+    ) -> UserRead:
+        return user_read(await service.create_user(session, principal, data))
+
+    @get("/{user_id:uuid}", guards=[_read_guard], summary="Get a user")
+    async def get_user(
+        self, session: AsyncSession, principal: Principal, user_id: uuid.UUID
+    ) -> UserRead:
+        return user_read(await service.get_user(session, principal, user_id))
+
+    @patch(
+        "/{user_id:uuid}",
+        guards=[allow(scope="organizations:write", roles=EVERY_ROLE)],
+        summary="Change a user's name, role or (your own) password",
+        description="Owners/admins change names and roles; only an owner grants or takes "
+        "away the owner role; the last owner cannot be demoted (409 LAST_OWNER). Anyone may "
+        "change their own name, and their own password with current_password.",
+    )
+    async def update(
+        self, session: AsyncSession, principal: Principal, user_id: uuid.UUID, data: UserUpdate
+    ) -> UserRead:
+        return user_read(await service.update_user(session, principal, user_id, data))
+
+    @delete(
+        "/{user_id:uuid}",
+        guards=[allow(scope="organizations:write", roles=MANAGERS)],
+        summary="Remove a user (owner/admin; never the last owner)",
+    )
+    async def remove(self, session: AsyncSession, principal: Principal, user_id: uuid.UUID) -> None:
+        await service.delete_user(session, principal, user_id)

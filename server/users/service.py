@@ -1,0 +1,255 @@
+"""The people of an organization.
+
+- Everyone in the organization may list and read its users.
+- Owners and admins add, change and remove members; only an owner (or an admin API key)
+  may make someone an owner or change or remove an owner.
+- Anyone may change their own name and, with their current password, their own password.
+- An organization always keeps at least one owner (409 LAST_OWNER).
+- Admin API keys read with ``organizations:read`` and write with ``organizations:write``,
+  naming the organization explicitly when adding a user.
+
+Roles are re-read from the database for every write, so a demoted user cannot keep acting
+on the role their (still valid) access token names.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from server.audit.service import record
+from server.auth.principal import MANAGERS, Principal
+from server.auth.service import (
+    check_password_policy,
+    clean_text,
+    email_conflict,
+    email_taken,
+    hash_password,
+    is_email_unique_violation,
+    normalize_email,
+    verify_password,
+)
+from server.errors import Conflict, InvalidInput, NotFound, PermissionDenied, Unauthenticated
+from server.models import Organization, RefreshToken, User
+from server.pagination import Page, paginate
+from server.users.schemas import UserCreate, UserUpdate
+
+PLATFORM = "platform"
+"""The effective role of an admin API key: above every organization role."""
+
+
+def _not_found() -> NotFound:
+    return NotFound("No such user", code="USER_NOT_FOUND")
+
+
+def _denied(detail: str, code: str = "INSUFFICIENT_ROLE") -> PermissionDenied:
+    return PermissionDenied(detail, code=code)
+
+
+def _can_manage_owners(role: str) -> bool:
+    return role in (PLATFORM, "owner")
+
+
+async def _actor_role(session: AsyncSession, principal: Principal) -> str:
+    """The caller's role as the database has it now."""
+    if principal.is_admin:
+        return PLATFORM
+    role = await session.scalar(
+        select(User.role).where(
+            User.id == principal.id, User.organization_id == principal.organization_id
+        )
+    )
+    if role is None:
+        raise Unauthenticated("This account no longer exists", code="INVALID_TOKEN")
+    return role
+
+
+async def _lock_organization(session: AsyncSession, organization_id: uuid.UUID) -> None:
+    """Serialise membership changes of one organization (the last-owner rule)."""
+    await session.execute(
+        select(Organization.id).where(Organization.id == organization_id).with_for_update()
+    )
+
+
+async def _ensure_another_owner(session: AsyncSession, target: User) -> None:
+    await _lock_organization(session, target.organization_id)
+    owners = await session.scalar(
+        select(func.count())
+        .select_from(User)
+        .where(User.organization_id == target.organization_id, User.role == "owner")
+    )
+    if (owners or 0) <= 1:
+        raise Conflict("An organization must keep at least one owner", code="LAST_OWNER")
+
+
+async def list_users(
+    session: AsyncSession,
+    principal: Principal,
+    *,
+    organization_id: uuid.UUID | None,
+    limit: int,
+    cursor: str | None,
+) -> Page[User]:
+    query = select(User)
+    if not principal.is_admin:
+        query = query.where(User.organization_id == principal.organization_id)
+    if organization_id is not None:
+        query = query.where(User.organization_id == organization_id)
+    return await paginate(session, query, User.created_at, User.id, limit, cursor)
+
+
+async def get_user(
+    session: AsyncSession, principal: Principal, user_id: uuid.UUID, *, for_update: bool = False
+) -> User:
+    query = select(User).where(User.id == user_id)
+    if not principal.is_admin:
+        query = query.where(User.organization_id == principal.organization_id)
+    if for_update:
+        query = query.with_for_update()
+    user = await session.scalar(query)
+    if user is None:
+        raise _not_found()
+    return user
+
+
+async def create_user(session: AsyncSession, principal: Principal, data: UserCreate) -> User:
+    actor_role = await _actor_role(session, principal)
+    if principal.is_admin:
+        if data.organization_id is None:
+            raise InvalidInput(
+                "organization_id: required when an admin API key adds a user",
+                code="ORGANIZATION_REQUIRED",
+            )
+        organization_id = data.organization_id
+        if await session.get(Organization, organization_id) is None:
+            raise NotFound("No such organization", code="ORGANIZATION_NOT_FOUND")
+    else:
+        organization_id = principal.organization_id  # type: ignore[assignment]
+        if data.organization_id is not None and data.organization_id != organization_id:
+            raise NotFound("No such organization", code="ORGANIZATION_NOT_FOUND")
+        if actor_role not in MANAGERS:
+            raise _denied("Only an owner or admin may add users")
+    if data.role == "owner" and not _can_manage_owners(actor_role):
+        raise _denied("Only an owner may add another owner")
+
+    email = normalize_email(data.email)
+    check_password_policy(data.password)
+    full_name = clean_text(data.full_name, "full_name")
+    if await email_taken(session, email):
+        raise email_conflict()
+    user = User(
+        organization_id=organization_id,
+        email=email,
+        full_name=full_name,
+        role=data.role,
+        password_hash=await hash_password(data.password),
+    )
+    session.add(user)
+    try:
+        await session.flush()
+    except IntegrityError as exc:
+        if is_email_unique_violation(exc):
+            raise email_conflict() from None
+        raise
+    await session.refresh(user)
+    await record(
+        session,
+        principal,
+        "user.create",
+        "user",
+        user.id,
+        organization_id=organization_id,
+        data={"email": email, "role": data.role},
+    )
+    return user
+
+
+async def update_user(
+    session: AsyncSession, principal: Principal, user_id: uuid.UUID, data: UserUpdate
+) -> User:
+    target = await get_user(session, principal, user_id, for_update=True)
+    actor_role = await _actor_role(session, principal)
+    is_self = not principal.is_admin and target.id == principal.id
+    may_edit_others = actor_role in MANAGERS or actor_role == PLATFORM
+    if target.role == "owner" and not is_self and not _can_manage_owners(actor_role):
+        raise _denied("Only an owner may change another owner")
+    changes: dict[str, Any] = {}
+
+    if data.full_name is not None:
+        if not is_self and not may_edit_others:
+            raise _denied("You may only change your own name")
+        full_name = clean_text(data.full_name, "full_name")
+        if full_name != target.full_name:
+            changes["full_name"] = full_name
+            target.full_name = full_name
+
+    if data.role is not None and data.role != target.role:
+        if not may_edit_others:
+            raise _denied("Only an owner or admin may change roles")
+        if "owner" in (data.role, target.role) and not _can_manage_owners(actor_role):
+            raise _denied("Only an owner may grant or take away the owner role")
+        if target.role == "owner":
+            await _ensure_another_owner(session, target)
+        changes["role"] = {"from": target.role, "to": data.role}
+        target.role = data.role
+
+    if data.password is not None:
+        if not is_self:
+            raise _denied("Only the user may change their own password", code="SELF_ONLY")
+        if data.current_password is None or not await verify_password(
+            target.password_hash, data.current_password
+        ):
+            raise _denied("current_password is wrong or missing", code="WRONG_PASSWORD")
+        check_password_policy(data.password)
+        target.password_hash = await hash_password(data.password)
+        await _revoke_sessions(session, target.id)
+        changes["password"] = "changed"
+
+    if changes:
+        target.updated_at = datetime.now(UTC)
+        await session.flush()
+        await record(
+            session,
+            principal,
+            "user.update",
+            "user",
+            target.id,
+            organization_id=target.organization_id,
+            data=changes,
+        )
+    return target
+
+
+async def delete_user(session: AsyncSession, principal: Principal, user_id: uuid.UUID) -> None:
+    target = await get_user(session, principal, user_id, for_update=True)
+    actor_role = await _actor_role(session, principal)
+    if actor_role not in MANAGERS and actor_role != PLATFORM:
+        raise _denied("Only an owner or admin may remove users")
+    if target.role == "owner":
+        if not _can_manage_owners(actor_role):
+            raise _denied("Only an owner may remove an owner")
+        await _ensure_another_owner(session, target)
+    await session.delete(target)
+    await session.flush()
+    await record(
+        session,
+        principal,
+        "user.delete",
+        "user",
+        target.id,
+        organization_id=target.organization_id,
+        data={"email": target.email},
+    )
+
+
+async def _revoke_sessions(session: AsyncSession, user_id: uuid.UUID) -> None:
+    await session.execute(
+        update(RefreshToken)
+        .where(RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None))
+        .values(revoked_at=datetime.now(UTC))
+    )
