@@ -39,6 +39,12 @@ def resolve_database(data_dir: Path) -> Database:
     if url:
         owner = os.environ.get("LICENTIA_MIGRATION_DATABASE_URL") or None
         return Database(url, owner, kek, embedded=False)
+    if os.environ.get("LICENTIA_ALLOW_EMBEDDED", "true").lower() in ("0", "false", "no"):
+        raise click.ClickException(
+            "LICENTIA_DATABASE_URL is required here (the embedded database is disabled by "
+            "LICENTIA_ALLOW_EMBEDDED=false). Set it to the runtime role's URL, e.g. "
+            "postgresql://licentia_app:secret@db:5432/licentia."
+        )
     from server import embedded
 
     try:
@@ -110,7 +116,14 @@ def migrate(db: Database, revision: str = "head") -> None:
         raise click.ClickException(
             "Migrations need the schema owner's connection: set LICENTIA_MIGRATION_DATABASE_URL."
         )
-    upgrade(async_url(db.owner_url), revision)
+    upgrade(async_url(db.owner_url), revision, app_role=_runtime_role(db.runtime_url))
+
+
+def _runtime_role(url: str) -> str:
+    """The runtime role named in the URL: migrations grant it access and nothing more."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(async_url(url)).username or "licentia_app"
 
 
 data_dir_option = click.option(
@@ -229,7 +242,7 @@ def db_downgrade(revision: str, data_dir: Path) -> None:
     database = resolve_database(data_dir)
     if not database.owner_url:
         raise click.ClickException("Set LICENTIA_MIGRATION_DATABASE_URL to the schema owner.")
-    downgrade(async_url(database.owner_url), revision)
+    downgrade(async_url(database.owner_url), revision, _runtime_role(database.runtime_url))
     click.echo(f"schema downgraded to {revision}")
 
 
