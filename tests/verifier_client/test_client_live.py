@@ -1,0 +1,292 @@
+"""licentia_verifier.LicenseClient against a real `licentia serve` process.
+
+Leases are one day (the tier's offline_lease_days=1); the client and the verifier take
+``now`` from the caller, so "twenty hours later" is a parameter, not a wait.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+import pytest
+from conftest import stop_server
+from licentia_verifier import Expired, Verifier
+from licentia_verifier.client import (
+    ActivationRefused,
+    LicenseClient,
+    NotActivated,
+    ServerUnavailable,
+)
+
+from server.licenses.facts import new_license_key
+
+PRODUCT = "local_cli"
+HOUR = 3600
+LEASE = 24 * HOUR  # offline_lease_days=1
+FEATURES = {"plugins": True, "max_projects": 50, "support": "email"}
+
+
+@dataclass(frozen=True)
+class Licensed:
+    key: str
+    id: uuid.UUID
+
+
+class Sql:
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def all(self, query: str, *params: Any) -> list[tuple[Any, ...]]:
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            cursor = conn.execute(query, params or None)
+            return cursor.fetchall() if cursor.description else []
+
+    def one(self, query: str, *params: Any) -> Any:
+        rows = self.all(query, *params)
+        return rows[0][0] if rows else None
+
+    def live(self, license_id: uuid.UUID) -> int:
+        return self.one(
+            "SELECT count(*) FROM activations WHERE license_id = %s AND deactivated_at IS NULL",
+            license_id,
+        )
+
+
+@pytest.fixture
+def sql(database) -> Sql:
+    return Sql(database.owner_url)
+
+
+@pytest.fixture
+def make_license(sql: Sql):
+    """A license of PRODUCT, tier "pro", with a one-day offline lease."""
+
+    def factory(*, max_activations: int = 3, product: str = PRODUCT) -> Licensed:
+        key, prefix, key_hash = new_license_key()
+        org = sql.one("INSERT INTO organizations (name) VALUES ('Acme') RETURNING id")
+        product_id = sql.one(
+            "INSERT INTO products (code, name) VALUES (%s, %s) "
+            "ON CONFLICT (code) DO UPDATE SET name = excluded.name RETURNING id",
+            product,
+            product,
+        )
+        tier_id = sql.one(
+            """
+            INSERT INTO tiers (product_id, code, name, features, max_activations,
+                offline_lease_days, lease_grace_days, max_deactivations_per_day)
+            VALUES (%s, 'pro', 'Pro', %s::jsonb, %s, 1, 7, 50)
+            ON CONFLICT (product_id, code) DO UPDATE SET max_activations = excluded.max_activations
+            RETURNING id
+            """,
+            product_id,
+            json.dumps(FEATURES),
+            max_activations,
+        )
+        license_id = sql.one(
+            """
+            INSERT INTO licenses (organization_id, product_id, tier_id, key_hash, key_prefix)
+            VALUES (%s, %s, %s, %s, %s) RETURNING id
+            """,
+            org,
+            product_id,
+            tier_id,
+            key_hash,
+            prefix,
+        )
+        return Licensed(key, license_id)
+
+    return factory
+
+
+def get_json(url: str) -> dict[str, Any]:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return json.loads(response.read())
+
+
+def post_json(url: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    request = urllib.request.Request(
+        url,
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        raw = response.read()
+        return response.status, (json.loads(raw) if raw else {})
+
+
+@pytest.fixture
+def server(live_server_factory):
+    return live_server_factory()
+
+
+@pytest.fixture
+def verifier(server, settings) -> Verifier:
+    """Built like a product does: the server's published key set, embedded at build time."""
+    return Verifier.from_jwks(
+        get_json(server.base_url + "/.well-known/jwks.json"),
+        product=PRODUCT,
+        issuer=settings.issuer,
+    )
+
+
+@pytest.fixture
+def make_client(server, verifier, tmp_path):
+    def factory(fingerprint: str = "machine-1", **kwargs: Any) -> LicenseClient:
+        kwargs.setdefault("timeout", 5.0)
+        return LicenseClient(
+            server.base_url,
+            product=PRODUCT,
+            verifier=verifier,
+            cache_dir=tmp_path / fingerprint,
+            fingerprint=fingerprint,
+            **kwargs,
+        )
+
+    return factory
+
+
+def test_activate_verify_offline_check_in_and_deactivate(make_client, make_license, sql):
+    licensed = make_license()
+    client = make_client()
+
+    activated = client.activate(licensed.key, name="build box", platform="linux")
+
+    assert activated.license_id == str(licensed.id)
+    assert dict(activated.features) == FEATURES
+    assert activated.max_activations == 3
+    lease = activated.expires_at.timestamp() - activated.issued_at.timestamp()
+    assert LEASE - 5 <= lease <= LEASE
+    row = sql.all("SELECT id, name, platform FROM activations WHERE license_id = %s", licensed.id)
+    assert [(str(r[0]), r[1], r[2]) for r in row] == [
+        (activated.activation_id, "build box", "linux")
+    ]
+
+    # At start-up, with most of the lease left: the cached token, no check-in.
+    assert client.license() == activated
+    sql.all(
+        "UPDATE activations SET last_check_in_at = now() - interval '20 hours' WHERE id = %s",
+        row[0][0],
+    )
+    recent = "SELECT last_check_in_at > now() - interval '1 hour' FROM activations WHERE id = %s"
+
+    # Twenty hours later (a sixth of the lease left): one check-in, and a new token.
+    later = time.time() + 20 * HOUR
+    renewed = client.license(now=later)
+    assert renewed.token_id != activated.token_id
+    assert renewed.activation_id == activated.activation_id
+    # The server's clock has not moved: the new lease ends no earlier (in a real run, a
+    # day after the check-in).
+    assert renewed.expires_at >= activated.expires_at
+    assert sql.one(recent, row[0][0]) is True
+    assert client.license(now=later + 60) == renewed  # stored; no second check-in needed
+
+    # Activating again on the same machine keeps the one seat.
+    again = client.activate(licensed.key)
+    assert again.activation_id == activated.activation_id
+    assert sql.live(licensed.id) == 1
+
+    client.deactivate()
+    assert sql.live(licensed.id) == 0
+    with pytest.raises(NotActivated):
+        client.license()
+    with pytest.raises(NotActivated):
+        client.deactivate()
+
+
+def test_refusals_carry_the_server_code(make_client, make_license):
+    licensed = make_license(max_activations=1)
+    make_client("machine-1").activate(licensed.key)
+
+    with pytest.raises(ActivationRefused) as full:
+        make_client("machine-2").activate(licensed.key)
+    assert (full.value.code, full.value.status) == ("ACTIVATION_LIMIT", 409)
+
+    with pytest.raises(ActivationRefused) as unknown:
+        make_client("machine-3").activate(new_license_key()[0])
+    assert (unknown.value.code, unknown.value.status) == ("LICENSE_NOT_FOUND", 404)
+
+    other = make_license(product="cloud_ide")
+    with pytest.raises(ActivationRefused) as mismatch:
+        make_client("machine-4").activate(other.key)
+    assert (mismatch.value.code, mismatch.value.status) == ("PRODUCT_MISMATCH", 422)
+
+
+def test_server_unreachable_keeps_working_until_the_lease_ends(server, make_client, make_license):
+    licensed = make_license()
+    client = make_client()
+    activated = client.activate(licensed.key)
+    stop_server(server)
+
+    start = time.time()
+    assert client.license(now=start + 20 * HOUR) == activated  # check-in failed quietly
+    with pytest.raises(ServerUnavailable):
+        client.check_in()
+    assert client.license(now=start + 23 * HOUR) == activated
+    with pytest.raises(Expired):
+        client.license(now=start + LEASE + 10 * 60)
+
+
+def test_definitive_refusals_keep_the_token_until_its_lease_ends_then_not(
+    make_client, make_license, sql
+):
+    revoked, freed = make_license(), make_license()
+    client, other = make_client("machine-1"), make_client("machine-2")
+    activated = client.activate(revoked.key)
+    other_activated = other.activate(freed.key)
+    sql.all("UPDATE licenses SET status = 'revoked' WHERE id = %s", revoked.id)
+    sql.all("UPDATE activations SET deactivated_at = now() WHERE license_id = %s", freed.id)
+
+    # Neither is visible offline: the token is valid until its lease ends.
+    assert client.license() == activated
+    start = time.time()
+    # When the check-in is due, the server refuses it; the cached token is kept.
+    assert client.license(now=start + 20 * HOUR) == activated
+    assert client.refusal is not None
+    assert (client.refusal.code, client.refusal.status) == ("LICENSE_REVOKED", 403)
+    assert other.license(now=start + 20 * HOUR) == other_activated
+    assert other.refusal is not None
+    assert (other.refusal.code, other.refusal.status) == ("NOT_ACTIVATED", 404)
+    assert client.license(now=start + 23 * HOUR) == activated
+    with pytest.raises(Expired, match="LICENSE_REVOKED"):
+        client.license(now=start + LEASE + 10 * 60)
+    with pytest.raises(Expired, match="NOT_ACTIVATED"):
+        other.license(now=start + LEASE + 10 * 60)
+
+
+def test_air_gapped_request_and_response_files_round_trip(
+    server, make_client, make_license, sql, tmp_path
+):
+    licensed = make_license()
+    # On the machine without network (its base URL is never used).
+    client = make_client("air-gapped")
+    request_path = tmp_path / "request.json"
+    client.write_offline_request(request_path, licensed.key, name="lab pc")
+
+    # On any connected machine, the request file is posted as it is.
+    status, answer = post_json(
+        server.base_url + "/api/v1/licenses/activate", json.loads(request_path.read_text())
+    )
+    assert status == 201
+    response_path = tmp_path / "response.json"
+    response_path.write_text(json.dumps(answer))
+
+    # Back on the air-gapped machine.
+    license = client.install(response_path)
+    assert license.activation_id == answer["activation_id"]
+    assert client.license() == license
+    assert sql.one("SELECT name FROM activations WHERE license_id = %s", licensed.id) == "lab pc"
+
+    # And back: the deactivation request frees the seat when it is posted.
+    deactivation = client.offline_deactivation_request()
+    with pytest.raises(NotActivated):
+        client.license()
+    status, _ = post_json(server.base_url + "/api/v1/licenses/deactivate", deactivation)
+    assert status == 204
+    assert sql.live(licensed.id) == 0
