@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select, text, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from keys.crypto import (
@@ -91,10 +91,10 @@ async def rotate(
     session: AsyncSession, kek: bytes, *, activate_at: datetime | None = None
 ) -> KeyInfo:
     """Publish a new key now; it starts signing at ``activate_at`` (default: now)."""
-    now = datetime.now(UTC)
-    when = activate_at or now
     await _lock(session)
-    pending = _new_row(kek, state="pending", activates_at=when)
+    pending = _new_row(kek, state="pending", activates_at=activate_at)
+    if activate_at is None:
+        pending.activates_at = func.clock_timestamp()  # the database's "now", not ours
     session.add(pending)
     await session.flush()
     await promote_due_keys(session)
@@ -108,7 +108,9 @@ async def promote_due_keys(session: AsyncSession) -> bool:
     Callers hold the rotation advisory lock."""
     due = await session.scalar(
         select(SigningKeyRow)
-        .where(SigningKeyRow.state == "pending", SigningKeyRow.activates_at <= text("now()"))
+        .where(
+            SigningKeyRow.state == "pending", SigningKeyRow.activates_at <= func.clock_timestamp()
+        )
         .order_by(SigningKeyRow.activates_at.desc(), SigningKeyRow.created_at.desc())
         .limit(1)
     )
@@ -117,7 +119,7 @@ async def promote_due_keys(session: AsyncSession) -> bool:
     await session.execute(
         update(SigningKeyRow)
         .where(SigningKeyRow.state == "active")
-        .values(state="retired", retired_at=text("now()"))
+        .values(state="retired", retired_at=func.clock_timestamp())
     )
     await session.execute(
         update(SigningKeyRow)
@@ -126,7 +128,7 @@ async def promote_due_keys(session: AsyncSession) -> bool:
             SigningKeyRow.activates_at <= due.activates_at,
             SigningKeyRow.kid != due.kid,
         )
-        .values(state="retired", retired_at=text("now()"))
+        .values(state="retired", retired_at=func.clock_timestamp())
     )
     due.state = "active"
     due.activated_at = datetime.now(UTC)
@@ -224,7 +226,7 @@ class Keyring:
             due = await session.scalar(
                 text(
                     "SELECT 1 FROM signing_keys WHERE state = 'pending' "
-                    "AND activates_at <= now() LIMIT 1"
+                    "AND activates_at <= clock_timestamp() LIMIT 1"
                 )
             )
             if due:
@@ -240,7 +242,7 @@ class Keyring:
             next_pending = await session.scalar(
                 text(
                     "SELECT min(activates_at) FROM signing_keys WHERE state = 'pending' "
-                    "AND activates_at > now()"
+                    "AND activates_at > clock_timestamp()"
                 )
             )
         if row is None:
