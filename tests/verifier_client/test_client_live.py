@@ -284,9 +284,12 @@ def test_air_gapped_request_and_response_files_round_trip(
     assert sql.one("SELECT name FROM activations WHERE license_id = %s", licensed.id) == "lab pc"
 
     # And back: the deactivation request frees the seat when it is posted.
-    deactivation = client.offline_deactivation_request()
+    deactivation_path = tmp_path / "deactivate.json"
+    client.write_offline_deactivation_request(deactivation_path)
     with pytest.raises(NotActivated):
         client.license()
-    status, _ = post_json(server.base_url + "/api/v1/licenses/deactivate", deactivation)
+    status, _ = post_json(
+        server.base_url + "/api/v1/licenses/deactivate", json.loads(deactivation_path.read_text())
+    )
     assert status == 204
     assert sql.live(licensed.id) == 0

@@ -464,9 +464,20 @@ class LicenseClient:
         From now on this product no longer runs on this machine (until it is activated
         again); the seat is freed once the request is processed on the server.
         """
+        return self._offline_deactivation(license_key, None)
+
+    def write_offline_deactivation_request(
+        self, path: str | os.PathLike, *, license_key: str | None = None
+    ) -> Json:
+        """``offline_deactivation_request`` written to ``path`` (mode 0600: it holds the key).
+        The local token is removed only once the file is written."""
+        return self._offline_deactivation(license_key, os.fspath(path))
+
+    # -- internals -----------------------------------------------------------------------
+
+    def _offline_deactivation(self, license_key: str | None, path: str | None) -> Json:
         with self._lock:
-            state = self._read()
-            key = license_key or state.get("license_key")
+            key = license_key or self._read().get("license_key")
             if not isinstance(key, str) or not key.strip():
                 raise NotActivated(
                     f"no license key is stored for {self._product!r}; pass license_key="
@@ -480,10 +491,10 @@ class LicenseClient:
                 "nonce": secrets.token_urlsafe(16),
                 "created_at": _utc_iso(time.time()),
             }
+            if path is not None:
+                _atomic_write(path, request)
             self._remove()
         return request
-
-    # -- internals -----------------------------------------------------------------------
 
     def _machine_body(self, license_key: str) -> Json:
         return {

@@ -690,3 +690,23 @@ def test_offline_deactivation_request_removes_the_local_token(env, tmp_path):
     with pytest.raises(NotActivated):
         client.offline_deactivation_request()
     assert client.offline_deactivation_request(license_key=KEY)["license_key"] == KEY
+
+
+def test_write_offline_deactivation_request_writes_then_removes(env, tmp_path):
+    client = seeded(env, tmp_path)
+    path = tmp_path / "out" / "deactivate.json"
+    request = client.write_offline_deactivation_request(path)
+    assert json.loads(path.read_text()) == request
+    assert request["type"] == "deactivation_request"
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    with pytest.raises(NotActivated):
+        client.license(now=NOW)
+
+
+def test_a_deactivation_file_that_cannot_be_written_keeps_the_token(env, tmp_path):
+    client = seeded(env, tmp_path)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    with pytest.raises(OSError):
+        client.write_offline_deactivation_request(blocker / "deactivate.json")
+    assert client.license(now=NOW).token_id == "jti-1"
