@@ -1,0 +1,129 @@
+"""The audit log API: who sees which events."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from argon2 import PasswordHasher
+from conftest import bearer, make_api_key
+from litestar.testing import TestClient
+
+from server.auth import service as auth_service
+from server.settings import Settings
+
+API = "/api/v1"
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture(autouse=True)
+def _cheap_argon2(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(
+        auth_service, "_hasher", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    )
+
+
+def signup(client: TestClient, org: str = "Acme") -> dict:
+    response = client.post(
+        f"{API}/auth/signup",
+        json={
+            "email": f"{uuid.uuid4().hex[:10]}@example.com",
+            "password": PASSWORD,
+            "full_name": "Owner",
+            "organization_name": org,
+        },
+    )
+    assert response.status_code == 201, response.text
+    body = response.json()
+    body["headers"] = bearer(body["access_token"])
+    return body
+
+
+def add_user(client: TestClient, headers: dict, role: str = "member") -> dict:
+    """Add a user with the given role and log them in; returns the user and its headers."""
+    email = f"{uuid.uuid4().hex[:10]}@example.com"
+    response = client.post(
+        f"{API}/users",
+        headers=headers,
+        json={"email": email, "full_name": role.title(), "role": role, "password": PASSWORD},
+    )
+    assert response.status_code == 201, response.text
+    token = client.post(f"{API}/auth/login", json={"email": email, "password": PASSWORD})
+    assert token.status_code == 200, token.text
+    return {**response.json(), "headers": bearer(token.json()["access_token"])}
+
+
+def assert_problem(response, status: int, code: str | None = None) -> None:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    if code:
+        assert response.json()["code"] == code
+
+
+def test_owner_sees_only_their_organization(client: TestClient) -> None:
+    a, b = signup(client, "A"), signup(client, "B")
+    client.post(f"{API}/projects", headers=b["headers"], json={"name": "B's"})
+    events = client.get(f"{API}/audit-events", headers=a["headers"])
+    assert events.status_code == 200, events.text
+    items = events.json()["items"]
+    assert {e["action"] for e in items} >= {"organization.create", "user.signup"}
+    assert {e["organization_id"] for e in items} == {a["organization"]["id"]}
+    # Asking for B's events explicitly changes nothing.
+    other = client.get(
+        f"{API}/audit-events",
+        headers=a["headers"],
+        params={"organization_id": b["organization"]["id"]},
+    )
+    assert other.json()["items"] == []
+    signup_event = next(e for e in items if e["action"] == "user.signup")
+    assert signup_event["actor_type"] == "user"
+    assert signup_event["actor_id"] == a["user"]["id"]
+    assert signup_event["request_id"] and signup_event["ip"]
+
+
+def test_admins_and_members_of_an_organization_cannot_read_it(client: TestClient) -> None:
+    a = signup(client)
+    for role in ("admin", "member"):
+        user = add_user(client, a["headers"], role)
+        assert_problem(client.get(f"{API}/audit-events", headers=user["headers"]), 403)
+    assert_problem(client.get(f"{API}/audit-events"), 401)
+
+
+def test_admin_key_with_audit_read_sees_all_and_filters(
+    client: TestClient, settings: Settings
+) -> None:
+    a, b = signup(client, "A"), signup(client, "B")
+    client.post(f"{API}/projects", headers=b["headers"], json={"name": "P"})
+    auditor = bearer(make_api_key(settings, ["audit:read"]))
+    everything = client.get(f"{API}/audit-events", headers=auditor, params={"limit": 100})
+    orgs = {e["organization_id"] for e in everything.json()["items"]}
+    assert {a["organization"]["id"], b["organization"]["id"]} <= orgs
+    only_b = client.get(
+        f"{API}/audit-events",
+        headers=auditor,
+        params={"organization_id": b["organization"]["id"], "action": "project.create"},
+    ).json()["items"]
+    assert [e["action"] for e in only_b] == ["project.create"]
+
+    page = client.get(f"{API}/audit-events", headers=auditor, params={"limit": 1}).json()
+    assert len(page["items"]) == 1 and page["next_cursor"]
+    following = client.get(
+        f"{API}/audit-events", headers=auditor, params={"limit": 1, "cursor": page["next_cursor"]}
+    ).json()
+    assert following["items"][0]["id"] > page["items"][0]["id"]
+
+    no_scope = bearer(make_api_key(settings, ["organizations:read"]))
+    assert_problem(client.get(f"{API}/audit-events", headers=no_scope), 403, "MISSING_SCOPE")
+
+
+def test_bad_query_parameters(client: TestClient, settings: Settings) -> None:
+    auditor = bearer(make_api_key(settings, ["audit:read"]))
+    for params in (
+        {"organization_id": "nope"},
+        {"limit": 0},
+        {"limit": 1000},
+        {"cursor": "garbage!"},
+        {"action": "a" * 10_000},
+    ):
+        response = client.get(f"{API}/audit-events", headers=auditor, params=params)
+        assert 400 <= response.status_code < 500, (params, response.text)

@@ -1,0 +1,139 @@
+"""Projects: any member manages them; other organizations are 404; bad input; audit."""
+
+from __future__ import annotations
+
+import uuid
+
+import psycopg
+import pytest
+from argon2 import PasswordHasher
+from conftest import TestDatabase, bearer, make_api_key
+from litestar.testing import TestClient
+
+from server.auth import service as auth_service
+from server.settings import Settings
+
+API = "/api/v1"
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture(autouse=True)
+def _cheap_argon2(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(
+        auth_service, "_hasher", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    )
+
+
+def signup(client: TestClient, org: str = "Acme") -> dict:
+    response = client.post(
+        f"{API}/auth/signup",
+        json={
+            "email": f"{uuid.uuid4().hex[:10]}@example.com",
+            "password": PASSWORD,
+            "full_name": "Owner",
+            "organization_name": org,
+        },
+    )
+    assert response.status_code == 201, response.text
+    body = response.json()
+    body["headers"] = bearer(body["access_token"])
+    return body
+
+
+def add_user(client: TestClient, headers: dict, role: str = "member") -> dict:
+    """Add a user with the given role and log them in; returns the user and its headers."""
+    email = f"{uuid.uuid4().hex[:10]}@example.com"
+    response = client.post(
+        f"{API}/users",
+        headers=headers,
+        json={"email": email, "full_name": role.title(), "role": role, "password": PASSWORD},
+    )
+    assert response.status_code == 201, response.text
+    token = client.post(f"{API}/auth/login", json={"email": email, "password": PASSWORD})
+    assert token.status_code == 200, token.text
+    return {**response.json(), "headers": bearer(token.json()["access_token"])}
+
+
+def assert_problem(response, status: int, code: str | None = None) -> None:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    if code:
+        assert response.json()["code"] == code
+
+
+def create(client: TestClient, headers: dict, name: str = "Apollo", **extra: object) -> dict:
+    response = client.post(f"{API}/projects", headers=headers, json={"name": name, **extra})
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def test_any_member_manages_projects(client: TestClient, database: TestDatabase) -> None:
+    a = signup(client)
+    member = add_user(client, a["headers"])
+    h = member["headers"]
+    project = create(client, h, "  Apollo ", description="Moon")
+    assert project["name"] == "Apollo" and project["description"] == "Moon"
+    assert project["organization_id"] == a["organization"]["id"]
+    url = f"{API}/projects/{project['id']}"
+    assert client.get(url, headers=a["headers"]).json() == project
+    patched = client.patch(url, headers=h, json={"description": "Mars"})
+    assert patched.status_code == 200
+    assert patched.json()["description"] == "Mars" and patched.json()["name"] == "Apollo"
+    listed = client.get(f"{API}/projects", headers=h).json()
+    assert [p["id"] for p in listed["items"]] == [project["id"]]
+    assert client.delete(url, headers=h).status_code == 204
+    assert_problem(client.get(url, headers=h), 404, "PROJECT_NOT_FOUND")
+    with psycopg.connect(database.owner_url) as conn:
+        actions = [
+            r[0]
+            for r in conn.execute(
+                "SELECT action FROM audit_events WHERE target_id = %s ORDER BY id",
+                (project["id"],),
+            )
+        ]
+    assert actions == ["project.create", "project.update", "project.delete"]
+
+
+def test_projects_of_another_organization_are_404(client: TestClient) -> None:
+    a, b = signup(client, "A"), signup(client, "B")
+    mine = create(client, a["headers"], "Mine")
+    theirs = create(client, b["headers"], "Theirs")
+    url = f"{API}/projects/{theirs['id']}"
+    assert_problem(client.get(url, headers=a["headers"]), 404)
+    assert_problem(client.patch(url, headers=a["headers"], json={"name": "Stolen"}), 404)
+    assert_problem(client.delete(url, headers=a["headers"]), 404)
+    listed = client.get(f"{API}/projects", headers=a["headers"]).json()["items"]
+    assert [p["id"] for p in listed] == [mine["id"]]
+    assert client.get(url, headers=b["headers"]).json()["name"] == "Theirs"
+
+
+def test_projects_are_for_users(client: TestClient, settings: Settings) -> None:
+    key = bearer(make_api_key(settings, ["*"]))
+    assert_problem(client.get(f"{API}/projects", headers=key), 403)
+    assert_problem(client.post(f"{API}/projects", headers=key, json={"name": "X"}), 403)
+    assert_problem(client.get(f"{API}/projects"), 401)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {},
+        {"name": ""},
+        {"name": "   "},
+        {"name": "n" * 10_000},
+        {"name": "ok", "description": "d" * 10_000},
+        {"name": 1},
+        {"name": "ok", "description": 5},
+        {"name": "ok", "organization_id": str(uuid.uuid4())},
+        ["name"],
+    ],
+)
+def test_bad_input(client: TestClient, body: object) -> None:
+    a = signup(client)
+    response = client.post(f"{API}/projects", headers=a["headers"], json=body)
+    assert 400 <= response.status_code < 500, response.text
+    assert response.json()["code"]
+    project = create(client, a["headers"])
+    if body != {}:  # an empty PATCH is a valid no-op; every other body here is refused
+        patched = client.patch(f"{API}/projects/{project['id']}", headers=a["headers"], json=body)
+        assert 400 <= patched.status_code < 500, patched.text
