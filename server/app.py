@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 
 from litestar import Litestar, Router
 from litestar.config.cors import CORSConfig
+from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
@@ -16,12 +17,22 @@ from litestar.openapi.spec import Components, SecurityScheme
 
 from keys.crypto import KeyDecryptionError, parse_kek
 from keys.store import Keyring
+from server.api_keys.routes import ApiKeyController
+from server.audit.routes import AuditController
 from server.auth.principal import AuthenticationMiddleware, access_token_secret
+from server.auth.routes import AuthController
 from server.db import check_runtime_role, create_engine, create_sessionmaker, provide_session
 from server.errors import problem_details_plugin
 from server.health.routes import HealthController
+from server.licenses.routes import LicenseController
+from server.licensing.routes import LicensingController
 from server.observability import RequestIdMiddleware
+from server.organizations.routes import OrganizationController
+from server.products.routes import ProductController
+from server.projects.routes import ProjectController
 from server.settings import Settings, SettingsError
+from server.signing_keys.routes import JwksController, SigningKeyController
+from server.users.routes import UserController
 
 log = logging.getLogger("licentia.app")
 
@@ -30,38 +41,21 @@ class StartupError(Exception):
     """The server cannot start safely; the message says why and how to fix it."""
 
 
-def _api_controllers() -> list[type]:
-    from server.signing_keys.routes import JwksController, SigningKeyController
-
-    controllers: list[type] = [SigningKeyController]
-    for module, names in _OPTIONAL_DOMAINS:
-        try:
-            mod = __import__(module, fromlist=names)
-        except ModuleNotFoundError as exc:
-            if not module.startswith(exc.name or "-"):
-                raise
-            continue
-        controllers.extend(getattr(mod, name) for name in names)
-    _ = JwksController
-    return controllers
-
-
-_OPTIONAL_DOMAINS: list[tuple[str, list[str]]] = [
-    ("server.auth.routes", ["AuthController"]),
-    ("server.api_keys.routes", ["ApiKeyController"]),
-    ("server.organizations.routes", ["OrganizationController"]),
-    ("server.users.routes", ["UserController"]),
-    ("server.products.routes", ["ProductController"]),
-    ("server.licensing.routes", ["LicensingController"]),
-    ("server.licenses.routes", ["LicenseController"]),
-    ("server.projects.routes", ["ProjectController"]),
-    ("server.audit.routes", ["AuditController"]),
+API_CONTROLLERS: list[type] = [
+    AuthController,
+    ApiKeyController,
+    OrganizationController,
+    UserController,
+    ProductController,
+    LicensingController,
+    LicenseController,
+    ProjectController,
+    AuditController,
+    SigningKeyController,
 ]
 
 
 def create_app(settings: Settings) -> Litestar:
-    from server.signing_keys.routes import JwksController
-
     if not settings.key_encryption_key:
         raise SettingsError(
             "LICENTIA_KEY_ENCRYPTION_KEY is not set: generate one with "
@@ -86,7 +80,7 @@ def create_app(settings: Settings) -> Litestar:
         finally:
             await engine.dispose()
 
-    api = Router(path="/api/v1", route_handlers=_api_controllers())
+    api = Router(path="/api/v1", route_handlers=API_CONTROLLERS)
     app = Litestar(
         route_handlers=[HealthController, JwksController, api],
         lifespan=[lifespan],
@@ -114,9 +108,7 @@ def create_app(settings: Settings) -> Litestar:
     return app
 
 
-def _initial_state(settings: Settings, kek: bytes):
-    from litestar.datastructures import State
-
+def _initial_state(settings: Settings, kek: bytes) -> State:
     return State(
         {
             "settings": settings,
