@@ -13,6 +13,7 @@ from server.audit.schemas import AuditEventRead
 from server.auth.principal import Principal, allow, provide_principal
 from server.models import AuditEvent
 from server.pagination import Cursor, Limit, PageOf
+from server.products.schemas import problem_responses
 
 
 def event_read(row: AuditEvent) -> AuditEventRead:
@@ -29,6 +30,7 @@ class AuditController(Controller):
         "/",
         guards=[allow(scope="audit:read", roles=("owner",))],
         summary="The audit log (oldest first)",
+        responses=problem_responses(401, 403, 422),
         description="Admin API keys with audit:read see every event and may filter by "
         "organization; an organization's owner sees that organization's events.",
     )

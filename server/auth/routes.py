@@ -16,6 +16,7 @@ from server.auth.schemas import (
     TokenPair,
 )
 from server.organizations.routes import organization_read
+from server.products.schemas import problem_responses
 from server.users.routes import user_read
 
 
@@ -37,6 +38,7 @@ class AuthController(Controller):
 
     @post(
         "/signup",
+        responses=problem_responses(400, 409, 422),
         summary="Sign up: create an organization with you as its owner",
         description="E-mail addresses are normalised (trimmed, lowercased) and unique "
         "(409 EMAIL_TAKEN). Passwords need at least 12 characters. Answers with an access "
@@ -63,6 +65,7 @@ class AuthController(Controller):
 
     @post(
         "/login",
+        responses=problem_responses(400, 401, 422, 429),
         status_code=200,
         summary="Log in with e-mail and password",
         description="401 INVALID_CREDENTIALS whether the e-mail is unknown or the password "
@@ -77,6 +80,7 @@ class AuthController(Controller):
 
     @post(
         "/refresh",
+        responses=problem_responses(400, 401, 422),
         status_code=200,
         summary="Exchange a refresh token for a new pair",
         description="The presented refresh token stops working. Presenting one that was "
@@ -86,12 +90,18 @@ class AuthController(Controller):
         tokens = await service.refresh(session, state.engine, _context(state), data.refresh_token)
         return _pair(tokens)
 
-    @post("/logout", status_code=204, summary="Log out: revoke the refresh token's session")
+    @post(
+        "/logout",
+        status_code=204,
+        summary="Log out: revoke the refresh token's session",
+        responses=problem_responses(400, 422),
+    )
     async def logout(self, session: AsyncSession, data: RefreshRequest) -> None:
         await service.logout(session, data.refresh_token)
 
     @get(
         "/me",
+        responses=problem_responses(401, 403),
         summary="The logged-in user and their organization",
         guards=[allow(roles=EVERY_ROLE)],
         security=[{"bearer": []}],

@@ -15,6 +15,7 @@ from server.organizations.schemas import (
     OrganizationUpdate,
 )
 from server.pagination import Cursor, Limit, PageOf
+from server.products.schemas import problem_responses
 
 
 def organization_read(row: Organization) -> OrganizationRead:
@@ -31,6 +32,7 @@ class OrganizationController(Controller):
         "/",
         guards=[allow(scope="organizations:write")],
         summary="Create an organization (admin API key)",
+        responses=problem_responses(400, 401, 403, 422),
     )
     async def create(
         self, session: AsyncSession, principal: Principal, data: OrganizationCreate
@@ -41,6 +43,7 @@ class OrganizationController(Controller):
         "/",
         guards=[allow(scope="organizations:read", roles=EVERY_ROLE)],
         summary="List organizations",
+        responses=problem_responses(401, 403, 422),
         description="Admin API keys see every organization; a user sees only their own.",
     )
     async def list_organizations(
@@ -55,6 +58,7 @@ class OrganizationController(Controller):
         "/{organization_id:uuid}",
         guards=[allow(scope="organizations:read", roles=EVERY_ROLE)],
         summary="Get an organization",
+        responses=problem_responses(401, 403, 404),
     )
     async def get_organization(
         self, session: AsyncSession, principal: Principal, organization_id: uuid.UUID
@@ -67,6 +71,7 @@ class OrganizationController(Controller):
         "/{organization_id:uuid}",
         guards=[allow(scope="organizations:write", roles=MANAGERS)],
         summary="Rename an organization (admin API key, or its owner/admin)",
+        responses=problem_responses(400, 401, 403, 404, 422),
     )
     async def update(
         self,

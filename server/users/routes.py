@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from server.auth.principal import EVERY_ROLE, MANAGERS, Principal, allow, provide_principal
 from server.models import User
 from server.pagination import Cursor, Limit, PageOf
+from server.products.schemas import problem_responses
 from server.users import service
 from server.users.schemas import UserCreate, UserRead, UserUpdate
 
@@ -31,6 +32,7 @@ class UserController(Controller):
         "/",
         guards=[_read_guard],
         summary="List the users of your organization",
+        responses=problem_responses(401, 403, 422),
         description="Every member may list their organization's users. Admin API keys "
         "(organizations:read) list all users, optionally of one organization.",
     )
@@ -53,6 +55,7 @@ class UserController(Controller):
         "/",
         guards=[allow(scope="organizations:write", roles=MANAGERS)],
         summary="Add a user to your organization (owner/admin)",
+        responses=problem_responses(400, 401, 403, 404, 409, 422),
         description="Only an owner may add another owner. Admin API keys "
         "(organizations:write) must name the organization_id.",
     )
@@ -61,7 +64,12 @@ class UserController(Controller):
     ) -> UserRead:
         return user_read(await service.create_user(session, principal, data))
 
-    @get("/{user_id:uuid}", guards=[_read_guard], summary="Get a user")
+    @get(
+        "/{user_id:uuid}",
+        guards=[_read_guard],
+        summary="Get a user",
+        responses=problem_responses(401, 403, 404),
+    )
     async def get_user(
         self, session: AsyncSession, principal: Principal, user_id: uuid.UUID
     ) -> UserRead:
@@ -71,6 +79,7 @@ class UserController(Controller):
         "/{user_id:uuid}",
         guards=[allow(scope="organizations:write", roles=EVERY_ROLE)],
         summary="Change a user's name, role or (your own) password",
+        responses=problem_responses(400, 401, 403, 404, 409, 422),
         description="Owners/admins change names and roles; only an owner grants or takes "
         "away the owner role; the last owner cannot be demoted (409 LAST_OWNER). Anyone may "
         "change their own name, and their own password with current_password.",
@@ -84,6 +93,7 @@ class UserController(Controller):
         "/{user_id:uuid}",
         guards=[allow(scope="organizations:write", roles=MANAGERS)],
         summary="Remove a user (owner/admin; never the last owner)",
+        responses=problem_responses(401, 403, 404, 409),
     )
     async def remove(self, session: AsyncSession, principal: Principal, user_id: uuid.UUID) -> None:
         await service.delete_user(session, principal, user_id)
