@@ -8,7 +8,7 @@ from typing import Annotated
 from litestar import Controller, Response, delete, get, patch, post
 from litestar.datastructures import State
 from litestar.di import Provide
-from litestar.params import Parameter
+from litestar.params import HeaderParameter, Parameter
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.auth.principal import EVERY_ROLE, MANAGERS, Principal, allow, provide_principal
@@ -34,8 +34,8 @@ _managers_write = allow(scope="licenses:write", roles=MANAGERS)
 
 IdempotencyKeyHeader = Annotated[
     str | None,
-    Parameter(
-        header="Idempotency-Key",
+    HeaderParameter(
+        name="Idempotency-Key",
         required=False,
         min_length=1,
         max_length=255,

@@ -70,7 +70,11 @@ def user_headers(settings: Settings) -> Callable[[uuid.UUID, str], dict[str, str
 
     def factory(org: uuid.UUID, role: str = "member") -> dict[str, str]:
         token = issue_access_token(
-            secret, user_id=uuid.uuid4(), organization_id=org, role=role, ttl=3600,
+            secret,
+            user_id=uuid.uuid4(),
+            organization_id=org,
+            role=role,
+            ttl=3600,
             issuer=settings.issuer,
         )
         return bearer(token)

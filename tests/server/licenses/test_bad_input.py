@@ -53,7 +53,8 @@ def test_issue(client, admin_key, catalog, make_org, owner_db):
         assert response.headers["content-type"].startswith("application/problem+json")
     for raw in (b"{", b"\xff\xfe", b'{"organization_id": "\\ud800"}'):
         response = client.post(
-            "/api/v1/licenses", content=raw,
+            "/api/v1/licenses",
+            content=raw,
             headers={**bearer(admin_key), "Content-Type": "application/json"},
         )
         assert 400 <= response.status_code < 500, (raw, response.text)
@@ -79,9 +80,7 @@ def test_issue(client, admin_key, catalog, make_org, owner_db):
 )
 def test_patch(client, admin_key, issue, make_org, body):
     lic = issue(make_org())
-    response = client.patch(
-        f"/api/v1/licenses/{lic['id']}", json=body, headers=bearer(admin_key)
-    )
+    response = client.patch(f"/api/v1/licenses/{lic['id']}", json=body, headers=bearer(admin_key))
     assert 400 <= response.status_code < 500, response.text
     read = client.get(f"/api/v1/licenses/{lic['id']}", headers=bearer(admin_key)).json()
     assert read == {k: v for k, v in lic.items() if k != "key"}

@@ -23,15 +23,23 @@ def cli(settings, signing_key, monkeypatch):
 def test_issue_prints_only_the_key(cli, catalog, make_org, owner_db):
     org = make_org("Acme Robotics")
     result = cli(
-        "issue", "--org", "Acme Robotics", "--product", "local_cli", "--tier", "pro",
-        "--days", "30", "--max-activations", "7",
+        "issue",
+        "--org",
+        "Acme Robotics",
+        "--product",
+        "local_cli",
+        "--tier",
+        "pro",
+        "--days",
+        "30",
+        "--max-activations",
+        "7",
     )
     assert result.exit_code == 0, result.output
     key = result.stdout.strip()
     assert re.fullmatch(r"LK(-[0-9A-Z]{5}){7}", key), result.stdout
     row = owner_db.execute(
-        "SELECT organization_id, max_activations, expires_at - starts_at, key_hash "
-        "FROM licenses"
+        "SELECT organization_id, max_activations, expires_at - starts_at, key_hash FROM licenses"
     ).fetchone()
     assert row[0] == org
     assert row[1] == 7
@@ -72,4 +80,7 @@ def test_issue_errors_are_clear(cli, catalog, make_org):
     bad_product = cli("issue", "--org", "Solo", "--product", "Not A Code", "--tier", "pro")
     assert bad_product.exit_code == 1
     assert "invalid input" in bad_product.stderr
-    assert cli("issue", "--org", "Solo", "--product", "x", "--tier", "y", "--days", "-1").exit_code == 2
+    assert (
+        cli("issue", "--org", "Solo", "--product", "x", "--tier", "y", "--days", "-1").exit_code
+        == 2
+    )

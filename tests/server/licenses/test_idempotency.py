@@ -33,8 +33,11 @@ def test_same_key_same_body_replays_the_first_response(
             '{ "tier": "pro", "product": "local_cli", '
             f'"organization_id": "{body["organization_id"]}" }}'
         ),
-        headers={**bearer(admin_key), "Idempotency-Key": "order-42",
-                 "Content-Type": "application/json"},
+        headers={
+            **bearer(admin_key),
+            "Idempotency-Key": "order-42",
+            "Content-Type": "application/json",
+        },
     )
     assert second.status_code == 201
     assert second.headers["idempotent-replayed"] == "true"
@@ -73,9 +76,7 @@ def test_keys_are_scoped_per_api_key(client, settings, admin_key, catalog, make_
     assert owner_db.execute("SELECT count(*) FROM licenses").fetchone()[0] == 2
 
 
-def test_a_failed_request_does_not_consume_the_key(
-    client, admin_key, catalog, make_org, owner_db
-):
+def test_a_failed_request_does_not_consume_the_key(client, admin_key, catalog, make_org, owner_db):
     body = {"organization_id": str(make_org()), "product": "local_cli", "tier": "nope"}
     assert _post(client, admin_key, body, "retry-me").status_code == 422
     assert owner_db.execute("SELECT count(*) FROM idempotency_keys").fetchone()[0] == 0

@@ -73,7 +73,10 @@ def test_overrides_overlay_the_tier(issue, make_org):
     )
     assert created["max_activations"] == 10
     assert created["features"] == {
-        "plugins": True, "max_projects": 50, "support": "priority", "sso": True,
+        "plugins": True,
+        "max_projects": 50,
+        "support": "priority",
+        "sso": True,
     }
 
 
@@ -171,7 +174,9 @@ def test_admin_lists_filter_and_paginate(client, admin_key, issue, make_org, own
     assert ids() == [a1["id"], a2["id"], b1["id"], suspended["id"], expired["id"]]
     assert ids(organization_id=str(org_a)) == [a1["id"], a2["id"]]
     assert ids(product="local_cli", organization_id=str(org_b)) == [
-        b1["id"], suspended["id"], expired["id"],
+        b1["id"],
+        suspended["id"],
+        expired["id"],
     ]
     assert ids(product="other") == []
     assert ids(status="suspended") == [suspended["id"]]
@@ -179,8 +184,7 @@ def test_admin_lists_filter_and_paginate(client, admin_key, issue, make_org, own
     assert ids(status="active") == [a1["id"], a2["id"], b1["id"]]
     assert ids(status="revoked") == []
     by_id = {
-        item["id"]: item
-        for item in client.get("/api/v1/licenses", headers=auth).json()["items"]
+        item["id"]: item for item in client.get("/api/v1/licenses", headers=auth).json()["items"]
     }
     assert by_id[expired["id"]]["status"] == "expired"
 
@@ -205,8 +209,12 @@ def test_patch_changes_and_clears_overrides(client, admin_key, issue, make_org, 
     auth = bearer(admin_key)
     changed = client.patch(
         path,
-        json={"expires_at": None, "max_activations": None, "features": {"support": "phone"},
-              "metadata": {"crm": 7}},
+        json={
+            "expires_at": None,
+            "max_activations": None,
+            "features": {"support": "phone"},
+            "metadata": {"crm": 7},
+        },
         headers=auth,
     )
     assert changed.status_code == 200, changed.text
@@ -223,5 +231,6 @@ def test_patch_changes_and_clears_overrides(client, admin_key, issue, make_org, 
         "SELECT data FROM audit_events WHERE action = 'license.update' ORDER BY id"
     ).fetchall()
     assert [row[0]["fields"] for row in actions] == [
-        ["expires_at", "max_activations", "features", "metadata"], ["expires_at"],
+        ["expires_at", "max_activations", "features", "metadata"],
+        ["expires_at"],
     ]

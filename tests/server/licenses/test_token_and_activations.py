@@ -104,7 +104,8 @@ def test_activations_count_and_list(client, admin_key, seats, user_headers):
             "deactivated": False,
         }
     page = client.get(
-        f"/api/v1/licenses/{lic['id']}/activations", params={"limit": 3},
+        f"/api/v1/licenses/{lic['id']}/activations",
+        params={"limit": 3},
         headers=bearer(admin_key),
     ).json()
     assert len(page["items"]) == 3
@@ -174,7 +175,7 @@ def test_users_are_held_to_the_daily_deactivation_limit(
 def test_activations_of_other_tenants_and_licenses_are_404(
     client, admin_key, seats, issue, make_org, user_headers, expect_problem
 ):
-    org, lic, ids = seats
+    _, lic, ids = seats
     other_org = make_org("B")
     other_lic = issue(other_org)
     owner_b = user_headers(other_org, "owner")
