@@ -97,11 +97,11 @@ def _epoch(now: datetime | float | int | None) -> float:
         return time.time()
     if isinstance(now, datetime):
         if now.tzinfo is None or now.utcoffset() is None:
-            raise ValueError("now must be a timezone-aware datetime")
+            raise LicenseError("now must be a timezone-aware datetime")
         return now.timestamp()
     if isinstance(now, (int, float)) and not isinstance(now, bool):
         return float(now)
-    raise TypeError("now must be a timezone-aware datetime or epoch seconds")
+    raise LicenseError("now must be a timezone-aware datetime or epoch seconds")
 
 
 def _parse_retry_after(value: str | None) -> float | None:
@@ -339,9 +339,8 @@ class LicenseClient:
                     return renewed
                 refusal = self.refusal
                 if refusal is not None:
-                    raise Expired(f"{expired}; the server refused to renew it: {refusal}") from (
-                        refusal
-                    )
+                    message = f"{expired}; the server refused to renew it: {refusal}"
+                    raise Expired(message) from refusal
                 raise
             issued = license.issued_at.timestamp()
             expires = license.expires_at.timestamp()

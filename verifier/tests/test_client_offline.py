@@ -710,3 +710,9 @@ def test_a_deactivation_file_that_cannot_be_written_keeps_the_token(env, tmp_pat
     with pytest.raises(OSError):
         client.write_offline_deactivation_request(blocker / "deactivate.json")
     assert client.license(now=NOW).token_id == "jti-1"
+
+
+def test_a_naive_now_is_refused_like_the_verifier_does(env, tmp_path):
+    client = seeded(env, tmp_path)
+    with pytest.raises(LicenseError, match="timezone-aware"):
+        client.license(now=datetime(2026, 5, 28, 12, 0))
