@@ -102,3 +102,41 @@ def test_bad_request_files_are_refused(make_license, cli_env, tmp_path) -> None:
     assert result.exit_code != 0 and "not a valid" in result.output
     full = runner.invoke(activate_offline, [str(request_file(tmp_path, lic))], env=cli_env)
     assert full.exit_code != 0 and "ACTIVATION_LIMIT" in full.output
+
+
+def test_the_verifier_client_files_work_with_the_cli(
+    client,
+    settings,
+    sql,
+    make_license,
+    cli_env,
+    tmp_path,
+) -> None:
+    """LicenseClient.offline_request -> activate-offline -> LicenseClient.install, and back."""
+    from licentia_verifier.client import LicenseClient
+
+    lic = make_license()
+    jwks = client.get("/.well-known/jwks.json").json()
+    verifier = Verifier.from_jwks(jwks, product=lic.product, issuer=settings.issuer)
+    machine = LicenseClient(
+        "http://127.0.0.1:9",
+        product=lic.product,
+        verifier=verifier,
+        cache_dir=tmp_path / "cache",
+        fingerprint="client-machine",
+    )
+    request = tmp_path / "request.json"
+    machine.write_offline_request(request, lic.key, name="no-network-box")
+    token_file = tmp_path / "token.json"
+    runner = CliRunner()
+    result = runner.invoke(activate_offline, [str(request), "-o", str(token_file)], env=cli_env)
+    assert result.exit_code == 0, result.output
+    installed = machine.install(token_file)
+    assert installed.license_id == str(lic.id)
+    assert sql.live(lic.id) == 1
+
+    release = tmp_path / "release.json"
+    machine.write_offline_deactivation_request(release)
+    result = runner.invoke(deactivate_offline, [str(release)], env=cli_env)
+    assert result.exit_code == 0, result.output
+    assert sql.live(lic.id) == 0
