@@ -40,7 +40,7 @@ def signup(client: TestClient, email: str | None = None, org: str = "Acme") -> d
     return response.json()
 
 
-def fresh_minute(database: TestDatabase, margin: float = 20.0) -> None:
+def fresh_minute(database: TestDatabase, margin: float = 5.0) -> None:
     """Rate-limit windows are aligned on the database clock's minutes: start a test that
     counts to the limit early in a window, so it never straddles two windows."""
     with psycopg.connect(database.owner_url) as conn:
