@@ -6,7 +6,9 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+import msgspec
 from litestar.exceptions import ClientException, HTTPException, ValidationException
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.plugins.problem_details import (
     ProblemDetailsConfig,
     ProblemDetailsException,
@@ -216,6 +218,40 @@ def unexpected_problem(error: Exception) -> ProblemDetailsException:
         "Internal server error",
         "An unexpected error occurred; it has been logged",
     )
+
+
+class Problem(msgspec.Struct):
+    """RFC 9457 problem details, as every error of this API is rendered."""
+
+    status: int
+    title: str
+    detail: str
+    code: str
+    type: str = "about:blank"
+
+
+_DESCRIPTIONS = {
+    400: "Malformed request (not JSON)",
+    401: "Missing or invalid credentials",
+    403: "Missing scope or role, or the license cannot be used",
+    404: "No such resource (or it belongs to another organization)",
+    409: "Conflict with the current state",
+    422: "Invalid input",
+    429: "Too many requests (see Retry-After)",
+    503: "Temporarily unavailable (see Retry-After)",
+}
+
+
+def problem_responses(*statuses: int) -> dict[int, ResponseSpec]:
+    """OpenAPI entries for the problem+json errors a route can answer."""
+    return {
+        status: ResponseSpec(
+            data_container=Problem,
+            description=_DESCRIPTIONS.get(status, "Error"),
+            media_type="application/problem+json",
+        )
+        for status in statuses
+    }
 
 
 def problem_details_plugin() -> ProblemDetailsPlugin:

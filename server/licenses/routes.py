@@ -12,6 +12,7 @@ from litestar.params import HeaderParameter, Parameter
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.auth.principal import EVERY_ROLE, MANAGERS, Principal, allow, provide_principal
+from server.errors import problem_responses
 from server.licenses import service
 from server.licenses.schemas import (
     ActivationRead,
@@ -24,7 +25,6 @@ from server.licenses.schemas import (
     Status,
 )
 from server.pagination import Cursor, Limit, PageOf
-from server.products.schemas import problem_responses
 
 _admin_read = allow(scope="licenses:read")
 _admin_write = allow(scope="licenses:write")

@@ -7,6 +7,7 @@ from litestar.di import Provide
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.auth.principal import Principal, allow, provide_principal
+from server.errors import problem_responses
 from server.models import Product, Tier
 from server.pagination import Cursor, Limit, PageOf
 from server.products import service
@@ -17,7 +18,6 @@ from server.products.schemas import (
     TierCreate,
     TierRead,
     TierUpdate,
-    problem_responses,
 )
 
 _read = allow(scope="products:read")

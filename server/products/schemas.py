@@ -11,7 +11,6 @@ from datetime import datetime
 from typing import Annotated, Any
 
 import msgspec
-from litestar.openapi.datastructures import ResponseSpec
 
 # No NUL: PostgreSQL text and jsonb cannot store it, so it must be a 422, not a 500.
 NO_NUL = r"^[^\x00]*$"
@@ -103,38 +102,6 @@ class TierRead(msgspec.Struct):
     max_deactivations_per_day: int
     created_at: datetime
     updated_at: datetime
-
-
-class Problem(msgspec.Struct):
-    """RFC 9457 problem details, as every error of this API is rendered."""
-
-    status: int
-    title: str
-    detail: str
-    code: str
-    type: str = "about:blank"
-
-
-_DESCRIPTIONS = {
-    400: "Malformed request",
-    401: "Missing or invalid credentials",
-    403: "Missing scope or role, or the license cannot be used",
-    404: "No such resource (or it belongs to another organization)",
-    409: "Conflict with the current state",
-    422: "Invalid input",
-}
-
-
-def problem_responses(*statuses: int) -> dict[int, ResponseSpec]:
-    """OpenAPI entries for the problem+json errors a route can answer."""
-    return {
-        status: ResponseSpec(
-            data_container=Problem,
-            description=_DESCRIPTIONS.get(status, "Error"),
-            media_type="application/problem+json",
-        )
-        for status in statuses
-    }
 
 
 def changes(update: msgspec.Struct) -> dict[str, Any]:
