@@ -8,131 +8,27 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
 
 import click
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.settings import Settings, SettingsError, async_url, default_data_dir
-
-T = TypeVar("T")
-log = logging.getLogger("licentia.cli")
-
-
-@dataclass(frozen=True)
-class Database:
-    runtime_url: str
-    owner_url: str | None
-    key_encryption_key: str | None
-    embedded: bool
-
-
-def resolve_database(data_dir: Path) -> Database:
-    """``LICENTIA_DATABASE_URL`` when set, else the embedded instance in ``data_dir``."""
-    url = os.environ.get("LICENTIA_DATABASE_URL")
-    kek = os.environ.get("LICENTIA_KEY_ENCRYPTION_KEY") or None
-    if url:
-        owner = os.environ.get("LICENTIA_MIGRATION_DATABASE_URL") or None
-        return Database(url, owner, kek, embedded=False)
-    if os.environ.get("LICENTIA_ALLOW_EMBEDDED", "true").lower() in ("0", "false", "no"):
-        raise click.ClickException(
-            "LICENTIA_DATABASE_URL is required here (the embedded database is disabled by "
-            "LICENTIA_ALLOW_EMBEDDED=false). Set it to the runtime role's URL, e.g. "
-            "postgresql://licentia_app:secret@db:5432/licentia."
-        )
-    from server import embedded
-
-    try:
-        instance = embedded.start(data_dir)
-    except embedded.EmbeddedUnavailable as exc:
-        raise click.ClickException(str(exc)) from None
-    return Database(
-        instance.runtime_url, instance.owner_url, kek or instance.key_encryption_key, True
-    )
-
-
-def settings_for(db: Database, **overrides: Any) -> Settings:
-    env = dict(os.environ)
-    env["LICENTIA_DATABASE_URL"] = db.runtime_url
-    if db.owner_url:
-        env["LICENTIA_MIGRATION_DATABASE_URL"] = db.owner_url
-    if db.key_encryption_key:
-        env["LICENTIA_KEY_ENCRYPTION_KEY"] = db.key_encryption_key
-    try:
-        return Settings.from_env(env, **overrides)
-    except SettingsError as exc:
-        raise click.ClickException(str(exc)) from None
-
-
-def _kek_bytes(settings: Settings) -> bytes:
-    from keys.crypto import parse_kek
-
-    if not settings.key_encryption_key:
-        raise click.ClickException(
-            "LICENTIA_KEY_ENCRYPTION_KEY is not set; generate one with `licentia keys new-kek`."
-        )
-    try:
-        return parse_kek(settings.key_encryption_key)
-    except ValueError as exc:
-        raise click.ClickException(f"LICENTIA_KEY_ENCRYPTION_KEY is invalid: {exc}") from None
-
-
-@asynccontextmanager
-async def admin_session(settings: Settings) -> AsyncIterator[AsyncSession]:
-    """A platform-admin transaction on the runtime role, as an admin API key would get."""
-    from server.db import create_engine, create_sessionmaker, set_tenant
-
-    engine = create_engine(settings)
-    try:
-        async with create_sessionmaker(engine)() as session, session.begin():
-            await set_tenant(session, None, platform_admin=True)
-            yield session
-    finally:
-        await engine.dispose()
-
-
-def run_admin(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
-    from server.errors import DomainError
-
-    async def main() -> T:
-        async with admin_session(settings) as session:
-            return await work(session)
-
-    try:
-        return asyncio.run(main())
-    except DomainError as exc:
-        raise click.ClickException(f"{exc.code}: {exc.detail}") from None
-
-
-def migrate(db: Database, revision: str = "head") -> None:
-    from server.db import upgrade
-
-    if not db.owner_url:
-        raise click.ClickException(
-            "Migrations need the schema owner's connection: set LICENTIA_MIGRATION_DATABASE_URL."
-        )
-    upgrade(async_url(db.owner_url), revision, app_role=_runtime_role(db.runtime_url))
-
-
-def _runtime_role(url: str) -> str:
-    """The runtime role named in the URL: migrations grant it access and nothing more."""
-    from sqlalchemy.engine import make_url
-
-    return make_url(async_url(url)).username or "licentia_app"
-
-
-data_dir_option = click.option(
-    "--data-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=default_data_dir,
-    show_default=".licentia",
-    help="Where the embedded database lives (when LICENTIA_DATABASE_URL is not set).",
+from server.cli_support import (
+    data_dir_option,
+    kek_bytes,
+    migrate,
+    resolve_database,
+    run_admin,
+    runtime_role,
+    settings_for,
 )
+from server.licenses.cli import licenses
+from server.licensing.cli import activate_offline, deactivate_offline
+from server.settings import Settings, async_url
+
+log = logging.getLogger("licentia.cli")
 
 
 @click.group()
@@ -159,7 +55,7 @@ def serve(host: str, port: int, workers: int, data_dir: Path) -> None:
     if db.owner_url:
         migrate(db)
     settings = settings_for(db)
-    kek = _kek_bytes(settings)
+    kek = kek_bytes(settings)
     _prepare(settings, kek)
     os.environ["LICENTIA_DATABASE_URL"] = db.runtime_url
     os.environ["LICENTIA_KEY_ENCRYPTION_KEY"] = settings.key_encryption_key or ""
@@ -242,7 +138,7 @@ def db_downgrade(revision: str, data_dir: Path) -> None:
     database = resolve_database(data_dir)
     if not database.owner_url:
         raise click.ClickException("Set LICENTIA_MIGRATION_DATABASE_URL to the schema owner.")
-    downgrade(async_url(database.owner_url), revision, _runtime_role(database.runtime_url))
+    downgrade(async_url(database.owner_url), revision, runtime_role(database.runtime_url))
     click.echo(f"schema downgraded to {revision}")
 
 
@@ -320,7 +216,7 @@ def keys_rotate(activate_at: datetime | None, data_dir: Path) -> None:
     from server.audit.service import record
 
     settings = settings_for(resolve_database(data_dir))
-    kek = _kek_bytes(settings)
+    kek = kek_bytes(settings)
     when = activate_at.replace(tzinfo=activate_at.tzinfo or UTC) if activate_at else None
 
     async def work(session: AsyncSession) -> store.KeyInfo:
@@ -405,17 +301,9 @@ def demo_seed(data_dir: Path) -> None:
     click.echo(summary)
 
 
-def _register_optional_commands() -> None:
-    try:
-        from server.licenses.cli import licenses
-    except ModuleNotFoundError as exc:
-        if not "server.licenses.cli".startswith(exc.name or "-"):
-            raise
-        return
-    main.add_command(licenses)
-
-
-_register_optional_commands()
+licenses.add_command(activate_offline)
+licenses.add_command(deactivate_offline)
+main.add_command(licenses)
 
 
 if __name__ == "__main__":

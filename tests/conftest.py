@@ -142,7 +142,7 @@ def signing_key(settings: Settings) -> str:
     """Make sure an active signing key exists; return its kid."""
     from keys.crypto import parse_kek
     from keys.store import ensure_active_key
-    from server.cli import admin_session
+    from server.cli_support import admin_session
 
     async def work() -> str:
         async with admin_session(settings) as session:
@@ -171,7 +171,7 @@ def admin_key(settings: Settings) -> str:
 
 def make_api_key(settings: Settings, scopes: list[str]) -> str:
     from server.api_keys.service import create_api_key
-    from server.cli import admin_session
+    from server.cli_support import admin_session
 
     async def work() -> str:
         async with admin_session(settings) as session:

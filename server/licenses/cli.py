@@ -11,17 +11,7 @@ import msgspec
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.settings import default_data_dir
-
-# The same option as ``server.cli.data_dir_option``, defined here because server.cli imports
-# this module while it loads (importing it from there would be a cycle).
-data_dir_option = click.option(
-    "--data-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=default_data_dir,
-    show_default=".licentia",
-    help="Where the embedded database lives (when LICENTIA_DATABASE_URL is not set).",
-)
+from server.cli_support import data_dir_option
 
 
 @click.group()
@@ -84,7 +74,7 @@ def issue(
     data_dir: Path,
 ) -> None:
     """Issue a license and print its key (alone, on stdout). The key is shown only once."""
-    from server.cli import resolve_database, run_admin, settings_for
+    from server.cli_support import resolve_database, run_admin, settings_for
     from server.licenses import service
     from server.licenses.schemas import LicenseCreate, LicenseCreated
 
@@ -128,7 +118,7 @@ def list_(
     org: str | None, product: str | None, status: str | None, limit: int, data_dir: Path
 ) -> None:
     """List licenses (oldest first): id, key prefix, organization, product/tier, status."""
-    from server.cli import resolve_database, run_admin, settings_for
+    from server.cli_support import resolve_database, run_admin, settings_for
     from server.licenses import service
     from server.licenses.schemas import LicenseRead
 

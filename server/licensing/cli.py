@@ -48,18 +48,8 @@ from typing import Any
 import click
 import msgspec
 
+from server.cli_support import data_dir_option
 from server.licensing.schemas import ActivateRequest, DeactivateRequest
-from server.settings import default_data_dir
-
-# The same option as ``server.cli.data_dir_option``, declared here so that importing this
-# module never imports ``server.cli`` (which imports the licenses group, which imports this).
-data_dir_option = click.option(
-    "--data-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=default_data_dir,
-    show_default=".licentia",
-    help="Where the embedded database lives (when LICENTIA_DATABASE_URL is not set).",
-)
 
 _request_argument = click.argument(
     "request", type=click.Path(exists=True, dir_okay=False, path_type=Path)
@@ -107,12 +97,12 @@ def _caller(session: Any, settings: Any, kek: bytes) -> Any:
 @data_dir_option
 def activate_offline(request: Path, output: Path | None, data_dir: Path) -> None:
     """Turn an offline activation REQUEST file into a token file for an air-gapped machine."""
-    from server.cli import _kek_bytes, resolve_database, run_admin, settings_for
+    from server.cli_support import kek_bytes, resolve_database, run_admin, settings_for
     from server.licensing import service
 
     data = _read_request(request, ActivateRequest, "activation_request")
     settings = settings_for(resolve_database(data_dir))
-    kek = _kek_bytes(settings)
+    kek = kek_bytes(settings)
 
     async def work(session: Any) -> service.Activated:
         return await service.activate(session, _caller(session, settings, kek), data)
@@ -137,12 +127,12 @@ def activate_offline(request: Path, output: Path | None, data_dir: Path) -> None
 @data_dir_option
 def deactivate_offline(request: Path, output: Path | None, data_dir: Path) -> None:
     """Free the seat named by an offline deactivation REQUEST file."""
-    from server.cli import _kek_bytes, resolve_database, run_admin, settings_for
+    from server.cli_support import kek_bytes, resolve_database, run_admin, settings_for
     from server.licensing import service
 
     data = _read_request(request, DeactivateRequest, "deactivation_request")
     settings = settings_for(resolve_database(data_dir))
-    kek = _kek_bytes(settings)
+    kek = kek_bytes(settings)
 
     async def work(session: Any) -> Any:
         return await service.deactivate(session, _caller(session, settings, kek), data)

@@ -19,7 +19,8 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from keys import store
 from keys.crypto import KeyDecryptionError, parse_kek
 from keys.tokens import TokenSubject, issue_license_token
-from server.cli import admin_session, main
+from server.cli import main
+from server.cli_support import admin_session
 from server.errors import InvalidTransition
 from server.settings import Settings
 

@@ -33,7 +33,7 @@ def make_license(settings: Settings) -> MakeLicense:
     """``make_license(product=..., tier=..., max_activations=..., ...)`` -> Made."""
     from sqlalchemy import text
 
-    from server.cli import admin_session
+    from server.cli_support import admin_session
 
     def factory(
         *,
