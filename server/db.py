@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-from server.auth.principal import Principal
+from server.auth.principal import Principal, confirm_user
 from server.settings import Settings
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
@@ -62,6 +62,8 @@ async def provide_session(state: State, request: Request) -> AsyncGenerator[Asyn
         principal = request.scope.get("user")
         if isinstance(principal, Principal):
             await set_tenant(session, principal.organization_id, platform_admin=principal.is_admin)
+            if not principal.is_admin:
+                await confirm_user(session, principal)
         yield session
     except BaseException:
         await session.rollback()

@@ -22,6 +22,7 @@ from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.errors import PermissionDenied, Unauthenticated
 
@@ -173,6 +174,22 @@ async def _authenticate_api_key(state: Any, key: str) -> Principal:
     if row is None:
         raise Unauthenticated("Unknown or revoked API key", code="INVALID_API_KEY")
     return Principal(kind="api_key", id=row.id, scopes=frozenset(row.scopes))
+
+
+_CURRENT_ROLE = text("SELECT role FROM users WHERE id = :id")
+
+
+async def confirm_user(session: AsyncSession, principal: Principal) -> None:
+    """A user's access token stands only while the user exists with the role it names.
+
+    Deleting or demoting someone takes effect on their next request, not when the token
+    expires; the client refreshes to get a token with the current role. Runs after the
+    tenant is set, so RLS confines the look-up to the token's organization."""
+    role = await session.scalar(_CURRENT_ROLE, {"id": principal.id})
+    if role is None:
+        raise Unauthenticated("This account no longer exists", code="INVALID_TOKEN")
+    if role != principal.role:
+        raise Unauthenticated("Your role has changed; refresh the access token", code="TOKEN_STALE")
 
 
 # --- guards --------------------------------------------------------------------------------

@@ -175,9 +175,20 @@ def test_roles_come_from_the_database_not_the_token(client: TestClient) -> None:
         f"{API}/users/{admin['id']}", headers=a["headers"], json={"role": "member"}
     )
     assert demote.status_code == 200
-    # The old access token still says "admin"; the write is refused all the same.
+    # The old access token still says "admin": it stops working at once, reads included.
     body = {"email": "late@example.com", "full_name": "L", "password": PASSWORD}
-    assert_problem(client.post(f"{API}/users", headers=admin["headers"], json=body), 403)
+    stale = client.post(f"{API}/users", headers=admin["headers"], json=body)
+    assert_problem(stale, 401, "TOKEN_STALE")
+    assert_problem(client.get(f"{API}/projects", headers=admin["headers"]), 401, "TOKEN_STALE")
+
+
+def test_a_deleted_users_token_stops_working_at_once(client: TestClient) -> None:
+    a = signup(client)
+    member = add_user(client, a["headers"])
+    assert client.get(f"{API}/projects", headers=member["headers"]).status_code == 200
+    removed = client.delete(f"{API}/users/{member['id']}", headers=a["headers"])
+    assert removed.status_code == 204, removed.text
+    assert_problem(client.get(f"{API}/projects", headers=member["headers"]), 401, "INVALID_TOKEN")
 
 
 def test_change_own_password(client: TestClient) -> None:
