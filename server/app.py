@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncGenerator
 from contextlib import asynccontextmanager
@@ -26,6 +27,7 @@ from server.errors import problem_details_plugin
 from server.health.routes import HealthController
 from server.licenses.routes import LicenseController
 from server.licensing.routes import LicensingController
+from server.maintenance import run_periodically
 from server.observability import RequestIdMiddleware
 from server.organizations.routes import OrganizationController
 from server.products.routes import ProductController
@@ -76,7 +78,11 @@ def create_app(settings: Settings) -> Litestar:
             if settings.check_runtime_role:
                 await check_runtime_role(engine)
             await _check_signing_key(app.state.keyring)
-            yield
+            housekeeping = asyncio.create_task(run_periodically(engine))
+            try:
+                yield
+            finally:
+                housekeeping.cancel()
         finally:
             await engine.dispose()
 

@@ -163,6 +163,26 @@ def db_current(data_dir: Path) -> None:
     click.echo(f"{revision or 'base'} (head: {head_revision()})")
 
 
+@db.command("cleanup")
+@data_dir_option
+def db_cleanup(data_dir: Path) -> None:
+    """Delete expired rate-limit windows, idempotency records and refresh tokens."""
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from server.maintenance import purge_expired
+
+    settings = settings_for(resolve_database(data_dir))
+
+    async def main_() -> object:
+        engine = create_async_engine(settings.database_url)
+        try:
+            return await purge_expired(engine)
+        finally:
+            await engine.dispose()
+
+    click.echo(asyncio.run(main_()))
+
+
 # --- admin -------------------------------------------------------------------------------
 
 

@@ -97,3 +97,23 @@ def test_embedded_can_be_disabled() -> None:
     )
     assert result.exit_code != 0
     assert "LICENTIA_DATABASE_URL is required" in result.output
+
+
+def test_db_cleanup_removes_only_expired_rows(settings: Settings, database: TestDatabase) -> None:
+    with psycopg.connect(database.owner_url) as conn:
+        conn.execute(
+            "INSERT INTO rate_limits (bucket, window_start, hits) VALUES "
+            "('old', now() - interval '2 hours', 3), ('new', now(), 1)"
+        )
+        conn.execute(
+            "INSERT INTO idempotency_keys (scope, key, request_hash, response_status, "
+            "response_body, expires_at) VALUES "
+            "('s', 'old', '\\x00', 201, '{}', now() - interval '1 minute'), "
+            "('s', 'new', '\\x00', 201, '{}', now() + interval '1 hour')"
+        )
+    result = CliRunner().invoke(main, ["db", "cleanup"], env=_env(settings))
+    assert result.exit_code == 0, result.output
+    assert "rate_limit_windows=1" in result.output and "idempotency_keys=1" in result.output
+    with psycopg.connect(database.owner_url) as conn:
+        assert [r[0] for r in conn.execute("SELECT bucket FROM rate_limits")] == ["new"]
+        assert [r[0] for r in conn.execute("SELECT key FROM idempotency_keys")] == ["new"]

@@ -1,0 +1,48 @@
+"""Housekeeping: drop rows whose purpose has passed (rate-limit windows, idempotency
+records, expired refresh tokens). Every worker runs it now and then; running it twice at
+once is harmless (plain deletes of expired rows)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from dataclasses import dataclass
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from server import ratelimit
+
+log = logging.getLogger("licentia.maintenance")
+
+_EXPIRED_IDEMPOTENCY = text("DELETE FROM idempotency_keys WHERE expires_at < now()")
+_EXPIRED_REFRESH = text("DELETE FROM refresh_tokens WHERE expires_at < now() - interval '1 day'")
+
+
+@dataclass(frozen=True)
+class Purged:
+    rate_limit_windows: int
+    idempotency_keys: int
+    refresh_tokens: int
+
+
+async def purge_expired(engine: AsyncEngine) -> Purged:
+    windows = await ratelimit.cleanup(engine)
+    async with engine.begin() as connection:
+        idempotency = (await connection.execute(_EXPIRED_IDEMPOTENCY)).rowcount or 0
+        refresh = (await connection.execute(_EXPIRED_REFRESH)).rowcount or 0
+    return Purged(windows, idempotency, refresh)
+
+
+async def run_periodically(engine: AsyncEngine, every_seconds: float = 600.0) -> None:
+    """Purge at a jittered interval until cancelled; a failed round is logged, not fatal."""
+    while True:
+        await asyncio.sleep(every_seconds * random.uniform(0.5, 1.0))
+        try:
+            purged = await purge_expired(engine)
+        except Exception as exc:  # the database may be away; try again next round
+            log.warning("housekeeping failed: %s", type(exc).__name__)
+            continue
+        if any(vars(purged).values()):
+            log.info("housekeeping", extra=vars(purged))
