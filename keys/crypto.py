@@ -61,8 +61,18 @@ def raw_private_key(private_key: Ed25519PrivateKey) -> bytes:
     return private_key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
 
 
+KID_BYTES = 12
+
+
 def compute_kid(public_raw: bytes) -> str:
-    """RFC 7638 JWK thumbprint (SHA-256, unpadded base64url) of the Ed25519 public key."""
+    """The key id: the RFC 7638 JWK thumbprint (SHA-256) of the Ed25519 public key, truncated
+    to its first 12 bytes, as unpadded base64url (16 characters).
+
+    12 bytes are a whole number of base64 groups, so the kid is also the first 16 characters
+    of the full 43-character thumbprint. A kid only has to be unique within the key set a
+    verifier embeds (which refuses two different keys under one kid), so 96 bits is ample;
+    the shorter kid keeps every token 27 characters smaller.
+    """
     if len(public_raw) != 32:
         raise ValueError("an Ed25519 public key is 32 bytes")
     # Required members only, in lexicographic order, no whitespace (RFC 7638 section 3).
@@ -71,7 +81,7 @@ def compute_kid(public_raw: bytes) -> str:
         separators=(",", ":"),
         sort_keys=True,
     )
-    return b64url_encode(hashlib.sha256(canonical.encode("ascii")).digest())
+    return b64url_encode(hashlib.sha256(canonical.encode("ascii")).digest()[:KID_BYTES])
 
 
 def public_jwk(public_raw: bytes, kid: str) -> dict[str, str]:

@@ -6,6 +6,7 @@ import base64
 import hashlib
 import math
 import secrets
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -18,6 +19,8 @@ __all__ = [
     "LICENSE_TYP",
     "IssuedToken",
     "TokenSubject",
+    "decode_id",
+    "encode_id",
     "fingerprint_hash",
     "issue_activation_token",
     "issue_license_token",
@@ -25,11 +28,56 @@ __all__ = [
 
 LICENSE_TYP = "license+jwt"
 ACTIVATION_TYP = "activation+jwt"
+JTI_BYTES = 12
+
+
+def canonical_uuid(value: str | uuid.UUID, name: str) -> str:
+    """The canonical text form (lowercase, hyphenated) of a UUID given as text or ``UUID``.
+
+    ``ValueError`` for anything that is not a UUID: the id claims can only carry UUIDs.
+    """
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if not isinstance(value, str):
+        raise ValueError(f"{name} must be a UUID (a uuid.UUID or its text form)")
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        raise ValueError(f"{name} must be a UUID, got {value!r}") from None
+
+
+def encode_id(value: str | uuid.UUID) -> str:
+    """An id claim (``sub``, ``org``, ``act``): the UUID's 16 bytes as unpadded base64url
+    (22 characters). See docs/token-format.md, "Identifiers"."""
+    raw = uuid.UUID(canonical_uuid(value, "id")).bytes
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+def decode_id(claim: str) -> str:
+    """Inverse of ``encode_id``: the canonical UUID text of a 22-character id claim.
+
+    ``ValueError`` unless ``claim`` is exactly the canonical encoding of 16 bytes.
+    """
+    problem = ValueError(f"not a Licentia id claim: {claim!r}")
+    if not isinstance(claim, str) or len(claim) != 22 or not claim.isascii():
+        raise problem
+    try:
+        raw = base64.urlsafe_b64decode(claim + "==")
+    except ValueError:
+        raise problem from None
+    if base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii") != claim:
+        raise problem  # characters outside base64url, or non-zero unused bits
+    return str(uuid.UUID(bytes=raw))
 
 
 @dataclass(frozen=True)
 class TokenSubject:
-    """What a token says about a license (the claims shared by both token kinds)."""
+    """What a token says about a license (the claims shared by both token kinds).
+
+    ``license_id`` and ``organization_id`` are UUIDs: pass their text form or ``uuid.UUID``;
+    the fields always hold the canonical text form (lowercase, hyphenated), which is what
+    the verifier's ``License`` returns. In the token they are 22-character base64url.
+    """
 
     license_id: str
     organization_id: str
@@ -38,6 +86,10 @@ class TokenSubject:
     features: Mapping[str, bool | int | float | str]
     max_activations: int
     license_expires_at: datetime | None
+
+    def __post_init__(self) -> None:
+        for name in ("license_id", "organization_id"):
+            object.__setattr__(self, name, canonical_uuid(getattr(self, name), name))
 
 
 @dataclass(frozen=True)
@@ -89,13 +141,13 @@ def _claims(
         raise ValueError("max_activations must be an integer")
     claims: dict[str, Any] = {
         "iss": issuer,
-        "sub": str(subject.license_id),
+        "sub": encode_id(subject.license_id),
         "aud": subject.product,
         "iat": iat,
         "nbf": iat,
         "exp": exp,
-        "jti": secrets.token_urlsafe(16),
-        "org": str(subject.organization_id),
+        "jti": secrets.token_urlsafe(JTI_BYTES),
+        "org": encode_id(subject.organization_id),
         "tier": subject.tier,
         "features": _features(subject.features),
         "max_activations": subject.max_activations,
@@ -132,17 +184,19 @@ def issue_activation_token(
     subject: TokenSubject,
     *,
     issuer: str,
-    activation_id: str,
+    activation_id: str | uuid.UUID,
     fingerprint: str,
     now: datetime,
     lease: timedelta,
 ) -> IssuedToken:
     """An ``activation+jwt`` for one machine whose ``exp`` is the offline lease:
     min(license expiry, now + lease). The raw fingerprint is not in the token, only its hash.
+    ``activation_id`` is a UUID (text or ``uuid.UUID``), like the subject's ids.
     """
+    act = encode_id(canonical_uuid(activation_id, "activation_id"))
     if not fingerprint:
         raise ValueError("fingerprint must be a non-empty string")
     claims, exp = _claims(subject, issuer=issuer, now=now, lifetime=lease)
-    claims["act"] = str(activation_id)
+    claims["act"] = act
     claims["fp"] = fingerprint_hash(fingerprint)
     return _issued(signer.sign(ACTIVATION_TYP, claims), claims, exp)

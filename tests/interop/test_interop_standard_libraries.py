@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import subprocess
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,9 @@ from keys.crypto import (
 from keys.tokens import TokenSubject, issue_activation_token, issue_license_token
 
 HERE = Path(__file__).resolve().parent
+LICENSE_ID = "7b5d0c1e-1111-4222-8333-944455566677"
+ORG_ID = "1c2d3e4f-5a6b-4c7d-8e9f-0a1b2c3d4e5f"
+ACTIVATION_ID = "9a8b7c6d-5e4f-4a3b-9c2d-1e0f9a8b7c6d"
 VECTOR_DIR = HERE.parent / "vectors"
 VECTORS = {p.stem: json.loads(p.read_text()) for p in sorted(VECTOR_DIR.glob("*.json"))}
 JOSE_SPEC = "jose@6"
@@ -57,8 +61,8 @@ def _fresh_tokens() -> tuple[dict[str, Any], dict[str, str]]:
     key = generate_private_key()
     signer = SigningKey.from_raw(compute_kid(raw_public_key(key)), raw_private_key(key))
     subject = TokenSubject(
-        license_id="7b5d0c1e-1111-4222-8333-944455566677",
-        organization_id="1c2d3e4f-5a6b-4c7d-8e9f-0a1b2c3d4e5f",
+        license_id=LICENSE_ID,
+        organization_id=ORG_ID,
         product="acme-ide",
         tier="enterprise",
         features={"sso": True, "seats": 250, "ratio": 1.5, "edition": "ultimate"},
@@ -74,7 +78,7 @@ def _fresh_tokens() -> tuple[dict[str, Any], dict[str, str]]:
         signer,
         subject,
         issuer=issuer,
-        activation_id="act-9",
+        activation_id=ACTIVATION_ID,
         fingerprint="fp-9",
         now=now,
         lease=timedelta(days=7),
@@ -85,6 +89,11 @@ def _fresh_tokens() -> tuple[dict[str, Any], dict[str, str]]:
 
 def _b64d(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _id(value: str) -> str:
+    """The id claim of a UUID: its 16 bytes as unpadded base64url."""
+    return base64.urlsafe_b64encode(uuid.UUID(value).bytes).rstrip(b"=").decode()
 
 
 # --- PyJWT -------------------------------------------------------------------------------
@@ -155,6 +164,8 @@ def test_pyjwt_verifies_a_fresh_token():
             "ratio": 1.5,
             "edition": "ultimate",
         }
+        assert (claims["sub"], claims["org"]) == (_id(LICENSE_ID), _id(ORG_ID))
+        assert claims.get("act") == (_id(ACTIVATION_ID) if typ == "activation+jwt" else None)
 
 
 # --- npm jose under Node.js ----------------------------------------------------------------
@@ -228,6 +239,8 @@ def test_jose_agrees_with_the_vectors(jose_dir):
     for name in ACCEPTED:
         assert "ok" in results[name], f"jose refused {name}: {results[name]}"
         assert results[name]["ok"] == VECTORS[name]["expected"]["ok"], name
+        # The TypeScript id decoding of docs/token-format.md gives the canonical UUIDs.
+        assert results[name]["ids"] == VECTORS[name]["expected"]["ids"], name
     for name in names[len(ACCEPTED) :]:
         assert "error" in results[name], f"jose accepted {name}"
 
@@ -254,4 +267,15 @@ def test_jose_verifies_fresh_tokens(jose_dir):
         "kid": jwks["keys"][0]["kid"],
         "typ": "license+jwt",
     }
-    assert results[1]["ok"]["act"] == "act-9" and results[1]["ok"]["features"]["seats"] == 250
+    assert results[1]["ok"]["act"] == _id(ACTIVATION_ID)
+    assert results[1]["ok"]["features"]["seats"] == 250
+    assert results[0]["ids"] == {
+        "license_id": LICENSE_ID,
+        "organization_id": ORG_ID,
+        "activation_id": None,
+    }
+    assert results[1]["ids"] == {
+        "license_id": LICENSE_ID,
+        "organization_id": ORG_ID,
+        "activation_id": ACTIVATION_ID,
+    }

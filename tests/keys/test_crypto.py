@@ -38,14 +38,18 @@ def test_raw_keys_are_32_bytes():
     assert len(raw_public_key(key)) == 32 and len(raw_private_key(key)) == 32
 
 
-def test_kid_is_the_rfc7638_thumbprint():
-    # RFC 8037 appendix A.3: the thumbprint of the example Ed25519 key.
+def test_kid_is_the_rfc7638_thumbprint_truncated_to_12_bytes():
+    # RFC 8037 appendix A.3: the thumbprint of the example Ed25519 key is
+    # kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k; the kid is its first 12 bytes, which are
+    # exactly its first 16 base64url characters.
     x = base64.urlsafe_b64decode("11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo=")
-    assert compute_kid(x) == "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k"
+    assert compute_kid(x) == "kPrK_qmxVWaYVA9w"
     key = generate_private_key()
     raw = raw_public_key(key)
     canonical = json.dumps({"crv": "Ed25519", "kty": "OKP", "x": b64(raw)}, separators=(",", ":"))
-    assert compute_kid(raw) == b64(hashlib.sha256(canonical.encode()).digest())
+    thumbprint = hashlib.sha256(canonical.encode()).digest()
+    assert compute_kid(raw) == b64(thumbprint[:12])
+    assert len(compute_kid(raw)) == 16 and b64(thumbprint).startswith(compute_kid(raw))
     with pytest.raises(ValueError):
         compute_kid(b"short")
 

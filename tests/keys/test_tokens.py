@@ -22,6 +22,8 @@ from keys.tokens import (
     ACTIVATION_TYP,
     LICENSE_TYP,
     TokenSubject,
+    decode_id,
+    encode_id,
     fingerprint_hash,
     issue_activation_token,
     issue_license_token,
@@ -51,6 +53,12 @@ def subject(**overrides) -> TokenSubject:
     return TokenSubject(**values)
 
 
+def b64id(value: str | uuid.UUID) -> str:
+    """The id claim for a UUID, computed independently of keys.tokens."""
+    raw = (value if isinstance(value, uuid.UUID) else uuid.UUID(value)).bytes
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
 def parts(token: str) -> tuple[dict, dict]:
     def seg(s: str) -> dict:
         return json.loads(base64.urlsafe_b64decode(s + "=" * (-len(s) % 4)))
@@ -75,13 +83,13 @@ def test_license_token_claims(signer):
     iat = int(NOW.timestamp())
     assert claims == {
         "iss": ISSUER,
-        "sub": sub.license_id,
+        "sub": b64id(sub.license_id),
         "aud": "acme-ide",
         "iat": iat,
         "nbf": iat,
         "exp": iat + 3600,
         "jti": issued.jti,
-        "org": sub.organization_id,
+        "org": b64id(sub.organization_id),
         "tier": "pro",
         "features": {"sso": True, "seats": 25, "export": True},
         "max_activations": 3,
@@ -89,7 +97,8 @@ def test_license_token_claims(signer):
         "nonce": "abc",
     }
     assert issued.expires_at == datetime.fromtimestamp(iat + 3600, UTC)
-    assert len(base64.urlsafe_b64decode(issued.jti + "==")) == 16
+    assert len(issued.jti) == 16 and len(base64.urlsafe_b64decode(issued.jti)) == 12
+    assert len(claims["sub"]) == len(claims["org"]) == 22
     no_nonce = issue_license_token(signer, sub, issuer=ISSUER, now=NOW, lifetime=timedelta(1))
     assert "nonce" not in parts(no_nonce.token)[1]
     assert no_nonce.jti != issued.jti
@@ -97,11 +106,12 @@ def test_license_token_claims(signer):
 
 def test_activation_token_lease_is_capped_by_license_expiry(signer):
     sub = subject(license_expires_at=NOW + timedelta(days=3))
+    act = str(uuid.uuid4())
     issued = issue_activation_token(
         signer,
         sub,
         issuer=ISSUER,
-        activation_id="act-1",
+        activation_id=act,
         fingerprint="fp-raw",
         now=NOW,
         lease=timedelta(days=14),
@@ -109,13 +119,13 @@ def test_activation_token_lease_is_capped_by_license_expiry(signer):
     header, claims = parts(issued.token)
     assert header["typ"] == ACTIVATION_TYP
     assert claims["exp"] == claims["license_expires_at"] == int((NOW + timedelta(3)).timestamp())
-    assert claims["act"] == "act-1" and claims["fp"] == fingerprint_hash("fp-raw")
+    assert claims["act"] == b64id(act) and claims["fp"] == fingerprint_hash("fp-raw")
     assert "fp-raw" not in issued.token and "fp-raw" not in json.dumps(claims)
     perpetual = issue_activation_token(
         signer,
         subject(license_expires_at=None),
         issuer=ISSUER,
-        activation_id="a",
+        activation_id=uuid.uuid4(),
         fingerprint="f",
         now=NOW,
         lease=timedelta(days=14),
@@ -144,8 +154,10 @@ def test_typical_activation_token_size(signer):
         now=NOW,
         lease=timedelta(days=14),
     )
-    # Three UUIDs, a 43-character kid, fp and a 22-character jti; see docs/token-format.md.
-    assert len(issued.token) < 800
+    # Three UUIDs as 22-character ids, a 16-character kid, a 43-character fp and a
+    # 16-character jti; see docs/token-format.md, "Size".
+    assert len(signer.kid) == 16
+    assert len(issued.token) < 700
 
 
 @pytest.mark.parametrize(
@@ -175,8 +187,81 @@ def test_naive_datetimes_and_empty_fingerprints_are_refused(signer):
             signer,
             subject(),
             issuer=ISSUER,
-            activation_id="a",
+            activation_id=uuid.uuid4(),
             fingerprint="",
             now=NOW,
             lease=timedelta(1),
+        )
+
+
+def test_id_encoding_is_the_uuid_bytes_in_base64url():
+    # The example of docs/token-format.md, "Identifiers".
+    assert encode_id("5f0c6f1e-8f4e-4d0a-9a43-5b7c1f0e2d11") == "XwxvHo9OTQqaQ1t8Hw4tEQ"
+    assert decode_id("XwxvHo9OTQqaQ1t8Hw4tEQ") == "5f0c6f1e-8f4e-4d0a-9a43-5b7c1f0e2d11"
+    for value in (uuid.uuid4(), uuid.UUID(int=0), uuid.UUID(int=2**128 - 1)):
+        assert encode_id(value) == encode_id(str(value)) == b64id(value)
+        assert decode_id(encode_id(value)) == str(value)
+
+
+@pytest.mark.parametrize(
+    "claim",
+    [
+        "5f0c6f1e-8f4e-4d0a-9a43-5b7c1f0e2d11",  # the text form
+        "XwxvHo9OTQqaQ1t8Hw4tER",  # non-zero unused bits in the last character
+        "XwxvHo9OTQqaQ1t8Hw4tE",  # 21 characters
+        "XwxvHo9OTQqaQ1t8Hw4tEQA",  # 23 characters
+        "XwxvHo9OTQqaQ1t8Hw4t+Q",  # standard alphabet
+        "XwxvHo9OTQqaQ1t8Hw4tEQ==",  # padded
+        "XwxvHo9OTQqaQ1t8Hw4t\u00e9Q",
+    ],
+)
+def test_decode_id_refuses_anything_but_the_canonical_encoding(claim):
+    with pytest.raises(ValueError):
+        decode_id(claim)
+
+
+def test_subject_ids_are_uuids_kept_in_canonical_text(signer):
+    lic, org, act = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    from_objects = subject(license_id=lic, organization_id=org)
+    from_upper = subject(license_id=str(lic).upper(), organization_id=str(org).upper())
+    for sub in (from_objects, from_upper):
+        assert (sub.license_id, sub.organization_id) == (str(lic), str(org))
+    a = issue_activation_token(
+        signer,
+        from_objects,
+        issuer=ISSUER,
+        activation_id=act,
+        fingerprint="f",
+        now=NOW,
+        lease=timedelta(days=1),
+    )
+    b = issue_activation_token(
+        signer,
+        from_upper,
+        issuer=ISSUER,
+        activation_id=str(act).upper(),
+        fingerprint="f",
+        now=NOW,
+        lease=timedelta(days=1),
+    )
+    for token in (a.token, b.token):
+        claims = parts(token)[1]
+        assert (claims["sub"], claims["org"], claims["act"]) == (b64id(lic), b64id(org), b64id(act))
+
+
+@pytest.mark.parametrize("bad", ["lic-1", "", "5f0c6f1e-8f4e-4d0a-9a43", 42, None])
+def test_ids_that_are_not_uuids_are_refused(signer, bad):
+    with pytest.raises(ValueError):
+        subject(license_id=bad)
+    with pytest.raises(ValueError):
+        subject(organization_id=bad)
+    with pytest.raises(ValueError):
+        issue_activation_token(
+            signer,
+            subject(),
+            issuer=ISSUER,
+            activation_id=bad,
+            fingerprint="f",
+            now=NOW,
+            lease=timedelta(days=1),
         )

@@ -8,7 +8,10 @@ are deterministic, so the output is byte-for-byte stable. Each vector is one JSO
 
     {"description", "jwks", "verifier": {"product", "issuer", "leeway_seconds"},
      "method": "verify_license" | "verify_activation", "token", "now", ["fingerprint"],
-     "expected": {"ok": {<claims>}} | {"error": "<ErrorName>"}}
+     "expected": {"ok": {<claims>}, "ids": {"license_id", "organization_id",
+                  "activation_id"}} | {"error": "<ErrorName>"}}
+
+"ids" are the canonical UUID texts a verifier reports for the compact id claims.
 
 See docs/token-format.md, section "Test vectors".
 """
@@ -26,6 +29,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from keys.crypto import SigningKey, compute_kid, raw_private_key, raw_public_key
+from keys.tokens import encode_id
 
 HERE = Path(__file__).resolve().parent
 ISSUER = "https://licensing.example.com"
@@ -36,6 +40,8 @@ FINGERPRINT = "k3Vb0mK0c1m4Qe9fJ2y5u8w1x4z7B0D3F6H9J2L5N8P"
 LICENSE_ID = "5f0c6f1e-8f4e-4d0a-9a43-5b7c1f0e2d11"
 ORG_ID = "0b1f2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
 ACTIVATION_ID = "7d9e8f70-1a2b-4c3d-8e4f-5a6b7c8d9e0f"
+# In tokens the ids are the UUIDs' 16 bytes as 22-character base64url.
+SUB, ORG, ACT = encode_id(LICENSE_ID), encode_id(ORG_ID), encode_id(ACTIVATION_ID)
 
 
 def _b64(data: bytes) -> str:
@@ -64,13 +70,13 @@ def _fp_hash(fingerprint: str) -> str:
 def license_claims(**changes: Any) -> dict[str, Any]:
     claims: dict[str, Any] = {
         "iss": ISSUER,
-        "sub": LICENSE_ID,
+        "sub": SUB,
         "aud": PRODUCT,
         "iat": NOW - 3600,
         "nbf": NOW - 3600,
         "exp": NOW + 14 * 86400,
-        "jti": "q8J3xVw0Yl5nT2bC7dE1fA",
-        "org": ORG_ID,
+        "jti": "q8J3xVw0Yl5nT2bC",
+        "org": ORG,
         "tier": "pro",
         "features": {"sso": True, "seats": 25, "export": False, "edition": "studio"},
         "max_activations": 3,
@@ -81,12 +87,13 @@ def license_claims(**changes: Any) -> dict[str, Any]:
 
 
 def activation_claims(**changes: Any) -> dict[str, Any]:
-    base = {"act": ACTIVATION_ID, "fp": _fp_hash(FINGERPRINT)}
+    base = {"act": ACT, "fp": _fp_hash(FINGERPRINT)}
     base.update(changes)
     return license_claims(**base)
 
 
 _DROP = object()
+_B64_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 
 
 def _raw_token(header: dict[str, Any], claims: Any, signature: bytes) -> str:
@@ -149,7 +156,12 @@ def build() -> dict[str, dict[str, Any]]:
         vectors[name] = vector
 
     def ok(claims: dict[str, Any]) -> dict[str, Any]:
-        return {"ok": claims}
+        # "ok": the exact payload; "ids": what a verifier reports for the id claims.
+        ids = {"license_id": LICENSE_ID, "organization_id": ORG_ID, "activation_id": None}
+        if "act" in claims:
+            ids["activation_id"] = ACTIVATION_ID
+        assert (claims["sub"], claims["org"], claims.get("act", ACT)) == (SUB, ORG, ACT)
+        return {"ok": claims, "ids": ids}
 
     def error(name: str) -> dict[str, Any]:
         return {"error": name}
@@ -244,6 +256,21 @@ def build() -> dict[str, dict[str, Any]]:
         "A crit header field.",
         _ed_sign(ACTIVE, _header(L, crit=["exp"]), license_claims()),
         error("MalformedToken"),
+    )
+    add(
+        "malformed-id-uuid-text",
+        "sub is the 36-character UUID text, not the 22-character base64url id.",
+        ACTIVE.sign(L, license_claims(sub=LICENSE_ID)),
+        error("MalformedToken"),
+    )
+    # 22 characters whose last one carries a non-zero unused bit ("x" instead of "w").
+    non_canonical = ACT[:-1] + _B64_ALPHABET[_B64_ALPHABET.index(ACT[-1]) | 1]
+    add(
+        "malformed-id-not-canonical",
+        "act has non-zero unused bits in its last character (not the canonical encoding).",
+        ACTIVE.sign(A, activation_claims(act=non_canonical)),
+        error("MalformedToken"),
+        method="verify_activation",
     )
     add(
         "malformed-payload-not-object",

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import importlib.util
 import json
+import uuid
 from datetime import timedelta
 from pathlib import Path
 
@@ -21,6 +23,12 @@ def _generator():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def _uuid_text(claim: str) -> str:
+    """An id claim (22-character base64url of 16 bytes) as canonical UUID text."""
+    assert len(claim) == 22
+    return str(uuid.UUID(bytes=base64.urlsafe_b64decode(claim + "==")))
 
 
 def test_vectors_exist_for_every_error_name():
@@ -75,9 +83,9 @@ def test_vector(path):
         assert type(info.value) is getattr(licentia_verifier, expected["error"])
         return
     lic = call(vector["token"], **kwargs)
-    claims = expected["ok"]
-    assert lic.license_id == claims["sub"]
-    assert lic.organization_id == claims["org"]
+    claims, ids = expected["ok"], expected["ids"]
+    assert lic.license_id == ids["license_id"] == _uuid_text(claims["sub"])
+    assert lic.organization_id == ids["organization_id"] == _uuid_text(claims["org"])
     assert lic.product == claims["aud"]
     assert lic.tier == claims["tier"]
     assert dict(lic.features) == claims["features"]
@@ -86,6 +94,7 @@ def test_vector(path):
     assert int(lic.expires_at.timestamp()) == claims["exp"]
     lexp = lic.license_expires_at
     assert (None if lexp is None else int(lexp.timestamp())) == claims["license_expires_at"]
-    assert lic.activation_id == claims.get("act")
+    assert lic.activation_id == ids["activation_id"]
+    assert ids["activation_id"] == (_uuid_text(claims["act"]) if "act" in claims else None)
     assert lic.token_id == claims["jti"]
     assert lic.nonce == claims.get("nonce")

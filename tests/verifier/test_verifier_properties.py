@@ -7,6 +7,7 @@ import base64
 import hashlib
 import hmac
 import json
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import jwt
@@ -58,7 +59,21 @@ def b64d(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-ids = st.text(min_size=1, max_size=40)
+# The server's ids are UUIDs, given as uuid.UUID or as text (in any case).
+ids = st.one_of(
+    st.uuids(),
+    st.uuids().map(str),
+    st.uuids().map(lambda u: str(u).upper()),
+)
+
+
+fingerprints = st.text(min_size=1, max_size=40)
+
+
+def canonical(value) -> str:
+    return str(uuid.UUID(str(value)))
+
+
 feature_values = st.one_of(
     st.booleans(),
     st.integers(min_value=-(2**53), max_value=2**53),
@@ -94,8 +109,8 @@ def _expected_exp(subject: TokenSubject, now: datetime, lifetime: timedelta) -> 
 
 
 def _check_round_trip(lic, subject, now, lifetime, issued):
-    assert lic.license_id == subject.license_id
-    assert lic.organization_id == subject.organization_id
+    assert lic.license_id == subject.license_id == canonical(subject.license_id)
+    assert lic.organization_id == subject.organization_id == canonical(subject.organization_id)
     assert lic.product == PRODUCT
     assert lic.tier == subject.tier
     assert dict(lic.features) == dict(subject.features)
@@ -126,7 +141,7 @@ def test_issued_license_tokens_are_accepted_and_round_trip(subject, now, lifetim
 
 
 @FAST
-@given(subject=subjects, now=nows, lease=lifetimes, act=ids, fingerprint=ids)
+@given(subject=subjects, now=nows, lease=lifetimes, act=ids, fingerprint=fingerprints)
 def test_issued_activation_tokens_are_accepted_and_round_trip(
     subject, now, lease, act, fingerprint
 ):
@@ -143,12 +158,13 @@ def test_issued_activation_tokens_are_accepted_and_round_trip(
     )
     lic = VERIFIER.verify_activation(issued.token, fingerprint=fingerprint, now=now)
     _check_round_trip(lic, subject, now, lease, issued)
-    assert lic.activation_id == act
+    assert lic.activation_id == canonical(act)
     with pytest.raises(WrongTokenType):
         VERIFIER.verify_license(issued.token, now=now)
 
 
 NOW = datetime(2026, 3, 1, tzinfo=UTC)
+ACT_ID = "7d9e8f70-1a2b-4c3d-8e4f-5a6b7c8d9e0f"
 SUBJECT = TokenSubject(
     license_id="5f0c6f1e-8f4e-4d0a-9a43-5b7c1f0e2d11",
     organization_id="0b1f2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d",
@@ -162,7 +178,7 @@ ACTIVATION = issue_activation_token(
     SIGNER,
     SUBJECT,
     issuer=ISSUER,
-    activation_id="act-1",
+    activation_id=ACT_ID,
     fingerprint="fp-1",
     now=NOW,
     lease=timedelta(days=14),
@@ -320,6 +336,40 @@ def test_token_type_confusion_both_ways():
         VERIFIER.verify_activation(relabelled, fingerprint="fp-1", now=NOW)
 
 
+def test_ids_are_decoded_to_canonical_uuids():
+    lic = VERIFIER.verify_activation(ACTIVATION, fingerprint="fp-1", now=NOW)
+    assert (lic.license_id, lic.organization_id, lic.activation_id) == (
+        SUBJECT.license_id,
+        SUBJECT.organization_id,
+        ACT_ID,
+    )
+    claims = json.loads(b64d(_payload()))
+    assert claims["sub"] == b64(uuid.UUID(SUBJECT.license_id).bytes)
+    assert claims["act"] == b64(uuid.UUID(ACT_ID).bytes)
+    # A license token that happens to carry an act claim still has no activation id.
+    relabelled = SIGNER.sign("license+jwt", claims)
+    assert VERIFIER.verify_license(relabelled, now=NOW).activation_id is None
+
+
+def _is_id(text: str) -> bool:
+    try:
+        return len(text) == 22 and b64(b64d(text)) == text and len(b64d(text)) == 16
+    except ValueError:
+        return False
+
+
+@FAST
+@given(claim=st.sampled_from(["sub", "org", "act"]), value=st.text(max_size=40))
+def test_id_claims_that_are_not_compact_ids_are_malformed(claim, value):
+    if _is_id(value):
+        return
+    claims = json.loads(b64d(_payload()))
+    for bad in (value, str(uuid.UUID(SUBJECT.license_id))):
+        claims[claim] = bad
+        token = SIGNER.sign("activation+jwt", claims)
+        assert isinstance(_must_refuse(token), MalformedToken)
+
+
 @settings(max_examples=60, deadline=None)
 @given(garbage=st.one_of(st.text(max_size=300), st.binary(max_size=300)))
 def test_arbitrary_input_only_raises_license_errors(garbage):
@@ -336,12 +386,13 @@ def test_rotated_keys_keep_verifying_old_tokens():
         new,
         SUBJECT,
         issuer=ISSUER,
-        activation_id="a",
+        activation_id="0b1f2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d",
         fingerprint="fp-1",
         now=NOW,
         lease=timedelta(days=1),
     ).token
-    assert verifier.verify_activation(fresh, fingerprint="fp-1", now=NOW).activation_id == "a"
+    lic = verifier.verify_activation(fresh, fingerprint="fp-1", now=NOW)
+    assert lic.activation_id == "0b1f2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
     # Once the old key is revoked (unpublished), its tokens are unknown.
     revoked = Verifier.from_jwks({"keys": [new.public_jwk()]}, product=PRODUCT, issuer=ISSUER)
     with pytest.raises(UnknownKey):

@@ -3,7 +3,8 @@
 The hot path (``Verifier._verify``) is written for speed: public keys are loaded once at
 construction, valid headers are cached by their exact encoded bytes, each segment is decoded
 and parsed once, and claim checks are a single combined type test with a slow path that only
-runs to explain a failure. Everything that can go wrong raises a ``LicenseError`` subclass.
+runs to explain a failure. The id claims are validated in one decoding call and formatted
+as UUID text only when read. Everything that can go wrong raises a ``LicenseError`` subclass.
 """
 
 from __future__ import annotations
@@ -92,6 +93,56 @@ def _b64url_decode_strict(segment: bytes, what: str) -> bytes:
 
 
 _b64url_decode = _b64url_decode_strict if sys.version_info >= (3, 11) else _b64url_decode_portable
+
+
+# Ids (``sub``, ``org``, ``act``) travel as a UUID's 16 bytes in unpadded base64url: exactly
+# 22 characters whose last one has its 4 unused bits zero. Two "A"s after each id complete
+# it to 24 characters (18 bytes), so the ids of a token decode in one call and byte 16 of
+# each 18 holds those unused bits.
+_ID_PAD = "AA"
+
+
+def _ids_valid(claims: dict[str, Any], activation: bool) -> bool:
+    """True when every id claim of the token is a canonical 22-character id (fast path)."""
+    sub = claims["sub"]
+    org = claims["org"]
+    if activation:
+        text = sub + _ID_PAD + org + _ID_PAD + claims["act"] + _ID_PAD
+        if len(text) != 72:
+            return False
+    else:
+        text = sub + _ID_PAD + org + _ID_PAD
+    if len(sub) != 22 or len(org) != 22 or not text.isascii():
+        return False
+    try:
+        raw = _b64url_decode(text.encode("ascii"), "ids")
+    except MalformedToken:
+        return False
+    return raw[16] == 0 and raw[34] == 0 and (not activation or raw[52] == 0)
+
+
+def _id_problem(claims: dict[str, Any], activation: bool) -> str:
+    """Name the id claim that is not a canonical id (slow path, errors only)."""
+    names = ("sub", "org", "act") if activation else ("sub", "org")
+    bad = [name for name in names if not _ids_valid({"sub": claims[name], "org": "A" * 22}, False)]
+    return f"claim {bad[0]!r} is not an id (16 bytes as 22 unpadded base64url characters)"
+
+
+def _uuid_text(claim: str) -> str:
+    """The canonical UUID text (lowercase, hyphenated) of a validated id claim."""
+    h = _b64url_decode(claim.encode("ascii"), "id").hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def _id_claim(text: str, name: str) -> str:
+    """The id claim for canonical UUID text (hand-built licenses only)."""
+    try:
+        claim = b64url_encode(bytes.fromhex(text.replace("-", "")))
+    except (AttributeError, TypeError, ValueError):
+        claim = ""
+    if len(claim) != 22 or _uuid_text(claim) != text:
+        raise ValueError(f"{name} must be a UUID in canonical text form, got {text!r}")
+    return claim
 
 
 def b64url_encode(data: bytes) -> str:
@@ -223,8 +274,9 @@ def _is_feature_value(value: Any) -> bool:
 class License:
     """A verified license, read-only. Built by the verifier from the token's claims.
 
-    Attributes: ``license_id``, ``activation_id`` (``None`` for a license token),
-    ``organization_id``, ``product``, ``tier``, ``features`` (read-only mapping),
+    Attributes: ``license_id``, ``activation_id`` (``None`` for a license token) and
+    ``organization_id`` (canonical UUID text, e.g. ``"5f0c6f1e-8f4e-4d0a-9a43-5b7c1f0e2d11"``,
+    decoded from the token's compact ids), ``product``, ``tier``, ``features`` (read-only mapping),
     ``max_activations``, ``issued_at``, ``expires_at`` (the token's expiry: for an
     activation token, the end of the offline lease), ``license_expires_at`` (``None`` for
     a perpetual license), ``token_id`` (the ``jti``) and ``nonce`` (``None`` unless the
@@ -252,15 +304,17 @@ class License:
     ) -> None:
         """Build a License by hand (for tests of code that consumes licenses).
 
+        Ids are UUIDs in canonical text form, as the verifier returns them (else
+        ``ValueError``).
         Datetimes must be timezone-aware; they are kept to whole seconds, as in a token.
         """
         claims: dict[str, Any] = {
-            "sub": license_id,
+            "sub": _id_claim(license_id, "license_id"),
             "aud": product,
             "iat": int(_epoch_seconds(issued_at)),
             "exp": int(_epoch_seconds(expires_at)),
             "jti": token_id,
-            "org": organization_id,
+            "org": _id_claim(organization_id, "organization_id"),
             "tier": tier,
             "features": dict(features),
             "max_activations": max_activations,
@@ -269,7 +323,7 @@ class License:
             ),
         }
         if activation_id is not None:
-            claims["act"] = activation_id
+            claims["act"] = _id_claim(activation_id, "activation_id")
         if nonce is not None:
             claims["nonce"] = nonce
         object.__setattr__(self, "_claims", claims)
@@ -291,15 +345,16 @@ class License:
 
     @property
     def license_id(self) -> str:
-        return self._claims["sub"]
+        return _uuid_text(self._claims["sub"])
 
     @property
     def activation_id(self) -> str | None:
-        return self._claims.get("act")
+        act = self._claims.get("act")
+        return None if act is None else _uuid_text(act)
 
     @property
     def organization_id(self) -> str:
-        return self._claims["org"]
+        return _uuid_text(self._claims["org"])
 
     @property
     def product(self) -> str:
@@ -641,6 +696,11 @@ class Verifier:
                 ok = False
         if not ok:
             raise MalformedToken(_claims_problem(claims, activation))
+        # Ids are compact in the token; License formats them as UUID text when read.
+        if not _ids_valid(claims, activation):
+            raise MalformedToken(_id_problem(claims, activation))
+        if not activation and "act" in claims:
+            del claims["act"]  # not a license-token claim: activation_id stays None
 
         # 5. Who it is for.
         if iss != self._issuer:

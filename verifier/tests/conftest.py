@@ -16,10 +16,19 @@ ISSUER = "https://licensing.example.test"
 PRODUCT = "acme-ide"
 NOW = 1_780_000_000  # a fixed "now" in epoch seconds
 FINGERPRINT = "machine-fingerprint-1"
+# What the verifier reports (canonical UUID text) and what the token carries: the UUID's
+# 16 bytes as 22-character unpadded base64url (docs/token-format.md, "Identifiers").
+LICENSE_ID = "5f0c6f1e-8f4e-4d0a-9a43-5b7c1f0e2d11"
+ORG_ID = "0b1f2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
+ACTIVATION_ID = "7d9e8f70-1a2b-4c3d-8e4f-5a6b7c8d9e0f"
 
 
 def b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def id_claim(uuid_text: str) -> str:
+    return b64(bytes.fromhex(uuid_text.replace("-", "")))
 
 
 def fp_hash(fingerprint: str) -> str:
@@ -59,13 +68,13 @@ def sign(key: Ed25519PrivateKey, header: Any, claims: Any) -> str:
 def license_claims(**overrides: Any) -> dict[str, Any]:
     claims: dict[str, Any] = {
         "iss": ISSUER,
-        "sub": "lic_01",
+        "sub": id_claim(LICENSE_ID),
         "aud": PRODUCT,
         "iat": NOW - 60,
         "nbf": NOW - 60,
         "exp": NOW + 3600,
         "jti": "jti-1",
-        "org": "org_01",
+        "org": id_claim(ORG_ID),
         "tier": "pro",
         "features": {"sso": True, "seats": 25, "ratio": 0.5, "edition": "gold", "beta": False},
         "max_activations": 3,
@@ -76,7 +85,7 @@ def license_claims(**overrides: Any) -> dict[str, Any]:
 
 
 def activation_claims(**overrides: Any) -> dict[str, Any]:
-    claims = license_claims(act="act_01", fp=fp_hash(FINGERPRINT))
+    claims = license_claims(act=id_claim(ACTIVATION_ID), fp=fp_hash(FINGERPRINT))
     claims.update(overrides)
     return claims
 
@@ -88,7 +97,11 @@ class Env:
     PRODUCT = PRODUCT
     NOW = NOW
     FINGERPRINT = FINGERPRINT
+    LICENSE_ID = LICENSE_ID
+    ORG_ID = ORG_ID
+    ACTIVATION_ID = ACTIVATION_ID
     b64 = staticmethod(b64)
+    id_claim = staticmethod(id_claim)
     fp_hash = staticmethod(fp_hash)
     seeded_key = staticmethod(seeded_key)
     jwk = staticmethod(jwk)

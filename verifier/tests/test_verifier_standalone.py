@@ -41,9 +41,10 @@ def test_license_token_round_trips_every_claim(env):
     claims = env.license_claims(nonce="n-123")
     token = env.sign(env.header("license+jwt"), claims)
     lic = env.verifier().verify_license(token, now=at(env.NOW))
-    assert lic.license_id == claims["sub"]
+    assert claims["sub"] == "XwxvHo9OTQqaQ1t8Hw4tEQ" and claims["org"] == "Cx8sPU5fSmuMfZ4PGis8TQ"
+    assert lic.license_id == env.LICENSE_ID == "5f0c6f1e-8f4e-4d0a-9a43-5b7c1f0e2d11"
     assert lic.activation_id is None
-    assert lic.organization_id == claims["org"]
+    assert lic.organization_id == env.ORG_ID == "0b1f2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
     assert lic.product == env.PRODUCT
     assert lic.tier == "pro"
     assert dict(lic.features) == claims["features"]
@@ -59,7 +60,8 @@ def test_license_token_round_trips_every_claim(env):
 def test_activation_token_round_trips(env):
     token = env.activation()
     lic = env.verifier().verify_activation(token, fingerprint=env.FINGERPRINT, now=env.NOW)
-    assert lic.activation_id == "act_01"
+    assert lic.activation_id == env.ACTIVATION_ID == "7d9e8f70-1a2b-4c3d-8e4f-5a6b7c8d9e0f"
+    assert lic.license_id == env.LICENSE_ID and lic.organization_id == env.ORG_ID
     assert lic.nonce is None
 
 
@@ -76,8 +78,8 @@ def test_now_defaults_to_the_clock_and_accepts_epoch_numbers(env):
     now = int(time.time())
     token = env.license(iat=now - 10, nbf=now - 10, exp=now + 600, license_expires_at=None)
     verifier = env.verifier()
-    assert verifier.verify_license(token).license_id == "lic_01"
-    assert verifier.verify_license(token, now=float(now)).license_id == "lic_01"
+    assert verifier.verify_license(token).license_id == env.LICENSE_ID
+    assert verifier.verify_license(token, now=float(now)).license_id == env.LICENSE_ID
 
 
 def test_extra_unknown_claims_are_tolerated(env):
@@ -99,13 +101,13 @@ def test_license_is_read_only_and_has_limit(env):
     assert lic.limit("seats") == 25 and lic.limit("ratio") == 0.5
     assert lic.limit("sso") is None and lic.limit("missing", 0) == 0
     assert pickle.loads(pickle.dumps(lic)) == lic
-    assert "lic_01" in repr(lic)
+    assert env.LICENSE_ID in repr(lic)
 
 
-def test_license_can_be_built_by_hand():
-    lic = License(
-        license_id="l",
-        organization_id="o",
+def test_license_can_be_built_by_hand(env):
+    values = dict(
+        license_id=env.LICENSE_ID,
+        organization_id=env.ORG_ID,
         product="p",
         tier="t",
         features={"a": 1},
@@ -114,7 +116,16 @@ def test_license_can_be_built_by_hand():
         expires_at=at(200),
         license_expires_at=None,
     )
+    lic = License(**values)
     assert lic.expires_at == at(200) and lic.limit("a") == 1 and lic.activation_id is None
+    assert (lic.license_id, lic.organization_id) == (env.LICENSE_ID, env.ORG_ID)
+    assert License(**values, activation_id=env.ACTIVATION_ID).activation_id == env.ACTIVATION_ID
+    # Ids are UUIDs in the canonical text form the verifier returns.
+    for bad in ("l", env.LICENSE_ID.upper(), env.LICENSE_ID.replace("-", ""), 5):
+        with pytest.raises(ValueError, match="license_id"):
+            License(**{**values, "license_id": bad})
+        with pytest.raises(ValueError, match="activation_id"):
+            License(**values, activation_id=bad)
 
 
 # --- rejections ---------------------------------------------------------------------------
@@ -275,6 +286,48 @@ def test_activation_claims_are_required(env, claim):
 def test_claim_types_are_strict(env, claim, value):
     token = env.license(**{claim: value})
     expect(MalformedToken, env.verifier().verify_license, token, now=env.NOW)
+
+
+@pytest.mark.parametrize("claim", ["sub", "org", "act"])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "5f0c6f1e-8f4e-4d0a-9a43-5b7c1f0e2d11",  # the UUID text form
+        "5f0c6f1e8f4e4d0a9a435b7c1f0e2d11",  # hex
+        "XwxvHo9OTQqaQ1t8Hw4tER",  # non-zero unused bits in the last character
+        "XwxvHo9OTQqaQ1t8Hw4tE",  # 21 characters
+        "XwxvHo9OTQqaQ1t8Hw4tEQA",  # 23 characters
+        "XwxvHo9OTQqaQ1t8Hw4tEQ==",  # padded
+        "XwxvHo9OTQqaQ1t8Hw4t+Q",  # standard alphabet
+        "XwxvHo9OTQqaQ1t8Hw4t Q",
+        "XwxvHo9OTQqaQ1t8Hw4t\u00e9Q",  # 22 characters, not ASCII
+        "",
+    ],
+)
+def test_id_claims_must_be_compact_uuids(env, claim, value):
+    token = env.activation(**{claim: value})
+    v = env.verifier()
+    err = expect(
+        MalformedToken, v.verify_activation, token, fingerprint=env.FINGERPRINT, now=env.NOW
+    )
+    assert repr(claim) in str(err)
+
+
+def test_ids_decode_to_canonical_uuid_text(env):
+    v = env.verifier()
+    for text in (
+        "00000000-0000-0000-0000-000000000000",
+        "ffffffff-ffff-ffff-ffff-ffffffffffff",
+        "fbefbeff-effb-4fbe-bfef-befbefbefbef",  # encodes with "-" and "_"
+    ):
+        claim = env.id_claim(text)
+        assert len(claim) == 22
+        token = env.activation(sub=claim, org=claim, act=claim)
+        lic = v.verify_activation(token, fingerprint=env.FINGERPRINT, now=env.NOW)
+        assert (lic.license_id, lic.organization_id, lic.activation_id) == (text, text, text)
+    # An act claim in a license token is not an activation id.
+    token = env.license(act=env.id_claim(env.ACTIVATION_ID))
+    assert v.verify_license(token, now=env.NOW).activation_id is None
 
 
 def test_nan_and_infinity_are_not_json(env):
@@ -544,11 +597,12 @@ def test_cli_verify(env, tmp_path, capsys):
     base = ["verify", "--jwks", str(jwks), "--product", env.PRODUCT, "--now", str(env.NOW)]
     assert main([*base, env.license()]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert out["license_id"] == "lic_01" and out["issuer"] == env.ISSUER
+    assert out["license_id"] == env.LICENSE_ID and out["issuer"] == env.ISSUER
+    assert out["organization_id"] == env.ORG_ID and out["activation_id"] is None
     assert out["features"]["seats"] == 25
 
     assert main([*base, "--fingerprint", env.FINGERPRINT, env.activation()]) == 0
-    assert json.loads(capsys.readouterr().out)["activation_id"] == "act_01"
+    assert json.loads(capsys.readouterr().out)["activation_id"] == env.ACTIVATION_ID
 
     assert main([*base, env.activation()]) == 1
     assert capsys.readouterr().out.startswith("WrongTokenType: ")

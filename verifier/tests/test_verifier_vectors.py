@@ -37,12 +37,16 @@ def test_shared_vector(path):
         assert type(info.value).__name__ == vector["expected"]["error"]
         assert hasattr(licentia_verifier, vector["expected"]["error"])
     else:
-        claims = vector["expected"]["ok"]
+        claims, ids = vector["expected"]["ok"], vector["expected"]["ids"]
         lic = call(vector["token"], **kwargs)
         assert (lic.license_id, lic.product, lic.tier) == (
-            claims["sub"],
+            ids["license_id"],
             claims["aud"],
             claims["tier"],
+        )
+        assert (lic.organization_id, lic.activation_id) == (
+            ids["organization_id"],
+            ids["activation_id"],
         )
         assert dict(lic.features) == claims["features"]
         assert int(lic.expires_at.timestamp()) == claims["exp"]
