@@ -64,14 +64,22 @@ def make_org(owner_db: psycopg.Connection) -> Callable[[str], uuid.UUID]:
 
 
 @pytest.fixture
-def user_headers(settings: Settings) -> Callable[[uuid.UUID, str], dict[str, str]]:
-    """Authorization headers of a user with ``role`` in organization ``org``."""
+def user_headers(
+    settings: Settings, owner_db: psycopg.Connection
+) -> Callable[[uuid.UUID, str], dict[str, str]]:
+    """Authorization headers of a (real) user with ``role`` in organization ``org``."""
     secret = access_token_secret(parse_kek(settings.key_encryption_key or ""))
 
     def factory(org: uuid.UUID, role: str = "member") -> dict[str, str]:
+        user_id = uuid.uuid4()
+        owner_db.execute(
+            "INSERT INTO users (id, organization_id, email, full_name, role, password_hash) "
+            "VALUES (%s, %s, %s, 'Test User', %s, 'unused')",
+            (user_id, org, f"{user_id}@example.com", role),
+        )
         token = issue_access_token(
             secret,
-            user_id=uuid.uuid4(),
+            user_id=user_id,
             organization_id=org,
             role=role,
             ttl=3600,
