@@ -33,14 +33,18 @@ from ._verifier import License, Verifier
 __version__ = "0.1.0"
 
 __all__ = [
+    "ActivationRefused",
     "ClockRollback",
     "Expired",
     "FingerprintUnavailable",
     "InvalidSignature",
     "License",
+    "LicenseClient",
     "LicenseError",
     "MalformedToken",
+    "NotActivated",
     "NotYetValid",
+    "ServerUnavailable",
     "UnknownKey",
     "Verifier",
     "WrongIssuer",
@@ -52,7 +56,14 @@ __all__ = [
 
 # Names that live in submodules which are imported only when first used, so that
 # ``import licentia_verifier`` stays as cheap as importing the Ed25519 primitive itself.
-_LAZY: dict[str, str] = {}
+_LAZY: dict[str, str] = {
+    name: ".client"
+    for name in ("LicenseClient", "ActivationRefused", "NotActivated", "ServerUnavailable")
+}
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
 
 
 def __getattr__(name: str) -> Any:

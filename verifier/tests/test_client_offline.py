@@ -211,7 +211,7 @@ def test_activate_verifies_then_stores_token_and_key_privately(env, tmp_path, fa
 
     license = client.activate(KEY, name="build box", platform="linux", now=NOW)
 
-    assert license.activation_id == "act_01"
+    assert license.activation_id == env.ACTIVATION_ID
     assert fake.requests == [
         {
             "path": ACTIVATE,
@@ -606,7 +606,7 @@ def test_offline_round_trip_request_then_install(env, tmp_path, fake):
 
     license = client.install(response_path, now=NOW)
 
-    assert license.activation_id == "act_01"
+    assert license.activation_id == env.ACTIVATION_ID
     assert client.license(now=NOW) == license
     state = cached(client)
     assert state["license_key"] == KEY  # remembered from the request, for check-ins
@@ -631,7 +631,7 @@ def test_install_refuses_a_response_to_another_request(env, tmp_path):
 def test_install_accepts_a_plain_activation_answer(env, tmp_path):
     client = make_client(env, tmp_path)
     _, answer = activation_answer(env.activation())
-    assert client.install(answer, license_key=KEY, now=NOW).activation_id == "act_01"
+    assert client.install(answer, license_key=KEY, now=NOW).activation_id == env.ACTIVATION_ID
     assert cached(client)["license_key"] == KEY
 
 
