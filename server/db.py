@@ -87,6 +87,29 @@ async def set_tenant(
     )
 
 
+async def driver_connection(session: AsyncSession) -> asyncpg.Connection:
+    """The asyncpg connection under ``session``, inside the session's own transaction.
+
+    For the hot paths (idiom 8): statements sent here skip SQLAlchemy's per-statement work
+    and use asyncpg's per-connection prepared-statement cache, while the session provider
+    still owns the one transaction of the request (it commits or rolls back as usual).
+    SQLAlchemy's asyncpg adapter begins its transaction lazily, on the first statement; it
+    is begun here when it has not been, so nothing sent on the driver runs outside it.
+    """
+    connection = await session.connection()
+    raw = await connection.get_raw_connection()
+    adapted = raw.dbapi_connection
+    if getattr(adapted, "_transaction", False) is None:
+        async with adapted._execute_mutex:  # type: ignore[union-attr]
+            if adapted._transaction is None:  # type: ignore[union-attr]
+                await adapted._start_transaction()  # type: ignore[union-attr]
+    elif not hasattr(adapted, "_transaction"):  # another adapter: begin it the public way
+        await connection.execute(text("SELECT 1"))
+    driver = raw.driver_connection
+    assert driver is not None and driver.is_in_transaction()
+    return driver
+
+
 def is_database_unavailable(error: BaseException) -> bool:
     """Whether ``error`` means the database cannot be reached now (a 503, not a bug).
 

@@ -18,7 +18,9 @@ The hot path (idiom 8): a handful of indexed statements per call, no ORM objects
 
 from __future__ import annotations
 
+import json
 import math
+import re
 import time
 import uuid
 from collections.abc import Mapping
@@ -26,8 +28,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import text
-from sqlalchemy.engine import Row
+import asyncpg
+from sqlalchemy import text as sa_text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from keys.crypto import SigningKey
@@ -38,6 +40,7 @@ from keys.tokens import (
     issue_license_token,
 )
 from server.audit.service import record
+from server.db import driver_connection
 from server.errors import (
     ActivationLimitReached,
     DeactivationLimitReached,
@@ -84,7 +87,39 @@ class Caller:
 
 # --- SQL --------------------------------------------------------------------------------
 
-_RESOLVE_TENANT = text(
+
+class _Sql:
+    """A statement written with ``:named`` parameters, sent positionally through asyncpg.
+
+    The hot path runs on the session's driver connection (``server.db.driver_connection``):
+    no per-statement SQLAlchemy work, and asyncpg prepares each statement once per pooled
+    connection. The transaction is still the session's.
+    """
+
+    __slots__ = ("names", "sql")
+
+    def __init__(self, sql: str) -> None:
+        names: list[str] = []
+
+        def number(match: re.Match[str]) -> str:
+            if match.group(1) not in names:
+                names.append(match.group(1))
+            return f"${names.index(match.group(1)) + 1}"
+
+        self.sql = re.sub(r"(?<!:):(\w+)", number, sql)
+        self.names = tuple(names)
+
+    def _args(self, params: Mapping[str, Any]) -> list[Any]:
+        return [params[name] for name in self.names]
+
+    async def row(self, conn: asyncpg.Connection, **params: Any) -> asyncpg.Record | None:
+        return await conn.fetchrow(self.sql, *self._args(params))
+
+    async def value(self, conn: asyncpg.Connection, **params: Any) -> Any:
+        return await conn.fetchval(self.sql, *self._args(params))
+
+
+_RESOLVE_TENANT = _Sql(
     "SELECT set_config('app.organization_id', "
     "coalesce(licentia_license_org(:hash)::text, ''), true) AS org"
 )
@@ -108,7 +143,7 @@ _LIVE = (
 )
 
 # Validation reads only: the seat count and this machine's seat come along as subqueries.
-_VALIDATE = text(
+_VALIDATE = _Sql(
     f"""
     SELECT {_LICENSE_COLUMNS},
         (SELECT count(*) FROM activations a WHERE {_LIVE}) AS seats,
@@ -117,11 +152,11 @@ _VALIDATE = text(
     """
 )
 
-_LICENSE = text(f"SELECT {_LICENSE_COLUMNS} {_LICENSE_FROM}")
-_LICENSE_FOR_UPDATE = text(f"SELECT {_LICENSE_COLUMNS} {_LICENSE_FROM} FOR UPDATE OF l")
+_LICENSE = _Sql(f"SELECT {_LICENSE_COLUMNS} {_LICENSE_FROM}")
+_LICENSE_FOR_UPDATE = _Sql(f"SELECT {_LICENSE_COLUMNS} {_LICENSE_FROM} FOR UPDATE OF l")
 
 # Runs after the license row is locked: release stale seats, count the live ones.
-_SEATS = text(
+_SEATS = _Sql(
     """
     WITH stale AS (
         UPDATE activations
@@ -140,7 +175,7 @@ _SEATS = text(
     """
 )
 
-_INSERT_ACTIVATION = text(
+_INSERT_ACTIVATION = _Sql(
     """
     INSERT INTO activations (id, organization_id, license_id, fingerprint_hash, name, platform,
                              activated_at, last_check_in_at, lease_expires_at)
@@ -150,7 +185,7 @@ _INSERT_ACTIVATION = text(
     """
 )
 
-_RENEW_BY_ID = text(
+_RENEW_BY_ID = _Sql(
     """
     UPDATE activations
     SET lease_expires_at = :lease, last_check_in_at = :now,
@@ -161,7 +196,7 @@ _RENEW_BY_ID = text(
 )
 
 # Check-in: one conditional update; a seat already past its grace period is not revived.
-_CHECK_IN = text(
+_CHECK_IN = _Sql(
     """
     UPDATE activations
     SET lease_expires_at = :lease, last_check_in_at = :now
@@ -172,7 +207,7 @@ _CHECK_IN = text(
     """
 )
 
-_DEACTIVATE = text(
+_DEACTIVATE = _Sql(
     """
     UPDATE activations SET deactivated_at = :now, deactivation_reason = 'user'
     WHERE license_id = :license_id AND organization_id = :org AND fingerprint_hash = :fp
@@ -181,7 +216,7 @@ _DEACTIVATE = text(
     """
 )
 
-_RECENT_DEACTIVATIONS = text(
+_RECENT_DEACTIVATIONS = _Sql(
     """
     SELECT count(*) FROM activations
     WHERE license_id = :license_id AND organization_id = :org
@@ -189,21 +224,21 @@ _RECENT_DEACTIVATIONS = text(
     """
 )
 
-_TIER_FEATURES = text(
+_TIER_FEATURES = _Sql(
     """
     SELECT t.features FROM tiers t JOIN products p ON p.id = t.product_id
     WHERE p.code = :product AND t.code = :tier
     """
 )
 
-_RATE_HIT = text(
+_RATE_HIT = sa_text(
     """
     INSERT INTO rate_limits (bucket, window_start, hits) VALUES (:bucket, :window, 1)
     ON CONFLICT (bucket, window_start) DO UPDATE SET hits = rate_limits.hits + 1
     RETURNING hits
     """
 )
-_RATE_PRUNE = text("DELETE FROM rate_limits WHERE bucket = :bucket AND window_start < :window")
+_RATE_PRUNE = sa_text("DELETE FROM rate_limits WHERE bucket = :bucket AND window_start < :window")
 
 
 # --- small facts ----------------------------------------------------------------------------
@@ -225,6 +260,18 @@ def _floor(value: datetime | None) -> datetime | None:
     return value.replace(microsecond=0) if value is not None else None
 
 
+def _uuid(value: Any) -> uuid.UUID:
+    """asyncpg's own UUID type as the standard one (what schemas and tokens expect)."""
+    return value if type(value) is uuid.UUID else uuid.UUID(bytes=value.bytes)
+
+
+def _json(value: Any) -> dict[str, Any]:
+    """A jsonb value: decoded already by the codec SQLAlchemy installs, else text."""
+    if value is None:
+        return {}
+    return json.loads(value) if isinstance(value, str) else value
+
+
 @dataclass(frozen=True)
 class _License:
     id: uuid.UUID
@@ -241,25 +288,26 @@ class _License:
     max_deactivations_per_day: int
 
     @classmethod
-    def from_row(cls, row: Row[Any], now: datetime) -> _License:
-        expires_at = _floor(row.expires_at)
-        status = effective_status(row.status, expires_at, now)
-        if status == "active" and row.starts_at is not None and _floor(row.starts_at) > now:
+    def from_row(cls, row: Mapping[str, Any], now: datetime) -> _License:
+        expires_at = _floor(row["expires_at"])
+        status = effective_status(row["status"], expires_at, now)
+        starts_at = row["starts_at"]
+        if status == "active" and starts_at is not None and _floor(starts_at) > now:
             status = "not_yet_valid"
         return cls(
-            id=row.id,
-            organization_id=row.organization_id,
-            product=row.product,
-            tier=row.tier,
+            id=_uuid(row["id"]),
+            organization_id=_uuid(row["organization_id"]),
+            product=row["product"],
+            tier=row["tier"],
             status=status,
-            features=effective_features(row.tier_features or {}, row.features or {}),
+            features=effective_features(_json(row["tier_features"]), _json(row["features"])),
             max_activations=effective_max_activations(
-                row.tier_max_activations, row.max_activations
+                row["tier_max_activations"], row["max_activations"]
             ),
             expires_at=expires_at,
-            offline_lease_days=row.offline_lease_days,
-            lease_grace_days=row.lease_grace_days,
-            max_deactivations_per_day=row.max_deactivations_per_day,
+            offline_lease_days=row["offline_lease_days"],
+            lease_grace_days=row["lease_grace_days"],
+            max_deactivations_per_day=row["max_deactivations_per_day"],
         )
 
     def subject(self) -> TokenSubject:
@@ -301,11 +349,11 @@ class _License:
 
 
 async def _resolve_tenant(
-    session: AsyncSession, caller: Caller, key: str
+    conn: asyncpg.Connection, caller: Caller, key: str
 ) -> tuple[bytes, uuid.UUID]:
     """Set the transaction's tenant from the key; count and refuse an unknown key."""
     key_hash = hash_license_key(key)
-    org = (await session.execute(_RESOLVE_TENANT, {"hash": key_hash})).scalar_one()
+    org = await _RESOLVE_TENANT.value(conn, hash=key_hash)
     if not org:
         await count_unknown_key(caller)
         raise NotFound("No license has this key", code="LICENSE_NOT_FOUND")
@@ -313,11 +361,11 @@ async def _resolve_tenant(
 
 
 async def _license(
-    session: AsyncSession, caller: Caller, key: str, now: datetime, *, lock: bool
+    conn: asyncpg.Connection, caller: Caller, key: str, now: datetime, *, lock: bool
 ) -> _License:
-    key_hash, org = await _resolve_tenant(session, caller, key)
+    key_hash, org = await _resolve_tenant(conn, caller, key)
     statement = _LICENSE_FOR_UPDATE if lock else _LICENSE
-    row = (await session.execute(statement, {"hash": key_hash, "org": org})).first()
+    row = await statement.row(conn, hash=key_hash, org=org)
     if row is None:  # deleted between the two statements
         raise NotFound("No license has this key", code="LICENSE_NOT_FOUND")
     return _License.from_row(row, now)
@@ -377,28 +425,25 @@ async def validate(
 ) -> ValidateResponse:
     """Every license outcome is an answer (``valid`` + ``code``); validation changes nothing."""
     now = _now()
+    conn = await driver_connection(session)
     key_hash = hash_license_key(data.license_key)
-    org = (await session.execute(_RESOLVE_TENANT, {"hash": key_hash})).scalar_one()
+    org = await _RESOLVE_TENANT.value(conn, hash=key_hash)
     if not org:
         await count_unknown_key(caller)
         return ValidateResponse(False, "NOT_FOUND", "No license has this key", None, None)
     fp = fingerprint_hash(data.fingerprint) if data.fingerprint is not None else None
-    row = (
-        await session.execute(
-            _VALIDATE, {"hash": key_hash, "org": uuid.UUID(org), "now": now, "fp": fp}
-        )
-    ).first()
+    row = await _VALIDATE.row(conn, hash=key_hash, org=uuid.UUID(org), now=now, fp=fp)
     if row is None:
         return ValidateResponse(False, "NOT_FOUND", "No license has this key", None, None)
     lic = _License.from_row(row, now)
-    summary = lic.summary(row.seats)
+    summary = lic.summary(row["seats"])
     if lic.product != data.product:
         detail = f"This license is for another product, not {data.product!r}"
         return ValidateResponse(False, "PRODUCT_MISMATCH", detail, summary, None)
     if lic.status != "active":
         code, detail = _REFUSALS[lic.status]
         return ValidateResponse(False, code, detail, summary, None)  # type: ignore[arg-type]
-    if fp is not None and row.seat is None:
+    if fp is not None and row["seat"] is None:
         detail = "This machine holds no seat of this license; activate it first"
         return ValidateResponse(False, "NOT_ACTIVATED", detail, summary, None)
     signer = await caller.keyring.signer()
@@ -423,52 +468,48 @@ class Activated:
 async def activate(session: AsyncSession, caller: Caller, data: ActivateRequest) -> Activated:
     """Take a seat for this machine, or renew the one it holds; never oversell."""
     now = _now()
-    lic = await _license(session, caller, data.license_key, now, lock=True)
+    conn = await driver_connection(session)
+    lic = await _license(conn, caller, data.license_key, now, lock=True)
     lic.refuse_unless_usable(data.product)
     fp = fingerprint_hash(data.fingerprint)
-    seats = (
-        await session.execute(
-            _SEATS,
-            {
-                "license_id": lic.id,
-                "org": lic.organization_id,
-                "grace": lic.lease_grace_days,
-                "now": now,
-                "fp": fp,
-            },
-        )
-    ).one()
+    seats = await _SEATS.row(
+        conn,
+        license_id=lic.id,
+        org=lic.organization_id,
+        grace=lic.lease_grace_days,
+        now=now,
+        fp=fp,
+    )
+    assert seats is not None
+    seat, live = seats["seat"], seats["seats"]
     lease_end = lic.lease_end(now)
     params = {"org": lic.organization_id, "now": now, "lease": lease_end}
-    if seats.seat is not None:
-        await session.execute(
-            _RENEW_BY_ID, {**params, "id": seats.seat, "name": data.name, "platform": data.platform}
+    if seat is not None:
+        activation_id = _uuid(seat)
+        await _RENEW_BY_ID.value(
+            conn, **params, id=activation_id, name=data.name, platform=data.platform
         )
-        activation_id, created, count = seats.seat, False, seats.seats
+        created, count = False, live
     else:
-        if seats.seats >= lic.max_activations:
+        if live >= lic.max_activations:
             raise ActivationLimitReached(
                 f"All {lic.max_activations} seat(s) of this license are taken; deactivate a "
                 "machine first",
                 code="ACTIVATION_LIMIT",
             )
         activation_id = uuid.uuid4()
-        inserted = (
-            await session.execute(
-                _INSERT_ACTIVATION,
-                {
-                    **params,
-                    "id": activation_id,
-                    "license_id": lic.id,
-                    "fp": fp,
-                    "name": data.name,
-                    "platform": data.platform,
-                },
-            )
-        ).scalar_one_or_none()
+        inserted = await _INSERT_ACTIVATION.value(
+            conn,
+            **params,
+            id=activation_id,
+            license_id=lic.id,
+            fp=fp,
+            name=data.name,
+            platform=data.platform,
+        )
         if inserted is None:  # cannot happen under the row lock; kept as a backstop
             raise ActivationLimitReached("Try again", code="ACTIVATION_CONFLICT")
-        created, count = True, seats.seats + 1
+        created, count = True, live + 1
         await record(
             session,
             ("license", str(lic.id)),
@@ -493,50 +534,45 @@ async def activate(session: AsyncSession, caller: Caller, data: ActivateRequest)
 async def check_in(session: AsyncSession, caller: Caller, data: CheckInRequest) -> CheckInResponse:
     """Renew the lease of a live seat with a fresh activation token."""
     now = _now()
-    lic = await _license(session, caller, data.license_key, now, lock=False)
+    conn = await driver_connection(session)
+    lic = await _license(conn, caller, data.license_key, now, lock=False)
     lic.refuse_unless_usable(data.product)
     lease_end = lic.lease_end(now)
-    activation_id = (
-        await session.execute(
-            _CHECK_IN,
-            {
-                "license_id": lic.id,
-                "org": lic.organization_id,
-                "fp": fingerprint_hash(data.fingerprint),
-                "grace": lic.lease_grace_days,
-                "now": now,
-                "lease": lease_end,
-            },
-        )
-    ).scalar_one_or_none()
+    activation_id = await _CHECK_IN.value(
+        conn,
+        license_id=lic.id,
+        org=lic.organization_id,
+        fp=fingerprint_hash(data.fingerprint),
+        grace=lic.lease_grace_days,
+        now=now,
+        lease=lease_end,
+    )
     if activation_id is None:
         raise NotFound(
             "This machine holds no seat of this license; activate it again",
             code="NOT_ACTIVATED",
         )
-    token = await _activation_token(caller, lic, activation_id, data.fingerprint, now, lease_end)
+    token = await _activation_token(
+        caller, lic, _uuid(activation_id), data.fingerprint, now, lease_end
+    )
     return CheckInResponse(token=token, lease_expires_at=lease_end)
 
 
 async def deactivate(session: AsyncSession, caller: Caller, data: DeactivateRequest) -> uuid.UUID:
     """Free this machine's seat at once; at most N per license in 24 hours (tier setting)."""
     now = _now()
-    lic = await _license(session, caller, data.license_key, now, lock=True)
+    conn = await driver_connection(session)
+    lic = await _license(conn, caller, data.license_key, now, lock=True)
     if lic.product != data.product:
         raise ProductMismatch(
             f"This license is for another product, not {data.product!r}", code="PRODUCT_MISMATCH"
         )
     params = {"license_id": lic.id, "org": lic.organization_id}
-    activation_id = (
-        await session.execute(
-            _DEACTIVATE, {**params, "fp": fingerprint_hash(data.fingerprint), "now": now}
-        )
-    ).scalar_one_or_none()
-    if activation_id is None:
+    found = await _DEACTIVATE.value(conn, **params, fp=fingerprint_hash(data.fingerprint), now=now)
+    if found is None:
         raise NotFound("This machine holds no seat of this license", code="NOT_ACTIVATED")
-    recent = (
-        await session.execute(_RECENT_DEACTIVATIONS, {**params, "since": now - timedelta(hours=24)})
-    ).scalar_one()
+    activation_id = _uuid(found)
+    recent = await _RECENT_DEACTIVATIONS.value(conn, **params, since=now - timedelta(hours=24))
     if recent > lic.max_deactivations_per_day:  # this one included; the rollback undoes it
         raise DeactivationLimitReached(
             f"This license allows {lic.max_deactivations_per_day} deactivation(s) in 24 hours; "
@@ -566,13 +602,12 @@ async def features(
     """The features of a tier (the public catalogue), or those of one license."""
     if (tier is None) == (license_key is None):
         raise InvalidInput("Give either tier or license_key", code="VALIDATION_ERROR")
+    conn = await driver_connection(session)
     if license_key is not None:
-        lic = await _license(session, caller, license_key, _now(), lock=False)
+        lic = await _license(conn, caller, license_key, _now(), lock=False)
         lic.refuse_unless_usable(product)
         return FeaturesResponse(product=lic.product, tier=lic.tier, features=lic.features)
-    found = (
-        await session.execute(_TIER_FEATURES, {"product": product, "tier": tier})
-    ).scalar_one_or_none()
+    found = await _TIER_FEATURES.row(conn, product=product, tier=tier)
     if found is None:
         raise NotFound(f"No tier {tier!r} of product {product!r}", code="TIER_NOT_FOUND")
-    return FeaturesResponse(product=product, tier=tier or "", features=found)
+    return FeaturesResponse(product=product, tier=tier or "", features=_json(found["features"]))
