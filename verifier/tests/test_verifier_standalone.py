@@ -569,10 +569,15 @@ def test_public_surface_is_small():
         "NotYetValid",
         "ClockRollback",
         "FingerprintUnavailable",
+        # the online client (issue 5), loaded lazily
+        "LicenseClient",
+        "ActivationRefused",
+        "NotActivated",
+        "ServerUnavailable",
     }
     for name in licentia_verifier.__all__:
         obj = getattr(licentia_verifier, name)
-        if isinstance(obj, type) and name != "License" and name != "Verifier":
+        if isinstance(obj, type) and name not in ("License", "Verifier", "LicenseClient"):
             assert issubclass(obj, LicenseError)
     with pytest.raises(AttributeError):
         licentia_verifier.does_not_exist  # noqa: B018
@@ -638,3 +643,12 @@ def test_cli_as_a_module(env, tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["tier"] == "pro"
+
+
+def test_import_does_not_load_the_network_client():
+    code = (
+        "import sys, licentia_verifier; "
+        "print('licentia_verifier.client' in sys.modules, 'urllib.request' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]
