@@ -14,6 +14,7 @@ import logging
 import os
 import shutil
 import subprocess
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
@@ -80,10 +81,13 @@ def _socket_dir_of(uri: str) -> str:
 
 
 def _start_server(pgdata: Path) -> str:
-    try:
-        import pgserver
-    except ImportError:
-        return _start_system_postgres(pgdata)
+    with warnings.catch_warnings():
+        # platformdirs warns about XDG_RUNTIME_DIR on servers; pgserver copes without it.
+        warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR")
+        try:
+            import pgserver
+        except ImportError:
+            return _start_system_postgres(pgdata)
     logging.getLogger("pgserver").setLevel(logging.WARNING)
     server = pgserver.get_server(pgdata, cleanup_mode="stop")
     return server.get_uri()
