@@ -397,15 +397,32 @@ async def count_unknown_key(caller: Caller) -> None:
         )
 
 
+async def _signer_first(caller: Caller) -> SigningKey | None:
+    """The signer, fetched before the request takes a pooled connection.
+
+    The keyring re-reads the active key every ``key_refresh_seconds`` on a connection of its
+    own from the same pool, while the other requests wait for it. Requests that already held
+    a connection while waiting could exhaust the pool under load, and the refresh would then
+    wait for a connection that none of them can give back (a 10 s stall, then 503s, seen in
+    the load benchmark). Fetched first, a waiting request holds no connection. An error (no
+    signing key) is raised later, where the token is made, as before.
+    """
+    try:
+        return await caller.keyring.signer()
+    except Exception:
+        return None
+
+
 async def _activation_token(
     caller: Caller,
+    signer: SigningKey | None,
     lic: _License,
     activation_id: uuid.UUID,
     fingerprint: str,
     now: datetime,
     lease_end: datetime,
 ) -> str:
-    signer = await caller.keyring.signer()
+    signer = signer or await caller.keyring.signer()
     return issue_activation_token(
         signer,
         lic.subject(),
@@ -425,6 +442,7 @@ async def validate(
 ) -> ValidateResponse:
     """Every license outcome is an answer (``valid`` + ``code``); validation changes nothing."""
     now = _now()
+    signer = await _signer_first(caller)
     conn = await driver_connection(session)
     key_hash = hash_license_key(data.license_key)
     org = await _RESOLVE_TENANT.value(conn, hash=key_hash)
@@ -446,7 +464,7 @@ async def validate(
     if fp is not None and row["seat"] is None:
         detail = "This machine holds no seat of this license; activate it first"
         return ValidateResponse(False, "NOT_ACTIVATED", detail, summary, None)
-    signer = await caller.keyring.signer()
+    signer = signer or await caller.keyring.signer()
     issued = issue_license_token(
         signer,
         lic.subject(),
@@ -468,6 +486,7 @@ class Activated:
 async def activate(session: AsyncSession, caller: Caller, data: ActivateRequest) -> Activated:
     """Take a seat for this machine, or renew the one it holds; never oversell."""
     now = _now()
+    signer = await _signer_first(caller)
     conn = await driver_connection(session)
     lic = await _license(conn, caller, data.license_key, now, lock=True)
     lic.refuse_unless_usable(data.product)
@@ -519,7 +538,9 @@ async def activate(session: AsyncSession, caller: Caller, data: ActivateRequest)
             organization_id=lic.organization_id,
             data={"license_id": str(lic.id), "name": data.name, "platform": data.platform},
         )
-    token = await _activation_token(caller, lic, activation_id, data.fingerprint, now, lease_end)
+    token = await _activation_token(
+        caller, signer, lic, activation_id, data.fingerprint, now, lease_end
+    )
     response = ActivationResponse(
         activation_id=activation_id,
         token=token,
@@ -534,6 +555,7 @@ async def activate(session: AsyncSession, caller: Caller, data: ActivateRequest)
 async def check_in(session: AsyncSession, caller: Caller, data: CheckInRequest) -> CheckInResponse:
     """Renew the lease of a live seat with a fresh activation token."""
     now = _now()
+    signer = await _signer_first(caller)
     conn = await driver_connection(session)
     lic = await _license(conn, caller, data.license_key, now, lock=False)
     lic.refuse_unless_usable(data.product)
@@ -553,7 +575,7 @@ async def check_in(session: AsyncSession, caller: Caller, data: CheckInRequest) 
             code="NOT_ACTIVATED",
         )
     token = await _activation_token(
-        caller, lic, _uuid(activation_id), data.fingerprint, now, lease_end
+        caller, signer, lic, _uuid(activation_id), data.fingerprint, now, lease_end
     )
     return CheckInResponse(token=token, lease_expires_at=lease_end)
 
