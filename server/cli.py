@@ -153,7 +153,9 @@ def db_current(data_dir: Path) -> None:
     database = resolve_database(data_dir)
 
     async def main_() -> str | None:
-        engine = create_async_engine(async_url(database.owner_url or database.runtime_url))
+        engine = create_async_engine(
+            async_url(database.owner_url or database.runtime_url), hide_parameters=True
+        )
         try:
             return await current_revision(engine)
         finally:
@@ -174,7 +176,7 @@ def db_cleanup(data_dir: Path) -> None:
     settings = settings_for(resolve_database(data_dir))
 
     async def main_() -> object:
-        engine = create_async_engine(settings.database_url)
+        engine = create_async_engine(settings.database_url, hide_parameters=True)
         try:
             return await purge_expired(engine)
         finally:

@@ -43,6 +43,7 @@ def create_engine(settings: Settings) -> AsyncEngine:
         pool_pre_ping=False,
         pool_timeout=10,
         connect_args={"timeout": 5, "command_timeout": 30},
+        hide_parameters=True,  # error messages must never carry hashes, keys or e-mails
     )
 
 
