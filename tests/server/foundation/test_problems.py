@@ -119,3 +119,32 @@ def test_openapi_document_is_served(client: TestClient) -> None:
     document = client.get("/schema/openapi.json").json()
     assert document["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
     assert "/health/live" in document["paths"]
+
+
+def test_database_errors_never_log_statement_parameters(
+    client: TestClient, admin_key: str, database: TestDatabase, caplog
+) -> None:
+    """A failing INSERT carries its parameters (here a key hash and a name); logs must not."""
+    with psycopg.connect(database.owner_url, autocommit=True) as conn:
+        conn.execute(
+            "CREATE FUNCTION test_fail_insert() RETURNS trigger LANGUAGE plpgsql AS "
+            "$$ BEGIN RAISE EXCEPTION 'insert refused by test'; END $$"
+        )
+        conn.execute(
+            "CREATE TRIGGER test_fail_insert BEFORE INSERT ON api_keys "
+            "FOR EACH ROW EXECUTE FUNCTION test_fail_insert()"
+        )
+    try:
+        with caplog.at_level("INFO"):
+            response = client.post(
+                "/api/v1/api-keys",
+                json={"name": "name-that-must-stay-private"},
+                headers=bearer(admin_key),
+            )
+    finally:
+        with psycopg.connect(database.owner_url, autocommit=True) as conn:
+            conn.execute("DROP TRIGGER test_fail_insert ON api_keys")
+            conn.execute("DROP FUNCTION test_fail_insert()")
+    assert response.status_code == 500
+    assert "insert refused by test" in caplog.text  # the error itself is logged ...
+    assert "name-that-must-stay-private" not in caplog.text  # ... its parameters are not
