@@ -35,17 +35,26 @@ def current_client_ip() -> str | None:
 
 
 def _client_ip(scope: Scope) -> str | None:
-    """The peer address, or the first X-Forwarded-For hop when the peer is a trusted proxy."""
+    """The peer address; behind trusted proxies, the nearest untrusted X-Forwarded-For hop.
+
+    Proxies append the address they saw, so the header is read from the right: the hops a
+    client wrote itself sit to the left of the first address our own proxies added."""
     client = scope.get("client")
     peer = client[0] if client else None
     app = scope.get("app")
     settings = getattr(getattr(app, "state", None), "settings", None) if app else None
     trusted = getattr(settings, "trusted_proxies", ())
-    if peer and trusted and peer in trusted:
-        for name, value in scope["headers"]:
-            if name == b"x-forwarded-for":
-                forwarded = value.decode("latin-1").split(",")[0].strip()
-                return forwarded[:64] or peer
+    if not (peer and trusted and peer in trusted):
+        return peer
+    hops = [
+        hop.strip()
+        for name, value in scope["headers"]
+        if name == b"x-forwarded-for"
+        for hop in value.decode("latin-1").split(",")
+    ]
+    for hop in reversed(hops):
+        if hop and hop not in trusted:
+            return hop[:64]
     return peer
 
 
