@@ -26,7 +26,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import asyncpg
 from sqlalchemy import text as sa_text
@@ -154,6 +154,11 @@ _VALIDATE = _Sql(
 
 _LICENSE = _Sql(f"SELECT {_LICENSE_COLUMNS} {_LICENSE_FROM}")
 _LICENSE_FOR_UPDATE = _Sql(f"SELECT {_LICENSE_COLUMNS} {_LICENSE_FROM} FOR UPDATE OF l")
+# Check-ins of one license run side by side, but never interleave with a seat decision: a
+# check-in renewing a seat on the edge of its grace period must not let an activation
+# running at the same moment see that seat as neither stale nor live.
+_LICENSE_FOR_KEY_SHARE = _Sql(f"SELECT {_LICENSE_COLUMNS} {_LICENSE_FROM} FOR KEY SHARE OF l")
+_LOCKS = {"none": _LICENSE, "seats": _LICENSE_FOR_UPDATE, "check_in": _LICENSE_FOR_KEY_SHARE}
 
 # Runs after the license row is locked: release stale seats, count the live ones.
 _SEATS = _Sql(
@@ -361,11 +366,15 @@ async def _resolve_tenant(
 
 
 async def _license(
-    conn: asyncpg.Connection, caller: Caller, key: str, now: datetime, *, lock: bool
+    conn: asyncpg.Connection,
+    caller: Caller,
+    key: str,
+    now: datetime,
+    *,
+    lock: Literal["none", "seats", "check_in"],
 ) -> _License:
     key_hash, org = await _resolve_tenant(conn, caller, key)
-    statement = _LICENSE_FOR_UPDATE if lock else _LICENSE
-    row = await statement.row(conn, hash=key_hash, org=org)
+    row = await _LOCKS[lock].row(conn, hash=key_hash, org=org)
     if row is None:  # deleted between the two statements
         raise NotFound("No license has this key", code="LICENSE_NOT_FOUND")
     return _License.from_row(row, now)
@@ -488,7 +497,7 @@ async def activate(session: AsyncSession, caller: Caller, data: ActivateRequest)
     now = _now()
     signer = await _signer_first(caller)
     conn = await driver_connection(session)
-    lic = await _license(conn, caller, data.license_key, now, lock=True)
+    lic = await _license(conn, caller, data.license_key, now, lock="seats")
     lic.refuse_unless_usable(data.product)
     fp = fingerprint_hash(data.fingerprint)
     seats = await _SEATS.row(
@@ -557,7 +566,7 @@ async def check_in(session: AsyncSession, caller: Caller, data: CheckInRequest) 
     now = _now()
     signer = await _signer_first(caller)
     conn = await driver_connection(session)
-    lic = await _license(conn, caller, data.license_key, now, lock=False)
+    lic = await _license(conn, caller, data.license_key, now, lock="check_in")
     lic.refuse_unless_usable(data.product)
     lease_end = lic.lease_end(now)
     activation_id = await _CHECK_IN.value(
@@ -584,7 +593,7 @@ async def deactivate(session: AsyncSession, caller: Caller, data: DeactivateRequ
     """Free this machine's seat at once; at most N per license in 24 hours (tier setting)."""
     now = _now()
     conn = await driver_connection(session)
-    lic = await _license(conn, caller, data.license_key, now, lock=True)
+    lic = await _license(conn, caller, data.license_key, now, lock="seats")
     if lic.product != data.product:
         raise ProductMismatch(
             f"This license is for another product, not {data.product!r}", code="PRODUCT_MISMATCH"
@@ -626,7 +635,7 @@ async def features(
         raise InvalidInput("Give either tier or license_key", code="VALIDATION_ERROR")
     conn = await driver_connection(session)
     if license_key is not None:
-        lic = await _license(conn, caller, license_key, _now(), lock=False)
+        lic = await _license(conn, caller, license_key, _now(), lock="none")
         lic.refuse_unless_usable(product)
         return FeaturesResponse(product=lic.product, tier=lic.tier, features=lic.features)
     found = await _TIER_FEATURES.row(conn, product=product, tier=tier)
