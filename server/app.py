@@ -22,6 +22,7 @@ from server.api_keys.routes import ApiKeyController
 from server.audit.routes import AuditController
 from server.auth.principal import AuthenticationMiddleware, access_token_secret
 from server.auth.routes import AuthController
+from server.auth.service import prepare as prepare_auth
 from server.db import check_runtime_role, create_engine, create_sessionmaker, provide_session
 from server.errors import problem_details_plugin
 from server.health.routes import HealthController
@@ -78,6 +79,7 @@ def create_app(settings: Settings) -> Litestar:
             if settings.check_runtime_role:
                 await check_runtime_role(engine)
             await _check_signing_key(app.state.keyring)
+            await asyncio.to_thread(prepare_auth)  # the dummy password hash, built once
             housekeeping = asyncio.create_task(run_periodically(engine))
             try:
                 yield

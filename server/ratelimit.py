@@ -7,6 +7,7 @@ count survives the rollback of the request that caused it.
 
 - ``hit`` counts one event and says whether the bucket is now over its limit;
 - ``check`` says whether one more event would be over the limit, without counting;
+- ``release`` takes one event back (a login that turned out to be legitimate);
 - ``cleanup`` deletes old windows (``hit`` already drops a bucket's previous windows when it
   opens a new one, so only buckets that never come back are left for it).
 """
@@ -38,6 +39,12 @@ _CHECK = text(
     f"""
     SELECT hits, {_RETRY_AFTER}::int AS retry_after FROM rate_limits
     WHERE bucket = :bucket AND window_start = {_WINDOW}
+    """
+)
+_RELEASE = text(
+    f"""
+    UPDATE rate_limits SET hits = hits - 1
+    WHERE bucket = :bucket AND window_start = {_WINDOW} AND hits > 0
     """
 )
 _CLEANUP = text(
@@ -86,6 +93,15 @@ async def check(
     if row is None or row.hits < limit:
         return None
     return max(1, row.retry_after)
+
+
+async def release(target: AsyncEngine | AsyncConnection, bucket: str, window_seconds: int) -> None:
+    """Take back one event of the current window (never below zero). With the caller's
+    connection it commits or rolls back with the caller's transaction. An event counted
+    just before a window boundary and released just after it comes off the new window."""
+    params = {"bucket": bucket, "window": window_seconds}
+    async with _connection(target) as connection:
+        await connection.execute(_RELEASE, params)
 
 
 async def cleanup(target: AsyncEngine | AsyncConnection, older_than_seconds: int = 3600) -> int:

@@ -176,16 +176,19 @@ async def _authenticate_api_key(state: Any, key: str) -> Principal:
     return Principal(kind="api_key", id=row.id, scopes=frozenset(row.scopes))
 
 
-_CURRENT_ROLE = text("SELECT role FROM users WHERE id = :id")
+_CURRENT_ROLE = text("SELECT role FROM users WHERE id = :id AND organization_id = :org")
 
 
 async def confirm_user(session: AsyncSession, principal: Principal) -> None:
     """A user's access token stands only while the user exists with the role it names.
 
     Deleting or demoting someone takes effect on their next request, not when the token
-    expires; the client refreshes to get a token with the current role. Runs after the
-    tenant is set, so RLS confines the look-up to the token's organization."""
-    role = await session.scalar(_CURRENT_ROLE, {"id": principal.id})
+    expires; the client refreshes to get a token with the current role. The query names the
+    token's organization itself; it also runs after the tenant is set, so RLS is the backstop
+    (idiom 7: tenancy is explicit twice)."""
+    role = await session.scalar(
+        _CURRENT_ROLE, {"id": principal.id, "org": principal.organization_id}
+    )
     if role is None:
         raise Unauthenticated("This account no longer exists", code="INVALID_TOKEN")
     if role != principal.role:

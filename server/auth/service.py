@@ -32,7 +32,8 @@ from server.observability import current_client_ip
 from server.settings import Settings
 
 LOGIN_WINDOW_SECONDS = 60
-_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s.]+$")
+# No whitespace, no NUL or other control character (PostgreSQL cannot store NUL).
+_EMAIL = re.compile(r"^[^@\s\x00-\x1f\x7f]{1,64}@[^@\s\x00-\x1f\x7f]+\.[^@\s.\x00-\x1f\x7f]+$")
 _USER_ORG = text("SELECT licentia_user_org(:email)")
 
 _hasher = PasswordHasher()  # argon2id, RFC 9106 low-memory profile
@@ -80,8 +81,16 @@ async def verify_password(password_hash: str, password: str) -> bool:
 
 @functools.cache
 def _dummy_hash() -> str:
-    """Verified against when the e-mail is unknown, so both failures cost the same."""
+    """Verified against when the e-mail is unknown, so both failures cost the same.
+
+    Built once per process by ``prepare()`` at application start-up, so the first login
+    for an unknown e-mail costs one argon2 verification like every other."""
     return _hasher.hash(secrets.token_urlsafe(24))
+
+
+def prepare() -> None:
+    """Start-up work of this module (one argon2 hash): run by the app's lifespan."""
+    _dummy_hash()
 
 
 async def email_taken(session: AsyncSession, email: str) -> bool:
@@ -218,11 +227,24 @@ async def signup(
 async def login(
     session: AsyncSession, engine: AsyncEngine, ctx: TokenContext, *, email: str, password: str
 ) -> Tokens:
-    """Check the password; too many failures per e-mail or per client address -> 429.
+    """Check the password; more than the allowed failed logins a minute per e-mail or per
+    client address -> 429.
+
+    Every attempt is counted *before* the password is checked, with one atomic upsert per
+    bucket on its own short transaction (so the count survives the request's rollback and
+    every worker sees it), and the attempt is refused when a bucket is over the limit. So
+    however many requests arrive at once, at most ``login_attempts_per_minute`` of them per
+    e-mail and per address reach argon2 in a window. A successful login takes its own count
+    back (in the request's transaction), so the limit is on failures: a legitimate user, or
+    an office behind one address, is not locked out by its own logins. Attempts refused with
+    429 stay counted.
+
+    The limiter runs before the request's session sends its first statement: the session
+    has begun its transaction but holds no pooled connection yet, so the limiter's
+    connection is never awaited while the request holds another one.
 
     The same ``Unauthenticated`` answers an unknown e-mail and a wrong password, after the
-    same argon2 work. Failures are counted in PostgreSQL on their own transaction, so the
-    request's rollback keeps them and every worker process sees them.
+    same argon2 work.
     """
     limit = ctx.settings.login_attempts_per_minute
     email_key = email.strip().lower()
@@ -230,7 +252,8 @@ async def login(
     client_ip = current_client_ip()
     if client_ip:
         buckets.append(ratelimit.bucket("login:ip", client_ip))
-    waits = [await ratelimit.check(engine, b, limit, LOGIN_WINDOW_SECONDS) for b in buckets]
+    async with engine.begin() as counter:
+        waits = [await ratelimit.hit(counter, b, limit, LOGIN_WINDOW_SECONDS) for b in buckets]
     if any(waits):
         raise RateLimited(
             "Too many failed logins; try again later",
@@ -251,8 +274,6 @@ async def login(
         ok = await verify_password(user.password_hash, password)
 
     if not ok or user is None:
-        for b in buckets:
-            await ratelimit.hit(engine, b, limit, LOGIN_WINDOW_SECONDS)
         raise Unauthenticated("Invalid e-mail or password", code="INVALID_CREDENTIALS")
 
     if _hasher.check_needs_rehash(user.password_hash):
@@ -267,7 +288,12 @@ async def login(
         user.id,
         organization_id=user.organization_id,
     )
-    return await _issue_tokens(session, ctx, user)
+    tokens = await _issue_tokens(session, ctx, user)
+    # Last, so the bucket rows stay locked by this transaction only until its commit.
+    connection = await session.connection()
+    for b in buckets:
+        await ratelimit.release(connection, b, LOGIN_WINDOW_SECONDS)
+    return tokens
 
 
 # --- refresh and logout -------------------------------------------------------------------
