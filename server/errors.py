@@ -205,9 +205,43 @@ def http_problem(error: HTTPException) -> ProblemDetailsException:
     )
 
 
+# character_not_in_repertoire (a NUL in text), untranslatable_character (\u0000 in jsonb)
+INVALID_CHARACTER_STATES = frozenset({"22021", "22P05"})
+
+
+def sqlstate_of(error: BaseException) -> str | None:
+    """The PostgreSQL SQLSTATE behind ``error``: walks ``.orig`` (SQLAlchemy's wrapper),
+    ``__cause__`` and ``__context__`` to the driver's exception (asyncpg's ``sqlstate``)."""
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [error]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        state = getattr(current, "sqlstate", None) or getattr(current, "pgcode", None)
+        if isinstance(state, str):
+            return state
+        orig = getattr(current, "orig", None)
+        pending.extend(
+            [current.__context__, current.__cause__]
+            + ([orig] if isinstance(orig, BaseException) else [])
+        )
+    return None
+
+
 def unexpected_problem(error: Exception) -> ProblemDetailsException:
     from server.db import is_database_unavailable
 
+    if sqlstate_of(error) in INVALID_CHARACTER_STATES:
+        # A backstop: request schemas refuse NUL, so reaching this is a missed field.
+        log.warning("text the database cannot store reached it: %s", type(error).__name__)
+        return _problem(
+            422,
+            "INVALID_CHARACTERS",
+            "Invalid input",
+            "The request contains characters that cannot be stored (such as NUL)",
+        )
     if is_database_unavailable(error):
         log.warning("database unavailable: %s", type(error).__name__)
         return domain_problem(Unavailable("The database is unavailable; try again shortly"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Generic, TypeVar
 
 import msgspec
@@ -40,13 +40,55 @@ def encode_cursor(created_at: datetime, row_id: Any) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
+MAX_BIGINT = 2**63 - 1
+
+
+def _invalid_cursor() -> InvalidInput:
+    return InvalidInput("The cursor is not valid", code="INVALID_CURSOR")
+
+
 def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    """The (created_at, raw id) of a cursor. The time must carry an offset and stay within
+    the years 1..9999 once converted to UTC (what PostgreSQL and Python can compare)."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        stamp, _, row_id = raw.partition("|")
-        return datetime.fromisoformat(stamp), row_id
-    except (ValueError, UnicodeDecodeError):
-        raise InvalidInput("The cursor is not valid", code="INVALID_CURSOR") from None
+        stamp_text, _, row_id = raw.partition("|")
+        stamp = datetime.fromisoformat(stamp_text)
+        if stamp.tzinfo is None or stamp.utcoffset() is None:
+            raise ValueError("naive cursor time")
+        stamp = stamp.astimezone(UTC)
+    except (ValueError, UnicodeDecodeError, OverflowError):
+        raise _invalid_cursor() from None
+    return stamp, row_id
+
+
+def cursor_id(raw_id: str, python_type: type) -> Any:
+    """The typed row id of a cursor: a UUID, or an integer that fits a bigint."""
+    try:
+        if python_type is uuid.UUID:
+            return uuid.UUID(raw_id)
+        value = int(raw_id)
+    except (ValueError, TypeError):
+        raise _invalid_cursor() from None
+    if not -MAX_BIGINT - 1 <= value <= MAX_BIGINT:
+        raise _invalid_cursor()
+    return value
+
+
+def after_cursor(
+    query: Select[Any],
+    created_col: InstrumentedAttribute[Any],
+    id_col: InstrumentedAttribute[Any],
+    cursor: str,
+) -> Select[Any]:
+    """``query`` restricted to the rows after ``cursor`` in ``(created_at, id)`` order."""
+    stamp, raw_id = decode_cursor(cursor)
+    try:
+        python_type = id_col.type.python_type
+    except NotImplementedError:
+        raise _invalid_cursor() from None
+    typed_id = cursor_id(raw_id, python_type)
+    return query.where(or_(created_col > stamp, and_(created_col == stamp, id_col > typed_id)))
 
 
 async def paginate(
@@ -59,14 +101,7 @@ async def paginate(
 ) -> Page[Any]:
     """Oldest first, stable under inserts: ``(created_at, id) > cursor``."""
     if cursor:
-        stamp, row_id = decode_cursor(cursor)
-        try:
-            typed_id: Any = (
-                uuid.UUID(row_id) if id_col.type.python_type is uuid.UUID else int(row_id)
-            )
-        except (ValueError, NotImplementedError):
-            raise InvalidInput("The cursor is not valid", code="INVALID_CURSOR") from None
-        query = query.where(or_(created_col > stamp, and_(created_col == stamp, id_col > typed_id)))
+        query = after_cursor(query, created_col, id_col, cursor)
     rows = list((await session.scalars(query.order_by(created_col, id_col).limit(limit + 1))).all())
     next_cursor = None
     if len(rows) > limit:

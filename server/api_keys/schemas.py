@@ -6,8 +6,10 @@ from typing import Annotated
 
 import msgspec
 
-Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
-Scope = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+from server.validation import SafeStr
+
+Name = Annotated[SafeStr, msgspec.Meta(min_length=1, max_length=200)]
+Scope = Annotated[SafeStr, msgspec.Meta(min_length=1, max_length=64)]
 
 
 class ApiKeyCreate(msgspec.Struct, forbid_unknown_fields=True):

@@ -14,6 +14,7 @@ from server.auth.principal import Principal, allow, provide_principal
 from server.errors import problem_responses
 from server.models import AuditEvent
 from server.pagination import Cursor, Limit, PageOf
+from server.validation import query_text
 
 
 def event_read(row: AuditEvent) -> AuditEventRead:
@@ -41,10 +42,8 @@ class AuditController(Controller):
         organization_id: Annotated[
             uuid.UUID | None, Parameter(description="Only this organization's events")
         ] = None,
-        action: Annotated[
-            str | None, Parameter(max_length=64, description="e.g. user.create")
-        ] = None,
-        target_id: Annotated[str | None, Parameter(max_length=64)] = None,
+        action: Annotated[str | None, query_text(64, "e.g. user.create")] = None,
+        target_id: Annotated[str | None, query_text(64)] = None,
         limit: Limit = 50,
         cursor: Cursor = None,
     ) -> PageOf[AuditEventRead]:

@@ -7,8 +7,9 @@ import msgspec
 
 from server.organizations.schemas import OrganizationName, OrganizationRead
 from server.users.schemas import Email, FullName, Password, UserRead
+from server.validation import Line, SafeStr
 
-RefreshTokenValue = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+RefreshTokenValue = Annotated[SafeStr, msgspec.Meta(min_length=1, max_length=200)]
 
 
 class SignupRequest(msgspec.Struct, forbid_unknown_fields=True):
@@ -19,7 +20,7 @@ class SignupRequest(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class LoginRequest(msgspec.Struct, forbid_unknown_fields=True):
-    email: Annotated[str, msgspec.Meta(min_length=1, max_length=320)]
+    email: Annotated[Line, msgspec.Meta(min_length=1, max_length=320)]
     password: Annotated[str, msgspec.Meta(min_length=1, max_length=1024)]
 
 

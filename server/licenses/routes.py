@@ -8,7 +8,7 @@ from typing import Annotated
 from litestar import Controller, Response, delete, get, patch, post
 from litestar.datastructures import State
 from litestar.di import Provide
-from litestar.params import HeaderParameter, Parameter
+from litestar.params import HeaderParameter
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.auth.principal import EVERY_ROLE, MANAGERS, Principal, allow, provide_principal
@@ -25,6 +25,7 @@ from server.licenses.schemas import (
     Status,
 )
 from server.pagination import Cursor, Limit, PageOf
+from server.validation import query_text
 
 _admin_read = allow(scope="licenses:read")
 _admin_write = allow(scope="licenses:write")
@@ -99,7 +100,7 @@ class LicenseController(Controller):
         session: AsyncSession,
         principal: Principal,
         organization_id: uuid.UUID | None = None,
-        product: Annotated[str | None, Parameter(max_length=64)] = None,
+        product: Annotated[str | None, query_text(64)] = None,
         status: Status | None = None,
         limit: Limit = 50,
         cursor: Cursor = None,
@@ -215,7 +216,7 @@ class LicenseController(Controller):
             "A `license+jwt` signed with the active Ed25519 key, not bound to a machine, "
             "valid until the license expires or the configured token lifetime ends, whichever "
             "is first. Verify it with `licentia-verifier` against the JWKS. 403 "
-            "LICENSE_SUSPENDED / LICENSE_REVOKED / LICENSE_EXPIRED / LICENSE_NOT_STARTED when "
+            "LICENSE_SUSPENDED / LICENSE_REVOKED / LICENSE_EXPIRED / LICENSE_NOT_YET_VALID when "
             "the license cannot be used. Admins (`licenses:read`) or the organization's "
             "owners and admins."
         ),

@@ -9,13 +9,10 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from server.products.schemas import Code, Days, Features, Seats
+from server.validation import AwareDateTime, SafeStr
 
 Status = Literal["active", "suspended", "revoked", "expired"]
-AwareDateTime = Annotated[
-    datetime,
-    msgspec.Meta(tz=True, description="RFC 3339 with an offset, e.g. 2027-01-31T00:00:00Z"),
-]
-MetadataKey = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+MetadataKey = Annotated[SafeStr, msgspec.Meta(min_length=1, max_length=64)]
 Metadata = Annotated[
     dict[MetadataKey, Any],
     msgspec.Meta(

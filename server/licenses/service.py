@@ -45,7 +45,8 @@ from server.licenses.schemas import (
     Status,
 )
 from server.models import Activation, License, Organization, Product, Tier
-from server.pagination import Page, decode_cursor, encode_cursor, paginate
+from server.pagination import Page, after_cursor, encode_cursor, paginate
+from server.validation import check_datetime
 
 Actor = Principal | tuple[str, str | None]
 MAX_METADATA_BYTES = 8 * 1024
@@ -168,17 +169,7 @@ async def list_licenses(
     if status is not None:
         query = query.where(_status_filter(status, now))
     if cursor:
-        stamp, raw_id = decode_cursor(cursor)
-        try:
-            after_id = uuid.UUID(raw_id)
-        except ValueError:
-            raise InvalidInput("The cursor is not valid", code="INVALID_CURSOR") from None
-        query = query.where(
-            or_(
-                License.created_at > stamp,
-                and_(License.created_at == stamp, License.id > after_id),
-            )
-        )
+        query = after_cursor(query, License.created_at, License.id, cursor)
     query = query.order_by(License.created_at, License.id).limit(limit + 1)
     rows = list((await session.execute(query)).all())
     next_cursor = None
@@ -238,6 +229,8 @@ async def issue_license(
     if data.expires_at is not None and data.duration_days is not None:
         raise InvalidInput("Give expires_at or duration_days, not both", code="CONFLICTING_EXPIRY")
     _check_metadata(data.metadata)
+    if data.expires_at is not None:
+        check_datetime(data.expires_at, "expires_at")
     organization = await session.scalar(
         select(Organization.id).where(Organization.id == data.organization_id)
     )
@@ -367,6 +360,8 @@ async def update_license(
     _refuse_revoked(row)
     fields: list[str] = []
     if data.expires_at is not msgspec.UNSET:
+        if data.expires_at is not None:
+            check_datetime(data.expires_at, "expires_at")
         row.expires_at = data.expires_at
         fields.append("expires_at")
     if data.max_activations is not msgspec.UNSET:
@@ -432,9 +427,13 @@ async def renew_license(
             "The license is perpetual; set an expiry with PATCH instead", code="LICENSE_PERPETUAL"
         )
     if data.duration_days is not None:
-        new_expiry = max(row.expires_at, now) + timedelta(days=data.duration_days)
+        try:
+            new_expiry = max(row.expires_at, now) + timedelta(days=data.duration_days)
+        except OverflowError:
+            new_expiry = datetime.max.replace(tzinfo=UTC)
+        check_datetime(new_expiry, "the renewed expiry")
     else:
-        new_expiry = data.expires_at  # type: ignore[assignment]
+        new_expiry = check_datetime(data.expires_at, "expires_at")  # type: ignore[arg-type]
         if new_expiry <= now or new_expiry <= row.expires_at:
             raise InvalidInput(
                 "expires_at must be later than now and than the current expiry",
@@ -466,15 +465,21 @@ async def license_token(
     now: datetime | None = None,
 ) -> IssuedToken:
     """A signed ``license+jwt`` for offline use without machine binding, valid until
-    min(license expiry, now + lifetime). Refused (403) unless the license is usable now."""
-    now = now or datetime.now(UTC)
+    min(license expiry, now + lifetime). Refused (403) unless the license is usable now.
+
+    Time is counted in whole seconds, as tokens count it (and as the licensing API does): a
+    license that expires within the current second is already expired here."""
+    now = (now or datetime.now(UTC)).replace(microsecond=0)
     license_ = await get_license(session, principal, license_id, now=now)
     if license_.status != "active":
         raise LicenseRefused(
             f"The license is {license_.status}", code=f"LICENSE_{license_.status.upper()}"
         )
-    if license_.starts_at > now:
-        raise LicenseRefused("The license has not started yet", code="LICENSE_NOT_STARTED")
+    expires_at = license_.expires_at
+    if expires_at is not None and expires_at.replace(microsecond=0) <= now:
+        raise LicenseRefused("The license is expired", code="LICENSE_EXPIRED")
+    if license_.starts_at.replace(microsecond=0) > now:
+        raise LicenseRefused("The license has not started yet", code="LICENSE_NOT_YET_VALID")
     signer = await keyring.signer()
     issued = issue_license_token(
         signer,

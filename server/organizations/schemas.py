@@ -6,7 +6,9 @@ from typing import Annotated
 
 import msgspec
 
-OrganizationName = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+from server.validation import SafeStr
+
+OrganizationName = Annotated[SafeStr, msgspec.Meta(min_length=1, max_length=200)]
 
 
 class OrganizationCreate(msgspec.Struct, forbid_unknown_fields=True):

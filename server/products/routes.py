@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from litestar import Controller, get, patch, post
 from litestar.di import Provide
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -19,6 +21,10 @@ from server.products.schemas import (
     TierRead,
     TierUpdate,
 )
+from server.validation import query_text
+
+ProductCode = Annotated[str, query_text(64)]
+TierCode = Annotated[str, query_text(64)]
 
 _read = allow(scope="products:read")
 _write = allow(scope="products:write")
@@ -75,7 +81,7 @@ class ProductController(Controller):
         summary="Get a product",
         responses=problem_responses(401, 403, 404),
     )
-    async def get_product(self, session: AsyncSession, code: str) -> ProductRead:
+    async def get_product(self, session: AsyncSession, code: ProductCode) -> ProductRead:
         return _product(await service.get_product(session, code))
 
     @patch(
@@ -86,7 +92,7 @@ class ProductController(Controller):
         responses=problem_responses(400, 401, 403, 404, 422),
     )
     async def update_product(
-        self, session: AsyncSession, principal: Principal, code: str, data: ProductUpdate
+        self, session: AsyncSession, principal: Principal, code: ProductCode, data: ProductUpdate
     ) -> ProductRead:
         return _product(await service.update_product(session, principal, code, data))
 
@@ -103,7 +109,7 @@ class ProductController(Controller):
         responses=problem_responses(400, 401, 403, 404, 409, 422),
     )
     async def create_tier(
-        self, session: AsyncSession, principal: Principal, code: str, data: TierCreate
+        self, session: AsyncSession, principal: Principal, code: ProductCode, data: TierCreate
     ) -> TierRead:
         return _tier(code, await service.create_tier(session, principal, code, data))
 
@@ -114,7 +120,7 @@ class ProductController(Controller):
         responses=problem_responses(401, 403, 404, 422),
     )
     async def list_tiers(
-        self, session: AsyncSession, code: str, limit: Limit = 50, cursor: Cursor = None
+        self, session: AsyncSession, code: ProductCode, limit: Limit = 50, cursor: Cursor = None
     ) -> PageOf[TierRead]:
         page = await service.list_tiers(session, code, limit=limit, cursor=cursor)
         return PageOf(items=[_tier(code, t) for t in page.items], next_cursor=page.next_cursor)
@@ -125,7 +131,9 @@ class ProductController(Controller):
         summary="Get a tier",
         responses=problem_responses(401, 403, 404),
     )
-    async def get_tier(self, session: AsyncSession, code: str, tier_code: str) -> TierRead:
+    async def get_tier(
+        self, session: AsyncSession, code: ProductCode, tier_code: TierCode
+    ) -> TierRead:
         return _tier(code, await service.get_tier(session, code, tier_code))
 
     @patch(
@@ -139,8 +147,8 @@ class ProductController(Controller):
         self,
         session: AsyncSession,
         principal: Principal,
-        code: str,
-        tier_code: str,
+        code: ProductCode,
+        tier_code: TierCode,
         data: TierUpdate,
     ) -> TierRead:
         return _tier(code, await service.update_tier(session, principal, code, tier_code, data))

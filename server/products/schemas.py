@@ -12,8 +12,8 @@ from typing import Annotated, Any
 
 import msgspec
 
-# No NUL: PostgreSQL text and jsonb cannot store it, so it must be a 422, not a 500.
-NO_NUL = r"^[^\x00]*$"
+from server.validation import NO_NUL
+
 MAX_SAFE_INT = 2**53 - 1
 
 Code = Annotated[

@@ -6,8 +6,10 @@ from typing import Annotated
 
 import msgspec
 
-ProjectName = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
-Description = Annotated[str, msgspec.Meta(max_length=2000)]
+from server.validation import SafeStr
+
+ProjectName = Annotated[SafeStr, msgspec.Meta(min_length=1, max_length=200)]
+Description = Annotated[SafeStr, msgspec.Meta(max_length=2000)]
 
 
 class ProjectCreate(msgspec.Struct, forbid_unknown_fields=True):

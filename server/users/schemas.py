@@ -6,11 +6,13 @@ from typing import Annotated, Literal
 
 import msgspec
 
-Email = Annotated[str, msgspec.Meta(min_length=3, max_length=320, description="An e-mail address")]
+from server.validation import Line, SafeStr
+
+Email = Annotated[Line, msgspec.Meta(min_length=3, max_length=320, description="An e-mail address")]
 Password = Annotated[
     str, msgspec.Meta(min_length=12, max_length=1024, description="At least 12 characters")
 ]
-FullName = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+FullName = Annotated[SafeStr, msgspec.Meta(min_length=1, max_length=200)]
 Role = Literal["owner", "admin", "member"]
 
 

@@ -55,7 +55,7 @@ def test_token_refused_when_the_license_cannot_be_used(
         (suspended, "LICENSE_SUSPENDED"),
         (revoked, "LICENSE_REVOKED"),
         (expired, "LICENSE_EXPIRED"),
-        (future, "LICENSE_NOT_STARTED"),
+        (future, "LICENSE_NOT_YET_VALID"),
     ):
         expect_problem(client.get(f"/api/v1/licenses/{lic}/token", headers=auth), 403, code)
 
