@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from server.api_keys import service
 from server.api_keys.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyRead
 from server.auth.principal import Principal, allow, provide_principal
+from server.errors import problem_responses
 from server.pagination import Cursor, Limit, PageOf
 
 _admin = allow(scope="api-keys:write")
@@ -25,7 +26,13 @@ class ApiKeyController(Controller):
     guards = [_admin]
     dependencies = {"principal": Provide(provide_principal, sync_to_thread=False)}
 
-    @post("/", summary="Create an admin API key (the key is shown only here)")
+    @post(
+        "/",
+        summary="Create an admin API key (the key is shown only here)",
+        description="A key can grant only scopes it holds itself (403 SCOPE_ESCALATION); "
+        "a `*` key may grant any. Unknown scopes: 422 UNKNOWN_SCOPE.",
+        responses=problem_responses(400, 401, 403, 422),
+    )
     async def create(
         self, session: AsyncSession, principal: Principal, data: ApiKeyCreate
     ) -> ApiKeyCreated:
@@ -33,13 +40,17 @@ class ApiKeyController(Controller):
         fields = {f: getattr(created.row, f) for f in ApiKeyRead.__struct_fields__}
         return ApiKeyCreated(**fields, key=created.key)
 
-    @get("/", summary="List admin API keys")
+    @get("/", summary="List admin API keys", responses=problem_responses(401, 403, 422))
     async def list_keys(
         self, session: AsyncSession, limit: Limit = 50, cursor: Cursor = None
     ) -> PageOf[ApiKeyRead]:
         page = await service.list_api_keys(session, limit=limit, cursor=cursor)
         return PageOf(items=[_read(row) for row in page.items], next_cursor=page.next_cursor)
 
-    @delete("/{key_id:uuid}", summary="Revoke an admin API key at once")
+    @delete(
+        "/{key_id:uuid}",
+        summary="Revoke an admin API key at once",
+        responses=problem_responses(401, 403, 404),
+    )
     async def revoke(self, session: AsyncSession, principal: Principal, key_id: uuid.UUID) -> None:
         await service.revoke_api_key(session, principal, key_id)

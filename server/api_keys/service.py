@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.audit.service import record
 from server.auth.principal import ALL_SCOPES, Principal, new_api_key
-from server.errors import InvalidInput, NotFound
+from server.errors import InvalidInput, NotFound, PermissionDenied
 from server.models import ApiKey
 from server.pagination import Page, paginate
 
@@ -22,12 +22,26 @@ class CreatedKey:
     row: ApiKey
 
 
+def _refuse_escalation(actor: Principal | None, scopes: set[str]) -> None:
+    """A key can only hand out scopes it holds itself; a ``*`` key (and the CLI, with no
+    actor) may grant anything, and only they can grant ``*``."""
+    if actor is None or "*" in actor.scopes:
+        return
+    beyond = sorted(scopes - actor.scopes)
+    if beyond:
+        raise PermissionDenied(
+            f"This API key cannot grant scope(s) it does not hold: {', '.join(beyond)}",
+            code="SCOPE_ESCALATION",
+        )
+
+
 async def create_api_key(
     session: AsyncSession, actor: Principal | None, name: str, scopes: list[str]
 ) -> CreatedKey:
     unknown = sorted(set(scopes) - ALL_SCOPES)
     if unknown:
         raise InvalidInput(f"Unknown scope(s): {', '.join(unknown)}", code="UNKNOWN_SCOPE")
+    _refuse_escalation(actor, set(scopes))
     key, prefix, key_hash = new_api_key()
     row = ApiKey(name=name, prefix=prefix, key_hash=key_hash, scopes=sorted(set(scopes)))
     session.add(row)

@@ -7,6 +7,7 @@ from typing import Any
 
 import msgspec
 from litestar import Controller, Response, get, post
+from litestar.background_tasks import BackgroundTask
 from litestar.datastructures import State
 from litestar.di import Provide
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -14,6 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from keys import store
 from server.audit.service import record
 from server.auth.principal import Principal, allow, provide_principal
+from server.errors import problem_responses
+from server.validation import AwareDateTime, check_datetime
 
 
 class SigningKeyRead(msgspec.Struct):
@@ -27,11 +30,16 @@ class SigningKeyRead(msgspec.Struct):
 
 
 class RotateRequest(msgspec.Struct, forbid_unknown_fields=True):
-    activate_at: datetime | None = None
+    activate_at: AwareDateTime | None = None
+    """When the new key starts signing (default: now); it is published in the JWKS at once."""
 
 
 def _read(info: store.KeyInfo) -> SigningKeyRead:
     return SigningKeyRead(**{f: getattr(info, f) for f in SigningKeyRead.__struct_fields__})
+
+
+async def _invalidate(keyring: store.Keyring) -> None:
+    keyring.invalidate()
 
 
 class JwksController(Controller):
@@ -52,21 +60,39 @@ class SigningKeyController(Controller):
     security = [{"bearer": []}]
     dependencies = {"principal": Provide(provide_principal, sync_to_thread=False)}
 
-    @get("/", guards=[allow(scope="keys:write")], summary="List signing keys")
+    @get(
+        "/",
+        guards=[allow(scope="keys:write")],
+        summary="List signing keys",
+        responses=problem_responses(401, 403),
+    )
     async def list_keys(self, session: AsyncSession) -> list[SigningKeyRead]:
         return [_read(info) for info in await store.list_keys(session)]
 
-    @post("/rotate", guards=[allow(scope="keys:write")], summary="Rotate the signing key")
+    @post(
+        "/rotate",
+        guards=[allow(scope="keys:write")],
+        summary="Rotate the signing key",
+        description="A new key, published in the JWKS at once, signs from `activate_at` "
+        "(an RFC 3339 time with an offset; default: now). This process signs with it from the "
+        "next request; other processes within `key_refresh_seconds`.",
+        responses=problem_responses(400, 401, 403, 422),
+    )
     async def rotate(
         self,
         session: AsyncSession,
         state: State,
         principal: Principal,
         data: RotateRequest | None = None,
-    ) -> SigningKeyRead:
-        info = await store.rotate(
-            session, state.kek, activate_at=data.activate_at if data else None
-        )
+    ) -> Response[SigningKeyRead]:
+        activate_at = data.activate_at if data else None
+        if activate_at is not None:
+            check_datetime(activate_at, "activate_at")
+        info = await store.rotate(session, state.kek, activate_at=activate_at)
         await record(session, principal, "key.rotate", "signing_key", info.kid)
-        state.keyring.invalidate()
-        return _read(info)
+        # The keyring forgets its key only once the rotation is committed: the session
+        # provider commits before the response is sent, background tasks run after it. An
+        # earlier invalidation would let a refresh in between cache the old key again.
+        return Response(
+            _read(info), status_code=201, background=BackgroundTask(_invalidate, state.keyring)
+        )

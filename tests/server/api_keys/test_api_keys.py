@@ -1,0 +1,69 @@
+"""Admin API keys: no scope escalation, and their errors are in the OpenAPI document."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import bearer, make_api_key
+from litestar.testing import TestClient
+
+from server.settings import Settings
+
+API = "/api/v1/api-keys"
+
+
+@pytest.mark.parametrize(
+    "scopes",
+    [["*"], ["api-keys:write", "keys:write"], ["licenses:write"]],
+)
+def test_a_key_cannot_grant_scopes_it_does_not_hold(
+    client: TestClient, settings: Settings, scopes: list[str]
+) -> None:
+    limited = make_api_key(settings, ["api-keys:write", "licenses:read"])
+    response = client.post(
+        API, json={"name": "escalated", "scopes": scopes}, headers=bearer(limited)
+    )
+    assert response.status_code == 403, response.text
+    assert response.json()["code"] == "SCOPE_ESCALATION"
+    listed = client.get(API, headers=bearer(limited)).json()["items"]
+    assert [k["name"] for k in listed if k["name"] == "escalated"] == []
+
+
+def test_the_default_scope_is_everything_so_a_limited_key_must_name_its_scopes(
+    client: TestClient, settings: Settings
+) -> None:
+    limited = make_api_key(settings, ["api-keys:write"])
+    response = client.post(API, json={"name": "default"}, headers=bearer(limited))
+    assert response.status_code == 403
+    assert response.json()["code"] == "SCOPE_ESCALATION"
+
+
+def test_a_key_may_grant_a_subset_of_its_scopes(client: TestClient, settings: Settings) -> None:
+    limited = make_api_key(settings, ["api-keys:write", "licenses:read"])
+    for scopes in (["licenses:read"], ["api-keys:write", "licenses:read"]):
+        response = client.post(API, json={"name": "ok", "scopes": scopes}, headers=bearer(limited))
+        assert response.status_code == 201, response.text
+        assert response.json()["scopes"] == sorted(scopes)
+
+
+def test_an_all_scopes_key_may_grant_anything(client: TestClient, admin_key: str) -> None:
+    for scopes in (["*"], ["keys:write", "audit:read"]):
+        response = client.post(
+            API, json={"name": "ok", "scopes": scopes}, headers=bearer(admin_key)
+        )
+        assert response.status_code == 201, response.text
+
+
+def test_api_key_and_signing_key_routes_document_their_errors(client: TestClient) -> None:
+    paths = client.get("/schema/openapi.json").json()["paths"]
+    expected = {
+        ("/api/v1/api-keys", "post"): {"401", "403", "422"},
+        ("/api/v1/api-keys", "get"): {"401", "403"},
+        ("/api/v1/api-keys/{key_id}", "delete"): {"401", "403", "404"},
+        ("/api/v1/keys", "get"): {"401", "403"},
+        ("/api/v1/keys/rotate", "post"): {"401", "403", "422"},
+    }
+    for (path, method), statuses in expected.items():
+        responses = paths[path][method]["responses"]
+        assert statuses <= set(responses), (path, method, sorted(responses))
+        for status in statuses:
+            assert "application/problem+json" in responses[status]["content"], (path, status)
