@@ -23,7 +23,13 @@ from server.audit.routes import AuditController
 from server.auth.principal import AuthenticationMiddleware, access_token_secret
 from server.auth.routes import AuthController
 from server.auth.service import prepare as prepare_auth
-from server.db import check_runtime_role, create_engine, create_sessionmaker, provide_session
+from server.db import (
+    check_runtime_role,
+    create_engine,
+    create_sessionmaker,
+    create_side_engine,
+    provide_session,
+)
 from server.errors import problem_details_plugin
 from server.health.routes import HealthController
 from server.licenses.routes import LicenseController
@@ -74,19 +80,22 @@ def create_app(settings: Settings) -> Litestar:
         engine = create_engine(settings)
         app.state.engine = engine
         app.state.sessionmaker = create_sessionmaker(engine)
-        app.state.keyring = Keyring(engine, kek, settings.key_refresh_seconds)
+        side_engine = create_side_engine(settings)
+        app.state.side_engine = side_engine
+        app.state.keyring = Keyring(side_engine, kek, settings.key_refresh_seconds)
         try:
             if settings.check_runtime_role:
                 await check_runtime_role(engine)
             await _check_signing_key(app.state.keyring)
             await asyncio.to_thread(prepare_auth)  # the dummy password hash, built once
-            housekeeping = asyncio.create_task(run_periodically(engine))
+            housekeeping = asyncio.create_task(run_periodically(side_engine))
             try:
                 yield
             finally:
                 housekeeping.cancel()
         finally:
             await engine.dispose()
+            await side_engine.dispose()
 
     api = Router(path="/api/v1", route_handlers=API_CONTROLLERS)
     app = Litestar(

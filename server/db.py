@@ -47,6 +47,20 @@ def create_engine(settings: Settings) -> AsyncEngine:
     )
 
 
+def create_side_engine(settings: Settings) -> AsyncEngine:
+    """A small pool for work a request does beside its own transaction (abuse counters,
+    token-family revocation, the keyring's refresh). Requests hold a connection of the main
+    pool while they wait for it, so it must never come from that same pool."""
+    return create_async_engine(
+        settings.database_url,
+        pool_size=2,
+        max_overflow=4,
+        pool_timeout=10,
+        connect_args={"timeout": 5, "command_timeout": 10},
+        hide_parameters=True,
+    )
+
+
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
 

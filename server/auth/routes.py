@@ -74,7 +74,7 @@ class AuthController(Controller):
     )
     async def login(self, session: AsyncSession, state: State, data: LoginRequest) -> TokenPair:
         tokens = await service.login(
-            session, state.engine, _context(state), email=data.email, password=data.password
+            session, state.side_engine, _context(state), email=data.email, password=data.password
         )
         return _pair(tokens)
 
@@ -87,7 +87,9 @@ class AuthController(Controller):
         "already used revokes every token of its session (401 REFRESH_TOKEN_REUSED).",
     )
     async def refresh(self, session: AsyncSession, state: State, data: RefreshRequest) -> TokenPair:
-        tokens = await service.refresh(session, state.engine, _context(state), data.refresh_token)
+        tokens = await service.refresh(
+            session, state.side_engine, _context(state), data.refresh_token
+        )
         return _pair(tokens)
 
     @post(

@@ -587,8 +587,10 @@ async def deactivate(
             .select_from(Activation)
             .where(
                 Activation.license_id == license_.id,
-                Activation.deactivated_at.is_not(None),
                 Activation.deactivated_at > now - DEACTIVATION_WINDOW,
+                # seats freed by the customer, from the product or here; not expired leases
+                # nor the vendor's own interventions (the same rule as the licensing API)
+                Activation.deactivation_reason == "user",
             )
         )
         if (recent or 0) >= license_.max_deactivations_per_day:

@@ -22,13 +22,14 @@ from server.licensing.schemas import (
     ValidateResponse,
 )
 from server.observability import current_client_ip
+from server.validation import NO_NUL
 
 
 def _caller(state: State) -> service.Caller:
     return service.Caller(
         settings=state.settings,
         keyring=state.keyring,
-        engine=state.engine,
+        engine=state.side_engine,
         client_ip=current_client_ip(),
     )
 
@@ -122,9 +123,11 @@ class LicensingController(Controller):
         self,
         session: AsyncSession,
         state: State,
-        product: Annotated[str, Parameter(min_length=1, max_length=64)],
-        tier: Annotated[str | None, Parameter(min_length=1, max_length=64)] = None,
-        license_key: Annotated[str | None, Parameter(min_length=1, max_length=128)] = None,
+        product: Annotated[str, Parameter(min_length=1, max_length=64, pattern=NO_NUL)],
+        tier: Annotated[str | None, Parameter(min_length=1, max_length=64, pattern=NO_NUL)] = None,
+        license_key: Annotated[
+            str | None, Parameter(min_length=1, max_length=128, pattern=NO_NUL)
+        ] = None,
     ) -> FeaturesResponse:
         return await service.features(
             session,

@@ -8,12 +8,14 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-LicenseKey = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
-ProductCode = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
-Fingerprint = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
-Nonce = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
-MachineName = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
-Platform = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+from server.validation import Line
+
+LicenseKey = Annotated[Line, msgspec.Meta(min_length=1, max_length=128)]
+ProductCode = Annotated[Line, msgspec.Meta(min_length=1, max_length=64)]
+Fingerprint = Annotated[Line, msgspec.Meta(min_length=1, max_length=256)]
+Nonce = Annotated[Line, msgspec.Meta(min_length=1, max_length=128)]
+MachineName = Annotated[Line, msgspec.Meta(min_length=1, max_length=200)]
+Platform = Annotated[Line, msgspec.Meta(min_length=1, max_length=64)]
 Timestamp = Annotated[str, msgspec.Meta(max_length=64)]
 
 ValidationCode = Literal[

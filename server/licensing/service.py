@@ -19,9 +19,7 @@ The hot path (idiom 8): a handful of indexed statements per call, no ORM objects
 from __future__ import annotations
 
 import json
-import math
 import re
-import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -29,7 +27,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, Protocol
 
 import asyncpg
-from sqlalchemy import text as sa_text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from keys.crypto import SigningKey
@@ -39,6 +36,7 @@ from keys.tokens import (
     issue_activation_token,
     issue_license_token,
 )
+from server import ratelimit
 from server.audit.service import record
 from server.db import driver_connection
 from server.errors import (
@@ -236,16 +234,6 @@ _TIER_FEATURES = _Sql(
     """
 )
 
-_RATE_HIT = sa_text(
-    """
-    INSERT INTO rate_limits (bucket, window_start, hits) VALUES (:bucket, :window, 1)
-    ON CONFLICT (bucket, window_start) DO UPDATE SET hits = rate_limits.hits + 1
-    RETURNING hits
-    """
-)
-_RATE_PRUNE = sa_text("DELETE FROM rate_limits WHERE bucket = :bucket AND window_start < :window")
-
-
 # --- small facts ----------------------------------------------------------------------------
 
 _REFUSALS: Mapping[str, tuple[str, str]] = {
@@ -389,20 +377,13 @@ async def count_unknown_key(caller: Caller) -> None:
     limit = caller.settings.unknown_key_attempts_per_minute
     if caller.engine is None or not caller.client_ip or limit <= 0:
         return
-    now = time.time()
-    window_start = math.floor(now / 60) * 60
-    window = datetime.fromtimestamp(window_start, UTC)
-    bucket = f"license-key:{caller.client_ip}"[:255]
-    async with caller.engine.begin() as connection:
-        hits = (
-            await connection.execute(_RATE_HIT, {"bucket": bucket, "window": window})
-        ).scalar_one()
-        if hits == 1:
-            await connection.execute(_RATE_PRUNE, {"bucket": bucket, "window": window})
-    if hits > limit:
+    retry_after = await ratelimit.hit(
+        caller.engine, ratelimit.bucket("license-key", caller.client_ip), limit, 60
+    )
+    if retry_after is not None:
         raise RateLimited(
             "Too many calls with unknown license keys from this address; slow down",
-            retry_after=math.ceil(window_start + 60 - now),
+            retry_after=retry_after,
         )
 
 

@@ -195,3 +195,21 @@ def test_activations_of_other_tenants_and_licenses_are_404(
         404,
         "ACTIVATION_NOT_FOUND",
     )
+
+
+def test_expired_leases_and_vendor_actions_do_not_use_up_the_daily_limit(
+    client, admin_key, issue, make_org, add_activation, user_headers, owner_db
+):
+    """Only seats the customer freed count, the same rule as the licensing API's deactivate."""
+    org = make_org()
+    lic = issue(org)  # the test tier allows 2 deactivations a day
+    recently = datetime.now(UTC) - timedelta(hours=1)
+    for reason in ("lease_expired", "lease_expired", "admin"):
+        released = add_activation(lic, deactivated_at=recently)
+        owner_db.execute(
+            "UPDATE activations SET deactivation_reason = %s WHERE id = %s", (reason, released)
+        )
+    machine = add_activation(lic)
+    owner = user_headers(org, "owner")
+    path = f"/api/v1/licenses/{lic['id']}/activations/{machine}"
+    assert client.delete(path, headers=owner).status_code == 204
