@@ -6,59 +6,13 @@ import uuid
 
 import psycopg
 import pytest
-from argon2 import PasswordHasher
 from conftest import TestDatabase, bearer, make_api_key
 from litestar.testing import TestClient
+from people import API, PASSWORD, add_user, assert_problem, cheap_argon2, signup  # noqa: F401
 
-from server.auth import service as auth_service
 from server.settings import Settings
 
-API = "/api/v1"
-PASSWORD = "correct horse battery"
-
-
-@pytest.fixture(autouse=True)
-def _cheap_argon2(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(
-        auth_service, "_hasher", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
-    )
-
-
-def signup(client: TestClient, org: str = "Acme") -> dict:
-    response = client.post(
-        f"{API}/auth/signup",
-        json={
-            "email": f"{uuid.uuid4().hex[:10]}@example.com",
-            "password": PASSWORD,
-            "full_name": "Owner",
-            "organization_name": org,
-        },
-    )
-    assert response.status_code == 201, response.text
-    body = response.json()
-    body["headers"] = bearer(body["access_token"])
-    return body
-
-
-def add_user(client: TestClient, headers: dict, role: str = "member") -> dict:
-    """Add a user with the given role and log them in; returns the user and its headers."""
-    email = f"{uuid.uuid4().hex[:10]}@example.com"
-    response = client.post(
-        f"{API}/users",
-        headers=headers,
-        json={"email": email, "full_name": role.title(), "role": role, "password": PASSWORD},
-    )
-    assert response.status_code == 201, response.text
-    token = client.post(f"{API}/auth/login", json={"email": email, "password": PASSWORD})
-    assert token.status_code == 200, token.text
-    return {**response.json(), "headers": bearer(token.json()["access_token"])}
-
-
-def assert_problem(response, status: int, code: str | None = None) -> None:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("application/problem+json")
-    if code:
-        assert response.json()["code"] == code
+pytestmark = pytest.mark.usefixtures("cheap_argon2")
 
 
 def create(client: TestClient, headers: dict, name: str = "Apollo", **extra: object) -> dict:
