@@ -26,6 +26,7 @@ from server.auth.service import prepare as prepare_auth
 from server.db import (
     check_runtime_role,
     create_engine,
+    create_hot_pool,
     create_sessionmaker,
     create_side_engine,
     provide_session,
@@ -87,6 +88,7 @@ def create_app(settings: Settings) -> Litestar:
             if settings.check_runtime_role:
                 await check_runtime_role(engine)
             await _check_signing_key(app.state.keyring)
+            app.state.hot_pool = await create_hot_pool(settings)
             await asyncio.to_thread(prepare_auth)  # the dummy password hash, built once
             housekeeping = asyncio.create_task(run_periodically(side_engine))
             try:
@@ -94,6 +96,8 @@ def create_app(settings: Settings) -> Litestar:
             finally:
                 housekeeping.cancel()
         finally:
+            if getattr(app.state, "hot_pool", None) is not None:
+                await app.state.hot_pool.close()
             await engine.dispose()
             await side_engine.dispose()
 

@@ -98,6 +98,7 @@ def _caller(session: Any, settings: Any, kek: bytes) -> Any:
 def activate_offline(request: Path, output: Path | None, data_dir: Path) -> None:
     """Turn an offline activation REQUEST file into a token file for an air-gapped machine."""
     from server.cli_support import kek_bytes, resolve_database, run_admin, settings_for
+    from server.db import driver_connection
     from server.licensing import service
 
     data = _read_request(request, ActivateRequest, "activation_request")
@@ -105,7 +106,8 @@ def activate_offline(request: Path, output: Path | None, data_dir: Path) -> None
     kek = kek_bytes(settings)
 
     async def work(session: Any) -> service.Activated:
-        return await service.activate(session, _caller(session, settings, kek), data)
+        connection = await driver_connection(session)
+        return await service.activate(connection, _caller(session, settings, kek), data)
 
     activated = run_admin(settings, work).response
     _write(
@@ -128,6 +130,7 @@ def activate_offline(request: Path, output: Path | None, data_dir: Path) -> None
 def deactivate_offline(request: Path, output: Path | None, data_dir: Path) -> None:
     """Free the seat named by an offline deactivation REQUEST file."""
     from server.cli_support import kek_bytes, resolve_database, run_admin, settings_for
+    from server.db import driver_connection
     from server.licensing import service
 
     data = _read_request(request, DeactivateRequest, "deactivation_request")
@@ -135,7 +138,8 @@ def deactivate_offline(request: Path, output: Path | None, data_dir: Path) -> No
     kek = kek_bytes(settings)
 
     async def work(session: Any) -> Any:
-        return await service.deactivate(session, _caller(session, settings, kek), data)
+        connection = await driver_connection(session)
+        return await service.deactivate(connection, _caller(session, settings, kek), data)
 
     activation_id = run_admin(settings, work)
     answer = {

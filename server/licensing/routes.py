@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
+import asyncpg
 from litestar import Controller, Response, get, post
 from litestar.datastructures import State
+from litestar.di import Provide
 from litestar.params import Parameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
-from sqlalchemy.ext.asyncio import AsyncSession
 
+from server.db import provide_connection
 from server.licensing import service
 from server.licensing.schemas import (
     ActivateRequest,
@@ -45,6 +47,7 @@ _REFUSALS = (
 class LicensingController(Controller):
     path = "/licenses"
     tags = ["licensing"]
+    dependencies = {"connection": Provide(provide_connection)}
 
     @post(
         "/validate",
@@ -58,9 +61,9 @@ class LicensingController(Controller):
         ),
     )
     async def validate(
-        self, session: AsyncSession, state: State, data: ValidateRequest
+        self, connection: asyncpg.Connection, state: State, data: ValidateRequest
     ) -> ValidateResponse:
-        return await service.validate(session, _caller(state), data)
+        return await service.validate(connection, _caller(state), data)
 
     @post(
         "/activate",
@@ -74,9 +77,9 @@ class LicensingController(Controller):
         ),
     )
     async def activate(
-        self, session: AsyncSession, state: State, data: ActivateRequest
+        self, connection: asyncpg.Connection, state: State, data: ActivateRequest
     ) -> Response[ActivationResponse]:
-        activated = await service.activate(session, _caller(state), data)
+        activated = await service.activate(connection, _caller(state), data)
         status = HTTP_201_CREATED if activated.created else HTTP_200_OK
         return Response(activated.response, status_code=status)
 
@@ -91,9 +94,9 @@ class LicensingController(Controller):
         ),
     )
     async def check_in(
-        self, session: AsyncSession, state: State, data: CheckInRequest
+        self, connection: asyncpg.Connection, state: State, data: CheckInRequest
     ) -> CheckInResponse:
-        return await service.check_in(session, _caller(state), data)
+        return await service.check_in(connection, _caller(state), data)
 
     @post(
         "/deactivate",
@@ -106,9 +109,9 @@ class LicensingController(Controller):
         ),
     )
     async def deactivate(
-        self, session: AsyncSession, state: State, data: DeactivateRequest
+        self, connection: asyncpg.Connection, state: State, data: DeactivateRequest
     ) -> None:
-        await service.deactivate(session, _caller(state), data)
+        await service.deactivate(connection, _caller(state), data)
 
     @get(
         "/features",
@@ -121,7 +124,7 @@ class LicensingController(Controller):
     )
     async def features(
         self,
-        session: AsyncSession,
+        connection: asyncpg.Connection,
         state: State,
         product: Annotated[str, Parameter(min_length=1, max_length=64, pattern=NO_NUL)],
         tier: Annotated[str | None, Parameter(min_length=1, max_length=64, pattern=NO_NUL)] = None,
@@ -130,7 +133,7 @@ class LicensingController(Controller):
         ] = None,
     ) -> FeaturesResponse:
         return await service.features(
-            session,
+            connection,
             _caller(state),
             product=product,
             tier=tier,

@@ -27,7 +27,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, Protocol
 
 import asyncpg
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from keys.crypto import SigningKey
 from keys.tokens import (
@@ -37,8 +37,7 @@ from keys.tokens import (
     issue_license_token,
 )
 from server import ratelimit
-from server.audit.service import record
-from server.db import driver_connection
+from server.audit.service import record_on_connection
 from server.errors import (
     ActivationLimitReached,
     DeactivationLimitReached,
@@ -74,7 +73,7 @@ class SignerSource(Protocol):
 
 @dataclass(frozen=True)
 class Caller:
-    """What the service needs besides the session: settings, the signer, the abuse limiter."""
+    """What the service needs besides its connection: settings, the signer, the abuse limiter."""
 
     settings: Settings
     keyring: SignerSource
@@ -89,9 +88,9 @@ class Caller:
 class _Sql:
     """A statement written with ``:named`` parameters, sent positionally through asyncpg.
 
-    The hot path runs on the session's driver connection (``server.db.driver_connection``):
-    no per-statement SQLAlchemy work, and asyncpg prepares each statement once per pooled
-    connection. The transaction is still the session's.
+    The hot path runs on a plain asyncpg connection inside the request's one transaction
+    (``server.db.provide_connection``; the CLI passes its session's driver connection): no
+    SQLAlchemy work per request, and asyncpg prepares each statement once per connection.
     """
 
     __slots__ = ("names", "sql")
@@ -428,12 +427,11 @@ async def _activation_token(
 
 
 async def validate(
-    session: AsyncSession, caller: Caller, data: ValidateRequest
+    conn: asyncpg.Connection, caller: Caller, data: ValidateRequest
 ) -> ValidateResponse:
     """Every license outcome is an answer (``valid`` + ``code``); validation changes nothing."""
     now = _now()
     signer = await _signer_first(caller)
-    conn = await driver_connection(session)
     key_hash = hash_license_key(data.license_key)
     org = await _RESOLVE_TENANT.value(conn, hash=key_hash)
     if not org:
@@ -473,11 +471,10 @@ class Activated:
     """``False`` when this machine already held a seat (idempotent repeat)."""
 
 
-async def activate(session: AsyncSession, caller: Caller, data: ActivateRequest) -> Activated:
+async def activate(conn: asyncpg.Connection, caller: Caller, data: ActivateRequest) -> Activated:
     """Take a seat for this machine, or renew the one it holds; never oversell."""
     now = _now()
     signer = await _signer_first(caller)
-    conn = await driver_connection(session)
     lic = await _license(conn, caller, data.license_key, now, lock="seats")
     lic.refuse_unless_usable(data.product)
     fp = fingerprint_hash(data.fingerprint)
@@ -519,8 +516,8 @@ async def activate(session: AsyncSession, caller: Caller, data: ActivateRequest)
         if inserted is None:  # cannot happen under the row lock; kept as a backstop
             raise ActivationLimitReached("Try again", code="ACTIVATION_CONFLICT")
         created, count = True, live + 1
-        await record(
-            session,
+        await record_on_connection(
+            conn,
             ("license", str(lic.id)),
             "activation.create",
             "activation",
@@ -542,11 +539,12 @@ async def activate(session: AsyncSession, caller: Caller, data: ActivateRequest)
     return Activated(response, created)
 
 
-async def check_in(session: AsyncSession, caller: Caller, data: CheckInRequest) -> CheckInResponse:
+async def check_in(
+    conn: asyncpg.Connection, caller: Caller, data: CheckInRequest
+) -> CheckInResponse:
     """Renew the lease of a live seat with a fresh activation token."""
     now = _now()
     signer = await _signer_first(caller)
-    conn = await driver_connection(session)
     lic = await _license(conn, caller, data.license_key, now, lock="check_in")
     lic.refuse_unless_usable(data.product)
     lease_end = lic.lease_end(now)
@@ -570,10 +568,11 @@ async def check_in(session: AsyncSession, caller: Caller, data: CheckInRequest) 
     return CheckInResponse(token=token, lease_expires_at=lease_end)
 
 
-async def deactivate(session: AsyncSession, caller: Caller, data: DeactivateRequest) -> uuid.UUID:
+async def deactivate(
+    conn: asyncpg.Connection, caller: Caller, data: DeactivateRequest
+) -> uuid.UUID:
     """Free this machine's seat at once; at most N per license in 24 hours (tier setting)."""
     now = _now()
-    conn = await driver_connection(session)
     lic = await _license(conn, caller, data.license_key, now, lock="seats")
     if lic.product != data.product:
         raise ProductMismatch(
@@ -591,8 +590,8 @@ async def deactivate(session: AsyncSession, caller: Caller, data: DeactivateRequ
             "try again later",
             code="DEACTIVATION_LIMIT",
         )
-    await record(
-        session,
+    await record_on_connection(
+        conn,
         ("license", str(lic.id)),
         "activation.deactivate",
         "activation",
@@ -604,7 +603,7 @@ async def deactivate(session: AsyncSession, caller: Caller, data: DeactivateRequ
 
 
 async def features(
-    session: AsyncSession,
+    conn: asyncpg.Connection,
     caller: Caller,
     *,
     product: str,
@@ -614,7 +613,6 @@ async def features(
     """The features of a tier (the public catalogue), or those of one license."""
     if (tier is None) == (license_key is None):
         raise InvalidInput("Give either tier or license_key", code="VALIDATION_ERROR")
-    conn = await driver_connection(session)
     if license_key is not None:
         lic = await _license(conn, caller, license_key, _now(), lock="none")
         lic.refuse_unless_usable(product)
