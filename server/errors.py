@@ -277,14 +277,18 @@ _DESCRIPTIONS = {
 
 
 def problem_responses(*statuses: int) -> dict[int, ResponseSpec]:
-    """OpenAPI entries for the problem+json errors a route can answer."""
+    """OpenAPI entries for the problem+json errors a route can answer.
+
+    400 is always listed: it replaces the plain-JSON "validation exception" Litestar would
+    otherwise document for routes with parameters (ours are problem details, like every
+    error)."""
     return {
         status: ResponseSpec(
             data_container=Problem,
             description=_DESCRIPTIONS.get(status, "Error"),
             media_type="application/problem+json",
         )
-        for status in statuses
+        for status in sorted({400, *statuses})
     }
 
 

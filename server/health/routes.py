@@ -6,7 +6,7 @@ from litestar import Controller, get
 from litestar.datastructures import State
 
 from server.db import current_revision, head_revision
-from server.errors import Unavailable
+from server.errors import Unavailable, problem_responses
 
 
 class HealthController(Controller):
@@ -17,7 +17,12 @@ class HealthController(Controller):
     async def live(self) -> dict[str, str]:
         return {"status": "ok"}
 
-    @get("/ready", summary="Database reachable and schema at head", cache=False)
+    @get(
+        "/ready",
+        summary="Database reachable and schema at head",
+        cache=False,
+        responses=problem_responses(503),
+    )
     async def ready(self, state: State) -> dict[str, str]:
         try:
             revision = await current_revision(state.engine)

@@ -12,6 +12,7 @@ from litestar.params import Parameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
 from server.db import provide_connection
+from server.errors import problem_responses
 from server.licensing import service
 from server.licensing.schemas import (
     ActivateRequest,
@@ -53,6 +54,7 @@ class LicensingController(Controller):
         "/validate",
         status_code=HTTP_200_OK,
         summary="Validate a license key",
+        responses=problem_responses(400, 422, 429, 503),
         description=(
             "Always 200 for a license outcome: `valid`, `code` (VALID, NOT_FOUND, EXPIRED, "
             "SUSPENDED, REVOKED, NOT_YET_VALID, PRODUCT_MISMATCH, NOT_ACTIVATED), `detail`, the "
@@ -68,6 +70,7 @@ class LicensingController(Controller):
     @post(
         "/activate",
         summary="Activate a machine (take a seat)",
+        responses=problem_responses(400, 403, 404, 409, 422, 429, 503),
         description=(
             "201 with an `activation+jwt` whose `exp` is the offline lease; 200 with the same "
             "activation and a fresh token when this fingerprint already holds a seat. Accepts "
@@ -87,6 +90,7 @@ class LicensingController(Controller):
         "/check-in",
         status_code=HTTP_200_OK,
         summary="Renew the lease of an activated machine",
+        responses=problem_responses(400, 403, 404, 422, 429, 503),
         description=(
             "200 with a fresh `activation+jwt` and the new lease end; 404 `NOT_ACTIVATED` when "
             "the seat was freed (deactivated, or its lease ran out longer ago than the tier's "
@@ -102,6 +106,7 @@ class LicensingController(Controller):
         "/deactivate",
         status_code=HTTP_204_NO_CONTENT,
         summary="Deactivate a machine (free its seat)",
+        responses=problem_responses(400, 404, 409, 422, 429, 503),
         description=(
             "204; the seat is free at once. 404 `NOT_ACTIVATED` when this machine holds no seat; "
             "409 `DEACTIVATION_LIMIT` past the tier's deactivations per 24 hours. Accepts an "
@@ -116,6 +121,7 @@ class LicensingController(Controller):
     @get(
         "/features",
         summary="Features of a tier, or of one license",
+        responses=problem_responses(400, 403, 404, 422, 429, 503),
         description=(
             "`?product=P&tier=T`: the tier's features. `?product=P&license_key=K` instead: the "
             "features of that license (refused like activation when it cannot be used)."
