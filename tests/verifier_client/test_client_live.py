@@ -9,11 +9,8 @@ from __future__ import annotations
 import json
 import time
 import urllib.request
-import uuid
-from dataclasses import dataclass
 from typing import Any
 
-import psycopg
 import pytest
 from conftest import stop_server
 from licentia_verifier import Expired, Verifier
@@ -32,74 +29,17 @@ LEASE = 24 * HOUR  # offline_lease_days=1
 FEATURES = {"plugins": True, "max_projects": 50, "support": "email"}
 
 
-@dataclass(frozen=True)
-class Licensed:
-    key: str
-    id: uuid.UUID
-
-
-class Sql:
-    def __init__(self, url: str) -> None:
-        self.url = url
-
-    def all(self, query: str, *params: Any) -> list[tuple[Any, ...]]:
-        with psycopg.connect(self.url, autocommit=True) as conn:
-            cursor = conn.execute(query, params or None)
-            return cursor.fetchall() if cursor.description else []
-
-    def one(self, query: str, *params: Any) -> Any:
-        rows = self.all(query, *params)
-        return rows[0][0] if rows else None
-
-    def live(self, license_id: uuid.UUID) -> int:
-        return self.one(
-            "SELECT count(*) FROM activations WHERE license_id = %s AND deactivated_at IS NULL",
-            license_id,
-        )
-
-
 @pytest.fixture
-def sql(database) -> Sql:
-    return Sql(database.owner_url)
-
-
-@pytest.fixture
-def make_license(sql: Sql):
+def one_day_license(make_license):
     """A license of PRODUCT, tier "pro", with a one-day offline lease."""
 
-    def factory(*, max_activations: int = 3, product: str = PRODUCT) -> Licensed:
-        key, prefix, key_hash = new_license_key()
-        org = sql.one("INSERT INTO organizations (name) VALUES ('Acme') RETURNING id")
-        product_id = sql.one(
-            "INSERT INTO products (code, name) VALUES (%s, %s) "
-            "ON CONFLICT (code) DO UPDATE SET name = excluded.name RETURNING id",
-            product,
-            product,
+    def factory(*, max_activations: int = 3, product: str = PRODUCT):
+        return make_license(
+            product=product,
+            max_activations=max_activations,
+            tier_features=FEATURES,
+            offline_lease_days=1,
         )
-        tier_id = sql.one(
-            """
-            INSERT INTO tiers (product_id, code, name, features, max_activations,
-                offline_lease_days, lease_grace_days, max_deactivations_per_day)
-            VALUES (%s, 'pro', 'Pro', %s::jsonb, %s, 1, 7, 50)
-            ON CONFLICT (product_id, code) DO UPDATE SET max_activations = excluded.max_activations
-            RETURNING id
-            """,
-            product_id,
-            json.dumps(FEATURES),
-            max_activations,
-        )
-        license_id = sql.one(
-            """
-            INSERT INTO licenses (organization_id, product_id, tier_id, key_hash, key_prefix)
-            VALUES (%s, %s, %s, %s, %s) RETURNING id
-            """,
-            org,
-            product_id,
-            tier_id,
-            key_hash,
-            prefix,
-        )
-        return Licensed(key, license_id)
 
     return factory
 
@@ -152,8 +92,8 @@ def make_client(server, verifier, tmp_path):
     return factory
 
 
-def test_activate_verify_offline_check_in_and_deactivate(make_client, make_license, sql):
-    licensed = make_license()
+def test_activate_verify_offline_check_in_and_deactivate(make_client, one_day_license, sql):
+    licensed = one_day_license()
     client = make_client()
 
     activated = client.activate(licensed.key, name="build box", platform="linux")
@@ -200,8 +140,8 @@ def test_activate_verify_offline_check_in_and_deactivate(make_client, make_licen
         client.deactivate()
 
 
-def test_refusals_carry_the_server_code(make_client, make_license):
-    licensed = make_license(max_activations=1)
+def test_refusals_carry_the_server_code(make_client, one_day_license):
+    licensed = one_day_license(max_activations=1)
     make_client("machine-1").activate(licensed.key)
 
     with pytest.raises(ActivationRefused) as full:
@@ -212,14 +152,16 @@ def test_refusals_carry_the_server_code(make_client, make_license):
         make_client("machine-3").activate(new_license_key()[0])
     assert (unknown.value.code, unknown.value.status) == ("LICENSE_NOT_FOUND", 404)
 
-    other = make_license(product="cloud_ide")
+    other = one_day_license(product="cloud_ide")
     with pytest.raises(ActivationRefused) as mismatch:
         make_client("machine-4").activate(other.key)
     assert (mismatch.value.code, mismatch.value.status) == ("PRODUCT_MISMATCH", 422)
 
 
-def test_server_unreachable_keeps_working_until_the_lease_ends(server, make_client, make_license):
-    licensed = make_license()
+def test_server_unreachable_keeps_working_until_the_lease_ends(
+    server, make_client, one_day_license
+):
+    licensed = one_day_license()
     client = make_client()
     activated = client.activate(licensed.key)
     stop_server(server)
@@ -234,9 +176,9 @@ def test_server_unreachable_keeps_working_until_the_lease_ends(server, make_clie
 
 
 def test_definitive_refusals_keep_the_token_until_its_lease_ends_then_not(
-    make_client, make_license, sql
+    make_client, one_day_license, sql
 ):
-    revoked, freed = make_license(), make_license()
+    revoked, freed = one_day_license(), one_day_license()
     client, other = make_client("machine-1"), make_client("machine-2")
     activated = client.activate(revoked.key)
     other_activated = other.activate(freed.key)
@@ -261,9 +203,9 @@ def test_definitive_refusals_keep_the_token_until_its_lease_ends_then_not(
 
 
 def test_air_gapped_request_and_response_files_round_trip(
-    server, make_client, make_license, sql, tmp_path
+    server, make_client, one_day_license, sql, tmp_path
 ):
-    licensed = make_license()
+    licensed = one_day_license()
     # On the machine without network (its base URL is never used).
     client = make_client("air-gapped")
     request_path = tmp_path / "request.json"
