@@ -35,6 +35,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     key_refresh_seconds: int = 30
     login_attempts_per_minute: int = 10
     unknown_key_attempts_per_minute: int = 30
+    signups_per_hour: int = 20
+    """Sign-ups per client address and hour (organizations are cheap to make, not free)."""
     check_runtime_role: bool = True
     trusted_proxies: tuple[str, ...] = ()
     """Client addresses whose X-Forwarded-For is believed (e.g. a load balancer)."""

@@ -38,7 +38,7 @@ class AuthController(Controller):
 
     @post(
         "/signup",
-        responses=problem_responses(400, 409, 422),
+        responses=problem_responses(400, 409, 422, 429),
         summary="Sign up: create an organization with you as its owner",
         description="E-mail addresses are normalised (trimmed, lowercased) and unique "
         "(409 EMAIL_TAKEN). Passwords need at least 12 characters. Answers with an access "
@@ -49,6 +49,7 @@ class AuthController(Controller):
     ) -> SignupResponse:
         done = await service.signup(
             session,
+            state.side_engine,
             _context(state),
             email=data.email,
             password=data.password,

@@ -162,6 +162,7 @@ class SignedUp:
 
 async def signup(
     session: AsyncSession,
+    engine: AsyncEngine,
     ctx: TokenContext,
     *,
     email: str,
@@ -169,7 +170,18 @@ async def signup(
     full_name: str,
     organization_name: str,
 ) -> SignedUp:
-    """Create an organization with this person as its owner, and log them in."""
+    """Create an organization with this person as its owner, and log them in.
+
+    At most ``signups_per_hour`` per client address, counted before anything else (on its
+    own transaction, before the request's session holds a connection)."""
+    client_ip = current_client_ip()
+    limit = ctx.settings.signups_per_hour
+    if client_ip and limit > 0:
+        wait = await ratelimit.hit(engine, ratelimit.bucket("signup:ip", client_ip), limit, 3600)
+        if wait:
+            raise RateLimited(
+                "Too many sign-ups from this address; try again later", retry_after=wait
+            )
     email = normalize_email(email)
     check_password_policy(password)
     full_name = clean_text(full_name, "full_name")

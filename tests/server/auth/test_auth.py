@@ -12,6 +12,7 @@ from conftest import TestDatabase, bearer, make_api_key
 from litestar.testing import TestClient
 
 from server.auth import service as auth_service
+from server.settings import Settings
 
 PASSWORD = "correct horse battery"
 API = "/api/v1"
@@ -356,3 +357,26 @@ def test_unknown_refresh_token_is_401(client: TestClient) -> None:
     response = refresh(client, "definitely-not-issued")
     assert response.status_code == 401
     assert response.json()["code"] == "INVALID_REFRESH_TOKEN"
+
+
+def test_signups_are_limited_per_address(settings: Settings, signing_key: str) -> None:
+    import msgspec
+
+    from server.app import create_app
+
+    limited = msgspec.structs.replace(settings, signups_per_hour=2)
+    with TestClient(create_app(limited)) as client:
+        for _ in range(2):
+            signup(client)
+        refused = client.post(
+            f"{API}/auth/signup",
+            json={
+                "email": "third@example.com",
+                "password": PASSWORD,
+                "full_name": "Third",
+                "organization_name": "Third",
+            },
+        )
+    assert refused.status_code == 429, refused.text
+    assert refused.json()["code"] == "RATE_LIMITED"
+    assert int(refused.headers["retry-after"]) > 0
