@@ -165,7 +165,13 @@ _SEATS = _Sql(
         SET deactivated_at = :now, deactivation_reason = 'lease_expired'
         WHERE license_id = :license_id AND organization_id = :org AND deactivated_at IS NULL
           AND lease_expires_at + make_interval(days => :grace) <= :now
-        RETURNING id
+        RETURNING id, license_id, organization_id
+    ), audited AS (
+        INSERT INTO audit_events (organization_id, actor_type, action, target_type, target_id,
+                                  data)
+        SELECT organization_id, 'system', 'activation.expire', 'activation', id::text,
+               jsonb_build_object('license_id', license_id, 'reason', 'lease_expired')
+        FROM stale
     ), live AS (
         SELECT id, fingerprint_hash FROM activations
         WHERE license_id = :license_id AND organization_id = :org AND deactivated_at IS NULL

@@ -274,6 +274,11 @@ def test_expired_lease_past_grace_releases_the_seat(client, sql, make_license) -
         == "lease_expired"
     )
     assert sql.live(lic.id) == 1
+    expired = sql.all(
+        "SELECT actor_type, target_id, data->>'license_id' FROM audit_events "
+        "WHERE action = 'activation.expire'"
+    )
+    assert expired == [("system", old["activation_id"], str(lic.id))]
     # The vanished machine comes back: it is a new activation, and the limit holds.
     problem(client.post(f"{API}/activate", json=body(lic, "gone")), 409, "ACTIVATION_LIMIT")
 
