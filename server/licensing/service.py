@@ -392,34 +392,16 @@ async def count_unknown_key(caller: Caller) -> None:
         )
 
 
-async def _signer_first(caller: Caller) -> SigningKey | None:
-    """The signer, fetched before the request takes a pooled connection.
-
-    The keyring re-reads the active key every ``key_refresh_seconds`` on a connection of its
-    own from the same pool, while the other requests wait for it. Requests that already held
-    a connection while waiting could exhaust the pool under load, and the refresh would then
-    wait for a connection that none of them can give back (a 10 s stall, then 503s, seen in
-    the load benchmark). Fetched first, a waiting request holds no connection. An error (no
-    signing key) is raised later, where the token is made, as before.
-    """
-    try:
-        return await caller.keyring.signer()
-    except Exception:
-        return None
-
-
 async def _activation_token(
     caller: Caller,
-    signer: SigningKey | None,
     lic: _License,
     activation_id: uuid.UUID,
     fingerprint: str,
     now: datetime,
     lease_end: datetime,
 ) -> str:
-    signer = signer or await caller.keyring.signer()
     return issue_activation_token(
-        signer,
+        await caller.keyring.signer(),
         lic.subject(),
         issuer=caller.settings.issuer,
         activation_id=str(activation_id),
@@ -437,7 +419,6 @@ async def validate(
 ) -> ValidateResponse:
     """Every license outcome is an answer (``valid`` + ``code``); validation changes nothing."""
     now = _now()
-    signer = await _signer_first(caller)
     key_hash = hash_license_key(data.license_key)
     org = await _RESOLVE_TENANT.value(conn, hash=key_hash)
     if not org:
@@ -458,9 +439,8 @@ async def validate(
     if fp is not None and row["seat"] is None:
         detail = "This machine holds no seat of this license; activate it first"
         return ValidateResponse(False, "NOT_ACTIVATED", detail, summary, None)
-    signer = signer or await caller.keyring.signer()
     issued = issue_license_token(
-        signer,
+        await caller.keyring.signer(),
         lic.subject(),
         issuer=caller.settings.issuer,
         now=now,
@@ -480,7 +460,6 @@ class Activated:
 async def activate(conn: asyncpg.Connection, caller: Caller, data: ActivateRequest) -> Activated:
     """Take a seat for this machine, or renew the one it holds; never oversell."""
     now = _now()
-    signer = await _signer_first(caller)
     lic = await _license(conn, caller, data.license_key, now, lock="seats")
     lic.refuse_unless_usable(data.product)
     fp = fingerprint_hash(data.fingerprint)
@@ -531,9 +510,7 @@ async def activate(conn: asyncpg.Connection, caller: Caller, data: ActivateReque
             organization_id=lic.organization_id,
             data={"license_id": str(lic.id), "name": data.name, "platform": data.platform},
         )
-    token = await _activation_token(
-        caller, signer, lic, activation_id, data.fingerprint, now, lease_end
-    )
+    token = await _activation_token(caller, lic, activation_id, data.fingerprint, now, lease_end)
     response = ActivationResponse(
         activation_id=activation_id,
         token=token,
@@ -550,7 +527,6 @@ async def check_in(
 ) -> CheckInResponse:
     """Renew the lease of a live seat with a fresh activation token."""
     now = _now()
-    signer = await _signer_first(caller)
     lic = await _license(conn, caller, data.license_key, now, lock="check_in")
     lic.refuse_unless_usable(data.product)
     lease_end = lic.lease_end(now)
@@ -569,7 +545,7 @@ async def check_in(
             code="NOT_ACTIVATED",
         )
     token = await _activation_token(
-        caller, signer, lic, _uuid(activation_id), data.fingerprint, now, lease_end
+        caller, lic, _uuid(activation_id), data.fingerprint, now, lease_end
     )
     return CheckInResponse(token=token, lease_expires_at=lease_end)
 
