@@ -38,7 +38,7 @@ def main() -> int:
     args = parser.parse_args()
 
     from server.app import create_app
-    from server.cli import resolve_database, settings_for
+    from server.cli_support import resolve_database, settings_for
 
     db = resolve_database(args.data_dir)
     app = create_app(settings_for(db))
