@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+import asyncpg
 import click
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -92,15 +93,41 @@ async def admin_session(settings: Settings) -> AsyncIterator[AsyncSession]:
         await engine.dispose()
 
 
-def run_admin(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
-    from server.errors import DomainError
+def run_licensing(settings: Settings, work: Callable[[asyncpg.Connection, Any], Awaitable[T]]) -> T:
+    """Run ``work(connection, caller)`` as a licensing request runs: one transaction on the
+    licensing pool, the tenant resolved from the license key by the service itself."""
+    from keys.store import Keyring
+    from server.db import create_hot_pool, create_side_engine, pooled_transaction
+    from server.licensing.service import Caller
 
+    async def main() -> T:
+        side_engine = create_side_engine(settings)
+        pool = await create_hot_pool(settings)
+        caller = Caller(settings=settings, keyring=Keyring(side_engine, kek_bytes(settings)))
+        try:
+            async with pooled_transaction(pool) as connection:
+                return await work(connection, caller)
+        finally:
+            await pool.close()
+            await side_engine.dispose()
+
+    return _run(main)
+
+
+def run_admin(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
     async def main() -> T:
         async with admin_session(settings) as session:
             return await work(session)
 
+    return _run(main)
+
+
+def _run(main: Callable[[], Awaitable[T]]) -> T:
+    """Run a command's coroutine; a domain error becomes a one-line CLI error with its code."""
+    from server.errors import DomainError
+
     try:
-        return asyncio.run(main())
+        return asyncio.run(main())  # type: ignore[arg-type]
     except DomainError as exc:
         raise click.ClickException(f"{exc.code}: {exc.detail}") from None
 

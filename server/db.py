@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import functools
 import uuid
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, AsyncIterator
 from pathlib import Path
 
 import asyncpg
@@ -133,11 +133,12 @@ async def create_hot_pool(settings: Settings) -> asyncpg.Pool:
     )
 
 
-async def provide_connection(state: State) -> AsyncGenerator[asyncpg.Connection, None]:
-    """The same one-transaction-per-request rule as ``provide_session``, on a plain asyncpg
-    connection: begin, hand it to the handler, commit after it (before the response is sent),
-    roll back on any error."""
-    async with state.hot_pool.acquire(timeout=10) as connection:
+@contextlib.asynccontextmanager
+async def pooled_transaction(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
+    """One transaction on a connection of ``pool``: commit when the block ends, roll back on
+    any error. What ``provide_connection`` gives each licensing request, and the CLI's
+    offline activation."""
+    async with pool.acquire(timeout=10) as connection:
         transaction = connection.transaction()
         await transaction.start()
         try:
@@ -151,27 +152,12 @@ async def provide_connection(state: State) -> AsyncGenerator[asyncpg.Connection,
             await transaction.commit()
 
 
-async def driver_connection(session: AsyncSession) -> asyncpg.Connection:
-    """The asyncpg connection under ``session``, inside the session's own transaction.
-
-    For the hot paths (idiom 8): statements sent here skip SQLAlchemy's per-statement work
-    and use asyncpg's per-connection prepared-statement cache, while the session provider
-    still owns the one transaction of the request (it commits or rolls back as usual).
-    SQLAlchemy's asyncpg adapter begins its transaction lazily, on the first statement; it
-    is begun here when it has not been, so nothing sent on the driver runs outside it.
-    """
-    connection = await session.connection()
-    raw = await connection.get_raw_connection()
-    adapted = raw.dbapi_connection
-    if getattr(adapted, "_transaction", False) is None:
-        async with adapted._execute_mutex:  # type: ignore[union-attr]
-            if adapted._transaction is None:  # type: ignore[union-attr]
-                await adapted._start_transaction()  # type: ignore[union-attr]
-    elif not hasattr(adapted, "_transaction"):  # another adapter: begin it the public way
-        await connection.execute(text("SELECT 1"))
-    driver = raw.driver_connection
-    assert driver is not None and driver.is_in_transaction()
-    return driver
+async def provide_connection(state: State) -> AsyncGenerator[asyncpg.Connection, None]:
+    """The same one-transaction-per-request rule as ``provide_session``, on a plain asyncpg
+    connection: begin, hand it to the handler, commit after it (before the response is sent),
+    roll back on any error."""
+    async with pooled_transaction(state.hot_pool) as connection:
+        yield connection
 
 
 def is_database_unavailable(error: BaseException) -> bool:

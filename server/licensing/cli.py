@@ -84,32 +84,20 @@ def _write(answer: dict[str, Any], output: Path | None) -> None:
         click.echo(f"wrote {output}", err=True)
 
 
-def _caller(session: Any, settings: Any, kek: bytes) -> Any:
-    from keys.store import Keyring
-    from server.licensing.service import Caller
-
-    return Caller(settings=settings, keyring=Keyring(session.bind, kek))
-
-
 @click.command("activate-offline")
 @_request_argument
 @_output_option
 @data_dir_option
 def activate_offline(request: Path, output: Path | None, data_dir: Path) -> None:
     """Turn an offline activation REQUEST file into a token file for an air-gapped machine."""
-    from server.cli_support import kek_bytes, resolve_database, run_admin, settings_for
-    from server.db import driver_connection
+    from server.cli_support import resolve_database, run_licensing, settings_for
     from server.licensing import service
 
     data = _read_request(request, ActivateRequest, "activation_request")
     settings = settings_for(resolve_database(data_dir))
-    kek = kek_bytes(settings)
-
-    async def work(session: Any) -> service.Activated:
-        connection = await driver_connection(session)
-        return await service.activate(connection, _caller(session, settings, kek), data)
-
-    activated = run_admin(settings, work).response
+    activated = run_licensing(
+        settings, lambda connection, caller: service.activate(connection, caller, data)
+    ).response
     _write(
         {
             "type": "activation_response",
@@ -129,19 +117,14 @@ def activate_offline(request: Path, output: Path | None, data_dir: Path) -> None
 @data_dir_option
 def deactivate_offline(request: Path, output: Path | None, data_dir: Path) -> None:
     """Free the seat named by an offline deactivation REQUEST file."""
-    from server.cli_support import kek_bytes, resolve_database, run_admin, settings_for
-    from server.db import driver_connection
+    from server.cli_support import resolve_database, run_licensing, settings_for
     from server.licensing import service
 
     data = _read_request(request, DeactivateRequest, "deactivation_request")
     settings = settings_for(resolve_database(data_dir))
-    kek = kek_bytes(settings)
-
-    async def work(session: Any) -> Any:
-        connection = await driver_connection(session)
-        return await service.deactivate(connection, _caller(session, settings, kek), data)
-
-    activation_id = run_admin(settings, work)
+    activation_id = run_licensing(
+        settings, lambda connection, caller: service.deactivate(connection, caller, data)
+    )
     answer = {
         "type": "deactivation_response",
         "version": 1,

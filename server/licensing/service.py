@@ -89,7 +89,7 @@ class _Sql:
     """A statement written with ``:named`` parameters, sent positionally through asyncpg.
 
     The hot path runs on a plain asyncpg connection inside the request's one transaction
-    (``server.db.provide_connection``; the CLI passes its session's driver connection): no
+    (``server.db.provide_connection``; the CLI uses the same ``pooled_transaction``): no
     SQLAlchemy work per request, and asyncpg prepares each statement once per connection.
     """
 

@@ -40,7 +40,6 @@ async def measure(label: str, piece: Callable[[], Awaitable[object]]) -> None:
 async def run(data_dir: Path, database: Any) -> None:
     from keys.tokens import TokenSubject, issue_license_token
     from server.app import create_app
-    from server.db import driver_connection
     from server.licensing import service
     from server.licensing.schemas import ValidateRequest
     from server.settings import Settings, async_url
@@ -69,7 +68,7 @@ async def run(data_dir: Path, database: Any) -> None:
         async def orm_session() -> None:
             session = state.sessionmaker()
             await session.begin()
-            await driver_connection(session)
+            await session.connection()
             await session.commit()
             await session.close()
 
