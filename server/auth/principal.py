@@ -138,11 +138,20 @@ def decode_access_token(secret: bytes, token: str, *, issuer: str) -> Principal:
 
 # --- middleware ----------------------------------------------------------------------------
 
+# A read, plus a write at most once a minute per key: recording every use would turn each
+# admin request into a row update, and serialise concurrent requests made with one key.
 _API_KEY_LOOKUP = text(
     """
-    UPDATE api_keys SET last_used_at = now()
-    WHERE key_hash = :hash AND revoked_at IS NULL
-    RETURNING id, scopes
+    WITH key AS (
+        SELECT id, scopes, last_used_at FROM api_keys
+        WHERE key_hash = :hash AND revoked_at IS NULL
+    ), touched AS (
+        UPDATE api_keys SET last_used_at = now()
+        FROM key
+        WHERE api_keys.id = key.id
+          AND (key.last_used_at IS NULL OR key.last_used_at < now() - interval '1 minute')
+    )
+    SELECT id, scopes FROM key
     """
 )
 

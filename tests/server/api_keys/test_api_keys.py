@@ -67,3 +67,32 @@ def test_api_key_and_signing_key_routes_document_their_errors(client: TestClient
         assert statuses <= set(responses), (path, method, sorted(responses))
         for status in statuses:
             assert "application/problem+json" in responses[status]["content"], (path, status)
+
+
+def test_listing_shows_when_a_key_was_last_used(
+    client: TestClient, admin_key: str, database
+) -> None:
+    import psycopg
+
+    unused = client.post(
+        "/api/v1/api-keys",
+        json={"name": "billing", "scopes": ["licenses:read"]},
+        headers=bearer(admin_key),
+    ).json()
+    assert unused["last_used_at"] is None
+    assert client.get("/api/v1/licenses", headers=bearer(unused["key"])).status_code == 200
+    with psycopg.connect(database.owner_url) as conn:
+        first = conn.execute(
+            "SELECT last_used_at FROM api_keys WHERE id = %s", (unused["id"],)
+        ).fetchone()[0]
+    assert first is not None
+    # used again within the minute: the read does not rewrite the row
+    assert client.get("/api/v1/licenses", headers=bearer(unused["key"])).status_code == 200
+    listed = client.get("/api/v1/api-keys", headers=bearer(admin_key)).json()["items"]
+    shown = next(item for item in listed if item["id"] == unused["id"])
+    assert shown["last_used_at"] is not None
+    with psycopg.connect(database.owner_url) as conn:
+        again = conn.execute(
+            "SELECT last_used_at FROM api_keys WHERE id = %s", (unused["id"],)
+        ).fetchone()[0]
+    assert again == first
