@@ -315,28 +315,33 @@ def _invalid_refresh() -> Unauthenticated:
     return Unauthenticated("Invalid refresh token", code="INVALID_REFRESH_TOKEN")
 
 
+async def _end_family(
+    session: AsyncSession, token: RefreshToken, action: str, data: dict[str, str] | None = None
+) -> None:
+    """Revoke every refresh token of ``token``'s family and audit why."""
+    await session.execute(
+        update(RefreshToken)
+        .where(RefreshToken.family_id == token.family_id, RefreshToken.revoked_at.is_(None))
+        .values(revoked_at=datetime.now(UTC))
+    )
+    await set_tenant(session, token.organization_id)
+    await record(
+        session,
+        ("user", str(token.user_id)),
+        action,
+        "user",
+        token.user_id,
+        organization_id=token.organization_id,
+        data=data,
+    )
+
+
 async def _revoke_family_now(engine: AsyncEngine, token: RefreshToken) -> None:
     """Revoke a family on its own transaction: it must hold although the request fails."""
     async with AsyncSession(engine) as side, side.begin():
-        await _revoke_family(side, token.family_id)
-        await set_tenant(side, token.organization_id)
-        await record(
-            side,
-            ("user", str(token.user_id)),
-            "auth.refresh_token_reuse",
-            "user",
-            token.user_id,
-            organization_id=token.organization_id,
-            data={"family_id": str(token.family_id)},
+        await _end_family(
+            side, token, "auth.refresh_token_reuse", {"family_id": str(token.family_id)}
         )
-
-
-async def _revoke_family(session: AsyncSession, family_id: uuid.UUID) -> None:
-    await session.execute(
-        update(RefreshToken)
-        .where(RefreshToken.family_id == family_id, RefreshToken.revoked_at.is_(None))
-        .values(revoked_at=datetime.now(UTC))
-    )
 
 
 async def refresh(
@@ -389,16 +394,7 @@ async def logout(session: AsyncSession, refresh_token: str) -> None:
     )
     if token is None or token.revoked_at is not None:
         return
-    await _revoke_family(session, token.family_id)
-    await set_tenant(session, token.organization_id)
-    await record(
-        session,
-        ("user", str(token.user_id)),
-        "auth.logout",
-        "user",
-        token.user_id,
-        organization_id=token.organization_id,
-    )
+    await _end_family(session, token, "auth.logout")
 
 
 # --- me -----------------------------------------------------------------------------------
