@@ -101,8 +101,17 @@ def email_conflict() -> Conflict:
     return Conflict("A user with this e-mail address already exists", code="EMAIL_TAKEN")
 
 
-def is_email_unique_violation(error: IntegrityError) -> bool:
-    return "users_email_key" in str(error.orig)
+async def insert_user(session: AsyncSession, user: User) -> User:
+    """Add ``user``; an e-mail taken meanwhile (the unique index decides) is 409 EMAIL_TAKEN."""
+    session.add(user)
+    try:
+        await session.flush()
+    except IntegrityError as exc:
+        if "users_email_key" in str(exc.orig):
+            raise email_conflict() from None
+        raise
+    await session.refresh(user)
+    return user
 
 
 # --- tokens -------------------------------------------------------------------------------
@@ -202,15 +211,8 @@ async def signup(
         role="owner",
         password_hash=password_hash,
     )
-    session.add(user)
-    try:
-        await session.flush()
-    except IntegrityError as exc:
-        if is_email_unique_violation(exc):
-            raise email_conflict() from None
-        raise
+    await insert_user(session, user)
     await session.refresh(organization)
-    await session.refresh(user)
     actor = ("user", str(user.id))
     await record(
         session,

@@ -19,7 +19,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import func, select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.audit.service import record
@@ -30,7 +29,7 @@ from server.auth.service import (
     email_conflict,
     email_taken,
     hash_password,
-    is_email_unique_violation,
+    insert_user,
     normalize_email,
     verify_password,
 )
@@ -149,14 +148,7 @@ async def create_user(session: AsyncSession, principal: Principal, data: UserCre
         role=data.role,
         password_hash=await hash_password(data.password),
     )
-    session.add(user)
-    try:
-        await session.flush()
-    except IntegrityError as exc:
-        if is_email_unique_violation(exc):
-            raise email_conflict() from None
-        raise
-    await session.refresh(user)
+    await insert_user(session, user)
     await record(
         session,
         principal,
