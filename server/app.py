@@ -17,30 +17,31 @@ from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
 from keys.crypto import KeyDecryptionError, parse_kek
-from keys.store import Keyring
 from server.api_keys.routes import ApiKeyController
 from server.audit.routes import AuditController
 from server.auth.principal import AuthenticationMiddleware, access_token_secret
 from server.auth.routes import AuthController
 from server.auth.service import prepare as prepare_auth
-from server.db import (
-    check_runtime_role,
+from server.db.hot_pool import create_hot_pool
+from server.db.roles import check_runtime_role
+from server.db.session import (
     create_engine,
-    create_hot_pool,
     create_sessionmaker,
     create_side_engine,
     provide_session,
 )
-from server.errors import problem_details_plugin
+from server.errors import NoSigningKey
 from server.health.routes import HealthController
-from server.licenses.routes import LicenseController
-from server.licensing.routes import LicensingController
+from server.license_admin.routes import LicenseController
 from server.maintenance import run_periodically
 from server.observability import RequestIdMiddleware
 from server.organizations.routes import OrganizationController
+from server.problems import problem_details_plugin
+from server.product_licensing.routes import LicensingController
 from server.products.routes import ProductController
 from server.projects.routes import ProjectController
 from server.settings import Settings, SettingsError
+from server.signing_keys.keyring import Keyring
 from server.signing_keys.routes import JwksController, SigningKeyController
 from server.users.routes import UserController
 
@@ -147,11 +148,8 @@ async def _check_signing_key(keyring: Keyring) -> None:
             "Refusing to start: the active signing key cannot be decrypted with "
             "LICENTIA_KEY_ENCRYPTION_KEY. Supply the key-encryption key it was created with."
         ) from None
-    except Exception as exc:
-        if getattr(exc, "code", None) == "NO_SIGNING_KEY":
-            log.warning("no active signing key yet: run `licentia keys rotate` to create one")
-            return
-        raise
+    except NoSigningKey:
+        log.warning("no active signing key yet: run `licentia keys rotate` to create one")
 
 
 def _openapi_config() -> OpenAPIConfig:

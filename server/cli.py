@@ -1,15 +1,13 @@
-"""The ``licentia`` command: serve, db, admin, keys, demo, licenses."""
+"""The ``licentia`` command: serve, db, admin, keys, demo, licenses (admin), offline (for
+air-gapped product machines)."""
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import signal
 import sys
-from collections.abc import Callable
-from datetime import datetime
 from pathlib import Path
 
 import click
@@ -24,9 +22,10 @@ from server.cli_support import (
     runtime_role,
     settings_for,
 )
-from server.licenses.cli import licenses
-from server.licensing.cli import activate_offline, deactivate_offline
+from server.license_admin.cli import licenses
+from server.product_licensing.cli import offline
 from server.settings import Settings, async_url
+from server.signing_keys.cli import keys
 
 log = logging.getLogger("licentia.cli")
 
@@ -92,8 +91,8 @@ def _exit_cleanly(signum: int, _frame: object) -> None:
 
 def _prepare(settings: Settings, kek: bytes) -> None:
     """Make a signing key if none is active; on the very first start, an admin API key."""
-    from keys.store import ensure_active_key
     from server.api_keys.service import create_initial_key
+    from server.signing_keys.service import ensure_active_key
 
     async def work(session: AsyncSession) -> tuple[str | None, str | None]:
         kid = await ensure_active_key(session, kek)
@@ -133,7 +132,7 @@ def db_upgrade(revision: str, data_dir: Path) -> None:
 @data_dir_option
 def db_downgrade(revision: str, data_dir: Path) -> None:
     """Migrate the schema down to REVISION (`base` removes everything)."""
-    from server.db import downgrade
+    from server.db.migrations import downgrade
 
     database = resolve_database(data_dir)
     if not database.owner_url:
@@ -148,7 +147,7 @@ def db_current(data_dir: Path) -> None:
     """Print the schema revision of the database and the code's head."""
     from sqlalchemy.ext.asyncio import create_async_engine
 
-    from server.db import current_revision, head_revision
+    from server.db.migrations import current_revision, head_revision
 
     database = resolve_database(data_dir)
 
@@ -206,104 +205,6 @@ def admin_create_key(name: str, scopes: tuple[str, ...], data_dir: Path) -> None
     click.echo(created.key)
 
 
-# --- keys --------------------------------------------------------------------------------
-
-
-@main.group()
-def keys() -> None:
-    """Signing keys: rotate, list, retire, revoke, export."""
-
-
-@keys.command("new-kek")
-def keys_new_kek() -> None:
-    """Print a fresh key-encryption key for LICENTIA_KEY_ENCRYPTION_KEY."""
-    from keys.crypto import new_kek_text
-
-    click.echo(new_kek_text())
-
-
-@keys.command("rotate")
-@click.option(
-    "--activate-at",
-    type=click.DateTime(),
-    default=None,
-    help="When the new key starts signing (UTC if no offset); default: now.",
-)
-@data_dir_option
-def keys_rotate(activate_at: datetime | None, data_dir: Path) -> None:
-    """Create a new key, published now, signing from --activate-at."""
-    from datetime import UTC
-
-    from keys import store
-    from server.audit.service import record
-
-    settings = settings_for(resolve_database(data_dir))
-    kek = kek_bytes(settings)
-    when = activate_at.replace(tzinfo=activate_at.tzinfo or UTC) if activate_at else None
-
-    async def work(session: AsyncSession) -> store.KeyInfo:
-        info = await store.rotate(session, kek, activate_at=when)
-        await record(session, ("cli", None), "key.rotate", "signing_key", info.kid)
-        return info
-
-    info = run_admin(settings, work)
-    when_text = info.activates_at.isoformat() if info.activates_at else "-"
-    click.echo(f"{info.kid} {info.state} activates_at={when_text}")
-
-
-@keys.command("list")
-@data_dir_option
-def keys_list(data_dir: Path) -> None:
-    """List signing keys and their states."""
-    from keys import store
-
-    settings = settings_for(resolve_database(data_dir))
-    for info in run_admin(settings, store.list_keys):
-        click.echo(f"{info.kid}  {info.state:8}  created {info.created_at.isoformat()}")
-
-
-def _key_transition(action: str) -> Callable[[str, Path], None]:
-    def command(kid: str, data_dir: Path) -> None:
-        from keys import store
-        from server.audit.service import record
-
-        settings = settings_for(resolve_database(data_dir))
-
-        async def work(session: AsyncSession) -> store.KeyInfo:
-            info = await getattr(store, action)(session, kid)
-            await record(session, ("cli", None), f"key.{action}", "signing_key", kid)
-            return info
-
-        info = run_admin(settings, work)
-        click.echo(f"{info.kid} {info.state}")
-
-    return command
-
-
-keys.command("retire", help="Stop publishing-for-signing a pending key.")(
-    click.argument("kid")(data_dir_option(_key_transition("retire")))
-)
-keys.command("revoke", help="Unpublish a key: tokens it signed stop verifying.")(
-    click.argument("kid")(data_dir_option(_key_transition("revoke")))
-)
-
-
-@keys.command("export")
-@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None)
-@data_dir_option
-def keys_export(output: Path | None, data_dir: Path) -> None:
-    """Write the public JWKS that products embed."""
-    from keys import store
-
-    settings = settings_for(resolve_database(data_dir))
-    document = json.dumps(run_admin(settings, store.jwks), indent=2) + "\n"
-    if output:
-        output.write_text(document)
-        click.echo(f"wrote {output}", err=True)
-    else:
-        click.echo(document, nl=False)
-
-
 # --- demo --------------------------------------------------------------------------------
 
 
@@ -323,9 +224,9 @@ def demo_seed(data_dir: Path) -> None:
     click.echo(summary)
 
 
-licenses.add_command(activate_offline)
-licenses.add_command(deactivate_offline)
+main.add_command(offline)
 main.add_command(licenses)
+main.add_command(keys)
 
 
 if __name__ == "__main__":

@@ -82,7 +82,7 @@ def kek_bytes(settings: Settings) -> bytes:
 @asynccontextmanager
 async def admin_session(settings: Settings) -> AsyncIterator[AsyncSession]:
     """A platform-admin transaction on the runtime role, as an admin API key would get."""
-    from server.db import create_engine, create_sessionmaker, set_tenant
+    from server.db.session import create_engine, create_sessionmaker, set_tenant
 
     engine = create_engine(settings)
     try:
@@ -96,9 +96,10 @@ async def admin_session(settings: Settings) -> AsyncIterator[AsyncSession]:
 def run_licensing(settings: Settings, work: Callable[[asyncpg.Connection, Any], Awaitable[T]]) -> T:
     """Run ``work(connection, caller)`` as a licensing request runs: one transaction on the
     licensing pool, the tenant resolved from the license key by the service itself."""
-    from keys.store import Keyring
-    from server.db import create_hot_pool, create_side_engine, pooled_transaction
-    from server.licensing.service import Caller
+    from server.db.hot_pool import create_hot_pool, pooled_transaction
+    from server.db.session import create_side_engine
+    from server.product_licensing.service import Caller
+    from server.signing_keys.keyring import Keyring
 
     async def main() -> T:
         side_engine = create_side_engine(settings)
@@ -133,7 +134,7 @@ def _run(main: Callable[[], Awaitable[T]]) -> T:
 
 
 def migrate(db: Database, revision: str = "head") -> None:
-    from server.db import upgrade
+    from server.db.migrations import upgrade
 
     if not db.owner_url:
         raise click.ClickException(

@@ -91,7 +91,7 @@ def database() -> Iterator[TestDatabase]:
         )
     owner_url = _with(admin_url, db=TEST_DB)
     app_url = _with(admin_url, user=APP_ROLE, password=APP_PASSWORD, db=TEST_DB)
-    from server.db import upgrade
+    from server.db.migrations import upgrade
 
     upgrade(async_url(owner_url))
     yield TestDatabase(admin_url=admin_url, owner_url=owner_url, app_url=app_url, database=TEST_DB)
@@ -141,8 +141,8 @@ def run(coro):
 def signing_key(settings: Settings) -> str:
     """Make sure an active signing key exists; return its kid."""
     from keys.crypto import parse_kek
-    from keys.store import ensure_active_key
     from server.cli_support import admin_session
+    from server.signing_keys.service import ensure_active_key
 
     async def work() -> str:
         async with admin_session(settings) as session:

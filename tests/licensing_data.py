@@ -15,7 +15,7 @@ import psycopg
 import pytest
 from conftest import TestDatabase, run
 
-from server.licenses.facts import new_license_key
+from server.license_admin.facts import new_license_key
 from server.settings import Settings
 
 

@@ -9,8 +9,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from server.api_keys import service
 from server.api_keys.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyRead
 from server.auth.principal import Principal, allow, provide_principal
-from server.errors import problem_responses
 from server.pagination import Cursor, Limit, PageOf
+from server.problems import problem_responses
 
 _admin = allow(scope="api-keys:write")
 

@@ -11,9 +11,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from server.audit import service
 from server.audit.schemas import AuditEventRead
 from server.auth.principal import Principal, allow, provide_principal
-from server.errors import problem_responses
 from server.models import AuditEvent
 from server.pagination import Cursor, Limit, PageOf
+from server.problems import problem_responses
 from server.validation import query_text
 
 

@@ -67,6 +67,12 @@ class Principal:
     def actor(self) -> tuple[str, str]:
         return self.kind, str(self.id)
 
+    async def confirm(self, session: AsyncSession) -> None:
+        """Run by the request transaction once the tenant is set: a user's token stands
+        only while the user does (API keys were checked when they authenticated)."""
+        if not self.is_admin:
+            await confirm_user(session, self)
+
 
 def hash_secret(value: str) -> bytes:
     """SHA-256 for high-entropy secrets (API keys, license keys, refresh tokens)."""

@@ -15,8 +15,8 @@ from server.auth.schemas import (
     SignupResponse,
     TokenPair,
 )
-from server.errors import problem_responses
 from server.organizations.routes import organization_read
+from server.problems import problem_responses
 from server.users.routes import user_read
 
 

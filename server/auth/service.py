@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from server import ratelimit
 from server.audit.service import record
 from server.auth.principal import Principal, hash_secret, issue_access_token
-from server.db import set_tenant
+from server.db.session import set_tenant
 from server.errors import Conflict, InvalidInput, RateLimited, Unauthenticated
 from server.models import Organization, RefreshToken, User
 from server.observability import current_client_ip

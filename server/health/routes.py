@@ -5,8 +5,9 @@ from __future__ import annotations
 from litestar import Controller, get
 from litestar.datastructures import State
 
-from server.db import current_revision, head_revision
-from server.errors import Unavailable, problem_responses
+from server.db.migrations import current_revision, head_revision
+from server.errors import Unavailable
+from server.problems import problem_responses
 
 
 class HealthController(Controller):

@@ -7,7 +7,6 @@ from litestar.di import Provide
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.auth.principal import EVERY_ROLE, MANAGERS, Principal, allow, provide_principal
-from server.errors import problem_responses
 from server.models import Organization
 from server.organizations import service
 from server.organizations.schemas import (
@@ -16,6 +15,7 @@ from server.organizations.schemas import (
     OrganizationUpdate,
 )
 from server.pagination import Cursor, Limit, PageOf
+from server.problems import problem_responses
 
 
 def organization_read(row: Organization) -> OrganizationRead:

@@ -9,9 +9,9 @@ from litestar.di import Provide
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.auth.principal import Principal, allow, provide_principal
-from server.errors import problem_responses
 from server.models import Product, Tier
 from server.pagination import Cursor, Limit, PageOf
+from server.problems import problem_responses
 from server.products import service
 from server.products.schemas import (
     ProductCreate,

@@ -7,9 +7,9 @@ from litestar.di import Provide
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.auth.principal import EVERY_ROLE, Principal, allow, provide_principal
-from server.errors import problem_responses
 from server.models import Project
 from server.pagination import Cursor, Limit, PageOf
+from server.problems import problem_responses
 from server.projects import service
 from server.projects.schemas import ProjectCreate, ProjectRead, ProjectUpdate
 

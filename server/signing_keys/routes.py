@@ -2,43 +2,26 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
-import msgspec
 from litestar import Controller, Response, get, post
 from litestar.background_tasks import BackgroundTask
 from litestar.datastructures import State
 from litestar.di import Provide
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from keys import store
-from server.audit.service import record
 from server.auth.principal import Principal, allow, provide_principal
-from server.errors import problem_responses
-from server.validation import AwareDateTime, check_datetime
+from server.problems import problem_responses
+from server.signing_keys import service
+from server.signing_keys.keyring import Keyring
+from server.signing_keys.schemas import RotateRequest, SigningKeyRead
 
 
-class SigningKeyRead(msgspec.Struct):
-    kid: str
-    state: str
-    created_at: datetime
-    activates_at: datetime | None
-    activated_at: datetime | None
-    retired_at: datetime | None
-    revoked_at: datetime | None
-
-
-class RotateRequest(msgspec.Struct, forbid_unknown_fields=True):
-    activate_at: AwareDateTime | None = None
-    """When the new key starts signing (default: now); it is published in the JWKS at once."""
-
-
-def _read(info: store.KeyInfo) -> SigningKeyRead:
+def _read(info: service.KeyInfo) -> SigningKeyRead:
     return SigningKeyRead(**{f: getattr(info, f) for f in SigningKeyRead.__struct_fields__})
 
 
-async def _invalidate(keyring: store.Keyring) -> None:
+async def _invalidate(keyring: Keyring) -> None:
     keyring.invalidate()
 
 
@@ -49,7 +32,7 @@ class JwksController(Controller):
     @get("/jwks.json", summary="Public signing keys (RFC 7517)", media_type="application/json")
     async def jwks(self, session: AsyncSession) -> Response[dict[str, Any]]:
         return Response(
-            await store.jwks(session),
+            await service.jwks(session),
             headers={"Cache-Control": "public, max-age=300, stale-while-revalidate=60"},
         )
 
@@ -67,7 +50,7 @@ class SigningKeyController(Controller):
         responses=problem_responses(401, 403),
     )
     async def list_keys(self, session: AsyncSession) -> list[SigningKeyRead]:
-        return [_read(info) for info in await store.list_keys(session)]
+        return [_read(info) for info in await service.list_keys(session)]
 
     @post(
         "/rotate",
@@ -86,10 +69,7 @@ class SigningKeyController(Controller):
         data: RotateRequest | None = None,
     ) -> Response[SigningKeyRead]:
         activate_at = data.activate_at if data else None
-        if activate_at is not None:
-            check_datetime(activate_at, "activate_at")
-        info = await store.rotate(session, state.kek, activate_at=activate_at)
-        await record(session, principal, "key.rotate", "signing_key", info.kid)
+        info = await service.rotate(session, principal, state.kek, activate_at=activate_at)
         # The keyring forgets its key only once the rotation is committed: the session
         # provider commits before the response is sent, background tasks run after it. An
         # earlier invalidation would let a refresh in between cache the old key again.

@@ -9,9 +9,9 @@ from litestar.params import Parameter
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.auth.principal import EVERY_ROLE, MANAGERS, Principal, allow, provide_principal
-from server.errors import problem_responses
 from server.models import User
 from server.pagination import Cursor, Limit, PageOf
+from server.problems import problem_responses
 from server.users import service
 from server.users.schemas import UserCreate, UserRead, UserUpdate
 

@@ -40,8 +40,8 @@ async def measure(label: str, piece: Callable[[], Awaitable[object]]) -> None:
 async def run(data_dir: Path, database: Any) -> None:
     from keys.tokens import TokenSubject, issue_license_token
     from server.app import create_app
-    from server.licensing import service
-    from server.licensing.schemas import ValidateRequest
+    from server.product_licensing import service
+    from server.product_licensing.schemas import ValidateRequest
     from server.settings import Settings, async_url
 
     settings = Settings(

@@ -205,7 +205,7 @@ def seed(dataset: Dataset) -> None:
     import asyncpg
 
     from keys.tokens import fingerprint_hash
-    from server.licenses.facts import new_license_key
+    from server.license_admin.facts import new_license_key
 
     _, owner_url, _ = database_urls(dataset.data_dir)
     started = time.perf_counter()

@@ -8,7 +8,7 @@ import psycopg
 import pytest
 from conftest import TestDatabase, _with
 
-from server.db import downgrade, upgrade
+from server.db.migrations import downgrade, upgrade
 from server.settings import async_url
 
 TENANT_TABLES = {"organizations", "users", "licenses", "activations", "projects", "audit_events"}

@@ -21,7 +21,7 @@ from licentia_verifier.client import (
     ServerUnavailable,
 )
 
-from server.licenses.facts import new_license_key
+from server.license_admin.facts import new_license_key
 
 PRODUCT = "local_cli"
 HOUR = 3600

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
 from server.auth import service as auth_service
 from server.auth.principal import Principal, confirm_user
-from server.db import set_tenant
+from server.db.session import set_tenant
 from server.errors import Unauthenticated
 from server.settings import Settings
 

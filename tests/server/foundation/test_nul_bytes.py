@@ -14,7 +14,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from server.auth import service as auth_service
-from server.errors import unexpected_problem
+from server.problems import unexpected_problem
 from server.settings import Settings
 
 API = "/api/v1"

@@ -15,7 +15,7 @@ from conftest import TestDatabase, server_env, start_server, stop_server
 from litestar.testing import TestClient
 
 from server.app import create_app
-from server.db import UnsafeRuntimeRole
+from server.db.roles import UnsafeRuntimeRole
 from server.settings import Settings, async_url
 
 REPO = Path(__file__).resolve().parents[3]

@@ -11,7 +11,7 @@ import pytest
 from conftest import TestDatabase, bearer
 from litestar.testing import TestClient
 
-from keys.store import Keyring
+from server.signing_keys.keyring import Keyring
 
 ROTATE = "/api/v1/keys/rotate"
 

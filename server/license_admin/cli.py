@@ -75,8 +75,8 @@ def issue(
 ) -> None:
     """Issue a license and print its key (alone, on stdout). The key is shown only once."""
     from server.cli_support import resolve_database, run_admin, settings_for
-    from server.licenses import service
-    from server.licenses.schemas import LicenseCreate, LicenseCreated
+    from server.license_admin import service
+    from server.license_admin.schemas import LicenseCreate, LicenseCreated
 
     settings = settings_for(resolve_database(data_dir))
     when = expires_at.replace(tzinfo=expires_at.tzinfo or UTC) if expires_at else None
@@ -119,8 +119,8 @@ def list_(
 ) -> None:
     """List licenses (oldest first): id, key prefix, organization, product/tier, status."""
     from server.cli_support import resolve_database, run_admin, settings_for
-    from server.licenses import service
-    from server.licenses.schemas import LicenseRead
+    from server.license_admin import service
+    from server.license_admin.schemas import LicenseRead
 
     settings = settings_for(resolve_database(data_dir))
 

@@ -82,7 +82,7 @@ def test_is_database_unavailable_classification() -> None:
     import asyncpg
     from sqlalchemy.exc import DBAPIError
 
-    from server.db import is_database_unavailable
+    from server.db.availability import is_database_unavailable
 
     refused = asyncpg.exceptions.ObjectNotInPrerequisiteStateError(
         'database "x" is not currently accepting connections'

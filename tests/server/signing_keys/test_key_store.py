@@ -16,13 +16,16 @@ from licentia_verifier import InvalidSignature, UnknownKey, Verifier
 from litestar.testing import TestClient
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from keys import store
 from keys.crypto import KeyDecryptionError, parse_kek
 from keys.tokens import TokenSubject, issue_license_token
 from server.cli import main
 from server.cli_support import admin_session
 from server.errors import InvalidTransition
 from server.settings import Settings
+from server.signing_keys import service as store
+from server.signing_keys.keyring import Keyring
+
+ACTOR = ("cli", None)
 
 SUBJECT = TokenSubject(
     license_id=str(uuid.uuid4()),
@@ -51,7 +54,7 @@ def _jwks(settings: Settings) -> dict:
 async def _sign_with_keyring(settings: Settings, refresh_seconds: float = 30.0) -> tuple:
     engine = create_async_engine(settings.database_url)
     try:
-        keyring = store.Keyring(engine, _kek(settings), refresh_seconds)
+        keyring = Keyring(engine, _kek(settings), refresh_seconds)
         signer = await keyring.signer()
         now = datetime.now(UTC)
         issued = issue_license_token(
@@ -71,7 +74,7 @@ def test_rotation_keeps_old_tokens_verifying_until_revoked(
 ) -> None:
     old_kid, old_token = run(_sign_with_keyring(settings))
     assert old_kid == signing_key
-    info = run(_in_admin(settings, lambda s: store.rotate(s, _kek(settings))))
+    info = run(_in_admin(settings, lambda s: store.rotate(s, ACTOR, _kek(settings))))
     assert info.state == "active" and info.kid != old_kid
     new_kid, new_token = run(_sign_with_keyring(settings))
     assert new_kid == info.kid
@@ -82,7 +85,7 @@ def test_rotation_keeps_old_tokens_verifying_until_revoked(
     states = {k.kid: k.state for k in run(_in_admin(settings, store.list_keys))}
     assert states == {old_kid: "retired", new_kid: "active"}
 
-    run(_in_admin(settings, lambda s: store.revoke(s, old_kid)))
+    run(_in_admin(settings, lambda s: store.revoke(s, ACTOR, old_kid)))
     kids = [k["kid"] for k in _jwks(settings)["keys"]]
     assert kids == [new_kid]
     with pytest.raises(UnknownKey):
@@ -93,7 +96,9 @@ def test_scheduled_rotation_publishes_first_and_signs_later(
     settings: Settings, signing_key: str
 ) -> None:
     later = datetime.now(UTC) + timedelta(hours=1)
-    info = run(_in_admin(settings, lambda s: store.rotate(s, _kek(settings), activate_at=later)))
+    info = run(
+        _in_admin(settings, lambda s: store.rotate(s, ACTOR, _kek(settings), activate_at=later))
+    )
     assert info.state == "pending"
     assert info.kid in [k["kid"] for k in _jwks(settings)["keys"]]
     kid, _ = run(_sign_with_keyring(settings))
@@ -106,10 +111,10 @@ def test_keyring_notices_a_rotation_by_another_process(
     async def scenario() -> tuple[str, str, str]:
         engine = create_async_engine(settings.database_url)
         try:
-            keyring = store.Keyring(engine, _kek(settings), refresh_seconds=0.5)
+            keyring = Keyring(engine, _kek(settings), refresh_seconds=0.5)
             before = (await keyring.signer()).kid
             async with admin_session(settings) as session:  # "another process"
-                rotated = await store.rotate(session, _kek(settings))
+                rotated = await store.rotate(session, ACTOR, _kek(settings))
             cached = (await keyring.signer()).kid
             await asyncio.sleep(0.6)
             after = (await keyring.signer()).kid
@@ -147,7 +152,7 @@ def test_database_allows_exactly_one_active_key(
 def test_invalid_transitions(settings: Settings, signing_key: str) -> None:
     for action in (store.retire, store.revoke):
         with pytest.raises(InvalidTransition):
-            run(_in_admin(settings, lambda s, a=action: a(s, signing_key)))
+            run(_in_admin(settings, lambda s, a=action: a(s, ACTOR, signing_key)))
 
 
 def test_private_keys_are_encrypted_at_rest(
@@ -205,9 +210,9 @@ def test_keys_cli(settings: Settings, signing_key: str, tmp_path: Path) -> None:
     assert {k["kid"] for k in document["keys"]} == {signing_key, new_kid}
     assert all(set(k) == {"kty", "crv", "x", "kid", "use", "alg"} for k in document["keys"])
 
-    revoked = runner.invoke(main, ["keys", "revoke", signing_key], env=env)
+    revoked = runner.invoke(main, ["keys", "revoke", "--", signing_key], env=env)
     assert revoked.exit_code == 0, revoked.output
-    refused = runner.invoke(main, ["keys", "revoke", new_kid], env=env)
+    refused = runner.invoke(main, ["keys", "revoke", "--", new_kid], env=env)
     assert refused.exit_code != 0 and "KEY_ACTIVE" in refused.output
 
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from conftest import bearer
 
-from server.licenses import service as license_service
+from server.license_admin import service as license_service
 
 
 def test_renew_past_the_last_representable_day_is_a_422(

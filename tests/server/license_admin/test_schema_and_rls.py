@@ -7,9 +7,9 @@ import uuid
 import pytest
 from conftest import run
 
-from server.db import create_engine, create_sessionmaker, set_tenant
+from server.db.session import create_engine, create_sessionmaker, set_tenant
 from server.errors import NotFound
-from server.licenses import service
+from server.license_admin import service
 
 
 def test_openapi_documents_the_routes(client):

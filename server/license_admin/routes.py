@@ -12,9 +12,8 @@ from litestar.params import HeaderParameter
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.auth.principal import EVERY_ROLE, MANAGERS, Principal, allow, provide_principal
-from server.errors import problem_responses
-from server.licenses import service
-from server.licenses.schemas import (
+from server.license_admin import service
+from server.license_admin.schemas import (
     ActivationRead,
     LicenseCreate,
     LicenseCreated,
@@ -25,6 +24,7 @@ from server.licenses.schemas import (
     Status,
 )
 from server.pagination import Cursor, Limit, PageOf
+from server.problems import problem_responses
 from server.validation import query_text
 
 _admin_read = allow(scope="licenses:read")
@@ -54,7 +54,7 @@ _TRANSITION_ERRORS = problem_responses(401, 403, 404, 409)
 
 class LicenseController(Controller):
     path = "/licenses"
-    tags = ["licenses"]
+    tags = ["license admin"]
     security = [{"bearer": []}]
     dependencies = {"principal": Provide(provide_principal, sync_to_thread=False)}
 

@@ -16,7 +16,6 @@ from sqlalchemy import Select, and_, func, or_, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from keys.store import Keyring
 from keys.tokens import IssuedToken, TokenSubject, issue_license_token
 from server.audit.service import record
 from server.auth.principal import Principal
@@ -28,14 +27,14 @@ from server.errors import (
     LicenseRefused,
     NotFound,
 )
-from server.licenses import idempotency
-from server.licenses.facts import (
+from server.license_admin import idempotency
+from server.license_admin.facts import (
     effective_features,
     effective_max_activations,
     effective_status,
     new_license_key,
 )
-from server.licenses.schemas import (
+from server.license_admin.schemas import (
     ActivationRead,
     LicenseCreate,
     LicenseCreated,
@@ -46,6 +45,7 @@ from server.licenses.schemas import (
 )
 from server.models import Activation, License, Organization, Product, Tier
 from server.pagination import Page, after_cursor, encode_cursor, paginate
+from server.signing_keys.keyring import Keyring
 from server.validation import check_datetime
 
 Actor = Principal | tuple[str, str | None]

@@ -1,4 +1,4 @@
-"""Air-gapped activation: request file -> `activate-offline` -> token file, and back."""
+"""Air-gapped activation: request file -> `offline activate` -> token file, and back."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 from licentia_verifier import Verifier
 
-from server.licensing.cli import activate_offline, deactivate_offline
+from server.cli import main
 
 
 @pytest.fixture
@@ -42,7 +42,9 @@ def test_offline_round_trip(client, settings, sql, make_license, cli_env, tmp_pa
     request = request_file(tmp_path, lic, name="vault-pc", platform="windows-x86_64")
     output = tmp_path / "token.json"
     runner = CliRunner()
-    result = runner.invoke(activate_offline, [str(request), "--output", str(output)], env=cli_env)
+    result = runner.invoke(
+        main, ["offline", "activate", str(request), "--output", str(output)], env=cli_env
+    )
     assert result.exit_code == 0, result.output
     answer = json.loads(output.read_text())
     assert set(answer) == {
@@ -62,18 +64,18 @@ def test_offline_round_trip(client, settings, sql, make_license, cli_env, tmp_pa
     assert sql.one("SELECT name FROM activations") == "vault-pc"
 
     # The same file again: the same activation (idempotent), the seat limit still holds.
-    again = runner.invoke(activate_offline, [str(request)], env=cli_env)
+    again = runner.invoke(main, ["offline", "activate", str(request)], env=cli_env)
     assert again.exit_code == 0, again.output
     assert json.loads(again.stdout)["activation_id"] == answer["activation_id"]
     assert sql.live(lic.id) == 1
 
     # Deactivation in reverse frees the seat.
     release = request_file(tmp_path, lic, "deactivation_request")
-    done = runner.invoke(deactivate_offline, [str(release)], env=cli_env)
+    done = runner.invoke(main, ["offline", "deactivate", str(release)], env=cli_env)
     assert done.exit_code == 0, done.output
     assert json.loads(done.stdout)["activation_id"] == answer["activation_id"]
     assert sql.live(lic.id) == 0
-    twice = runner.invoke(deactivate_offline, [str(release)], env=cli_env)
+    twice = runner.invoke(main, ["offline", "deactivate", str(release)], env=cli_env)
     assert twice.exit_code != 0 and "NOT_ACTIVATED" in twice.output
 
 
@@ -94,13 +96,15 @@ def test_bad_request_files_are_refused(make_license, cli_env, tmp_path) -> None:
     lic = make_license(max_activations=0)
     runner = CliRunner()
     wrong_kind = request_file(tmp_path, lic, "deactivation_request")
-    result = runner.invoke(activate_offline, [str(wrong_kind)], env=cli_env)
+    result = runner.invoke(main, ["offline", "activate", str(wrong_kind)], env=cli_env)
     assert result.exit_code != 0 and "activation_request" in result.output
     garbage = tmp_path / "garbage.json"
     garbage.write_text("{not json")
-    result = runner.invoke(activate_offline, [str(garbage)], env=cli_env)
+    result = runner.invoke(main, ["offline", "activate", str(garbage)], env=cli_env)
     assert result.exit_code != 0 and "not a valid" in result.output
-    full = runner.invoke(activate_offline, [str(request_file(tmp_path, lic))], env=cli_env)
+    full = runner.invoke(
+        main, ["offline", "activate", str(request_file(tmp_path, lic))], env=cli_env
+    )
     assert full.exit_code != 0 and "ACTIVATION_LIMIT" in full.output
 
 
@@ -112,7 +116,7 @@ def test_the_verifier_client_files_work_with_the_cli(
     cli_env,
     tmp_path,
 ) -> None:
-    """LicenseClient.offline_request -> activate-offline -> LicenseClient.install, and back."""
+    """LicenseClient.offline_request -> offline activate -> LicenseClient.install, and back."""
     from licentia_verifier.client import LicenseClient
 
     lic = make_license()
@@ -129,7 +133,9 @@ def test_the_verifier_client_files_work_with_the_cli(
     machine.write_offline_request(request, lic.key, name="no-network-box")
     token_file = tmp_path / "token.json"
     runner = CliRunner()
-    result = runner.invoke(activate_offline, [str(request), "-o", str(token_file)], env=cli_env)
+    result = runner.invoke(
+        main, ["offline", "activate", str(request), "-o", str(token_file)], env=cli_env
+    )
     assert result.exit_code == 0, result.output
     installed = machine.install(token_file)
     assert installed.license_id == str(lic.id)
@@ -137,6 +143,6 @@ def test_the_verifier_client_files_work_with_the_cli(
 
     release = tmp_path / "release.json"
     machine.write_offline_deactivation_request(release)
-    result = runner.invoke(deactivate_offline, [str(release)], env=cli_env)
+    result = runner.invoke(main, ["offline", "deactivate", str(release)], env=cli_env)
     assert result.exit_code == 0, result.output
     assert sql.live(lic.id) == 0

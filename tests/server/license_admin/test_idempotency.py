@@ -8,9 +8,9 @@ import uuid
 from conftest import bearer, make_api_key
 
 from server.auth.principal import Principal
-from server.db import create_engine, create_sessionmaker, set_tenant
-from server.licenses import service
-from server.licenses.schemas import LicenseCreate
+from server.db.session import create_engine, create_sessionmaker, set_tenant
+from server.license_admin import service
+from server.license_admin.schemas import LicenseCreate
 
 
 def _post(client, key, body, idem):

@@ -47,13 +47,13 @@ from server.errors import (
     ProductMismatch,
     RateLimited,
 )
-from server.licenses.facts import (
+from server.license_admin.facts import (
     effective_features,
     effective_max_activations,
     effective_status,
     hash_license_key,
 )
-from server.licensing.schemas import (
+from server.product_licensing.schemas import (
     ActivateRequest,
     ActivationResponse,
     CheckInRequest,
@@ -89,7 +89,7 @@ class _Sql:
     """A statement written with ``:named`` parameters, sent positionally through asyncpg.
 
     The hot path runs on a plain asyncpg connection inside the request's one transaction
-    (``server.db.provide_connection``; the CLI uses the same ``pooled_transaction``): no
+    (``server.db.hot_pool.provide_connection``; the CLI uses the same ``pooled_transaction``): no
     SQLAlchemy work per request, and asyncpg prepares each statement once per connection.
     """
 

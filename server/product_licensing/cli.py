@@ -1,4 +1,6 @@
-"""``licentia licenses activate-offline`` / ``deactivate-offline``: air-gapped machines.
+"""``licentia offline activate`` / ``licentia offline deactivate``: air-gapped machines.
+
+The product-facing side of the command line (``licentia licenses`` is the admin side).
 
 A machine with no network writes a request file; an admin (or the customer, by POSTing the
 file's content to ``/api/v1/licenses/activate`` or ``/deactivate``) turns it into an answer on
@@ -17,7 +19,7 @@ Activation request (written by ``licentia_verifier.LicenseClient.offline_request
      "nonce": "...",                     # <= 128 chars, chosen by the client
      "created_at": "2026-11-25T10:00:00Z"}
 
-Activation response (``activate-offline --output TOKEN.json``; ``LicenseClient.install``)::
+Activation response (``offline activate --output TOKEN.json``; ``LicenseClient.install``)::
 
     {"type": "activation_response", "version": 1,
      "token": "<activation+jwt>", "activation_id": "<uuid>",
@@ -27,7 +29,7 @@ Activation response (``activate-offline --output TOKEN.json``; ``LicenseClient.i
 ``POST /api/v1/licenses/activate`` with the request file as its body answers with these fields
 too (plus ``activations_count`` and ``max_activations``), so its body is a valid token file.
 
-Deactivation request (``deactivate-offline REQUEST.json``; nothing signs it: it can only free
+Deactivation request (``offline deactivate REQUEST.json``; nothing signs it: it can only free
 a seat that the key holder owns)::
 
     {"type": "deactivation_request", "version": 1,
@@ -49,7 +51,7 @@ import click
 import msgspec
 
 from server.cli_support import data_dir_option
-from server.licensing.schemas import ActivateRequest, DeactivateRequest
+from server.product_licensing.schemas import ActivateRequest, DeactivateRequest
 
 _request_argument = click.argument(
     "request", type=click.Path(exists=True, dir_okay=False, path_type=Path)
@@ -61,6 +63,12 @@ _output_option = click.option(
     default=None,
     help="Where to write the answer (default: standard output).",
 )
+
+
+@click.group()
+def offline() -> None:
+    """Air-gapped machines: turn their request files into answers (what products call
+    online, done here for a machine with no network)."""
 
 
 def _read_request(path: Path, schema: type[Any], kind: str) -> Any:
@@ -84,14 +92,14 @@ def _write(answer: dict[str, Any], output: Path | None) -> None:
         click.echo(f"wrote {output}", err=True)
 
 
-@click.command("activate-offline")
+@offline.command("activate")
 @_request_argument
 @_output_option
 @data_dir_option
-def activate_offline(request: Path, output: Path | None, data_dir: Path) -> None:
+def offline_activate(request: Path, output: Path | None, data_dir: Path) -> None:
     """Turn an offline activation REQUEST file into a token file for an air-gapped machine."""
     from server.cli_support import resolve_database, run_licensing, settings_for
-    from server.licensing import service
+    from server.product_licensing import service
 
     data = _read_request(request, ActivateRequest, "activation_request")
     settings = settings_for(resolve_database(data_dir))
@@ -111,14 +119,14 @@ def activate_offline(request: Path, output: Path | None, data_dir: Path) -> None
     )
 
 
-@click.command("deactivate-offline")
+@offline.command("deactivate")
 @_request_argument
 @_output_option
 @data_dir_option
-def deactivate_offline(request: Path, output: Path | None, data_dir: Path) -> None:
+def offline_deactivate(request: Path, output: Path | None, data_dir: Path) -> None:
     """Free the seat named by an offline deactivation REQUEST file."""
     from server.cli_support import resolve_database, run_licensing, settings_for
-    from server.licensing import service
+    from server.product_licensing import service
 
     data = _read_request(request, DeactivateRequest, "deactivation_request")
     settings = settings_for(resolve_database(data_dir))

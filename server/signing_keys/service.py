@@ -1,4 +1,4 @@
-"""Signing keys in the database: states, rotation, the JWKS, and the per-process keyring.
+"""Signing keys in the database: states, rotation, retirement, revocation and the JWKS.
 
 States: ``pending`` (published, not signing yet), ``active`` (the one that signs; the
 database allows only one), ``retired`` (published, no longer signs), ``revoked`` (gone).
@@ -6,28 +6,25 @@ database allows only one), ``retired`` (published, no longer signs), ``revoked``
 
 from __future__ import annotations
 
-import asyncio
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import func, select, text, update
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from keys.crypto import (
-    KeyDecryptionError,
-    SigningKey,
     compute_kid,
-    decrypt_private_key,
     encrypt_private_key,
     generate_private_key,
     public_jwk,
     raw_private_key,
     raw_public_key,
 )
-from server.errors import InvalidTransition, NotFound, Unavailable
+from server.audit.service import Actor, record
+from server.errors import InvalidTransition, NotFound
 from server.models import SigningKeyRow
+from server.validation import check_datetime
 
 PUBLISHED_STATES = ("pending", "active", "retired")
 _ROTATION_LOCK = 0x4C4B4559  # advisory lock id shared by every process that promotes keys
@@ -70,13 +67,13 @@ def _new_row(kek: bytes, *, state: str, activates_at: datetime | None) -> Signin
     )
 
 
-async def _lock(session: AsyncSession) -> None:
+async def lock_rotation(session: AsyncSession) -> None:
     await session.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _ROTATION_LOCK})
 
 
 async def ensure_active_key(session: AsyncSession, kek: bytes) -> str | None:
     """Create and activate a key when none is active; return its kid, else ``None``."""
-    await _lock(session)
+    await lock_rotation(session)
     await promote_due_keys(session)
     active = await session.scalar(select(SigningKeyRow.kid).where(SigningKeyRow.state == "active"))
     if active:
@@ -88,10 +85,12 @@ async def ensure_active_key(session: AsyncSession, kek: bytes) -> str | None:
 
 
 async def rotate(
-    session: AsyncSession, kek: bytes, *, activate_at: datetime | None = None
+    session: AsyncSession, actor: Actor, kek: bytes, *, activate_at: datetime | None = None
 ) -> KeyInfo:
     """Publish a new key now; it starts signing at ``activate_at`` (default: now)."""
-    await _lock(session)
+    if activate_at is not None:
+        check_datetime(activate_at, "activate_at")
+    await lock_rotation(session)
     pending = _new_row(kek, state="pending", activates_at=activate_at)
     if activate_at is None:
         pending.activates_at = func.clock_timestamp()  # the database's "now", not ours
@@ -99,6 +98,7 @@ async def rotate(
     await session.flush()
     await promote_due_keys(session)
     await session.refresh(pending)
+    await record(session, actor, "key.rotate", "signing_key", pending.kid)
     return _info(pending)
 
 
@@ -148,7 +148,7 @@ async def _get(session: AsyncSession, kid: str) -> SigningKeyRow:
     return row
 
 
-async def retire(session: AsyncSession, kid: str) -> KeyInfo:
+async def retire(session: AsyncSession, actor: Actor, kid: str) -> KeyInfo:
     row = await _get(session, kid)
     if row.state == "active":
         raise InvalidTransition(
@@ -158,10 +158,11 @@ async def retire(session: AsyncSession, kid: str) -> KeyInfo:
         raise InvalidTransition(f"A {row.state} key cannot be retired", code="KEY_STATE")
     row.state, row.retired_at = "retired", datetime.now(UTC)
     await session.flush()
+    await record(session, actor, "key.retire", "signing_key", kid)
     return _info(row)
 
 
-async def revoke(session: AsyncSession, kid: str) -> KeyInfo:
+async def revoke(session: AsyncSession, actor: Actor, kid: str) -> KeyInfo:
     row = await _get(session, kid)
     if row.state == "active":
         raise InvalidTransition(
@@ -171,6 +172,7 @@ async def revoke(session: AsyncSession, kid: str) -> KeyInfo:
         raise InvalidTransition("The key is already revoked", code="KEY_STATE")
     row.state, row.revoked_at = "revoked", datetime.now(UTC)
     await session.flush()
+    await record(session, actor, "key.revoke", "signing_key", kid)
     return _info(row)
 
 
@@ -181,90 +183,3 @@ async def jwks(connection: AsyncSession | AsyncConnection) -> dict[str, Any]:
         .order_by(SigningKeyRow.created_at)
     )
     return {"keys": [public_jwk(bytes(row.public_key), row.kid) for row in rows]}
-
-
-class Keyring:
-    """The decrypted active key, kept in memory per process.
-
-    It re-reads the active kid at most every ``refresh_seconds`` (one indexed query), so a
-    rotation made by another process or replica is picked up within that bound; a rotation
-    made through this process is picked up at once (``invalidate``). A pending key whose
-    time has come is promoted by whichever process notices first.
-    """
-
-    def __init__(self, engine: AsyncEngine, kek: bytes, refresh_seconds: float = 30.0) -> None:
-        self._engine = engine
-        self._kek = kek
-        self._refresh_seconds = refresh_seconds
-        self._signer: SigningKey | None = None
-        self._checked_at = 0.0
-        self._next_activation: float | None = None
-        self._lock = asyncio.Lock()
-
-    def __repr__(self) -> str:
-        return f"Keyring(active={self._signer.kid if self._signer else None!r})"
-
-    def invalidate(self) -> None:
-        self._checked_at = 0.0
-
-    def _fresh(self) -> bool:
-        now = time.monotonic()
-        if self._signer is None or now - self._checked_at >= self._refresh_seconds:
-            return False
-        return self._next_activation is None or time.time() < self._next_activation
-
-    async def signer(self) -> SigningKey:
-        if self._fresh():
-            return self._signer  # type: ignore[return-value]
-        async with self._lock:
-            if not self._fresh():
-                await self._reload()
-        return self._signer  # type: ignore[return-value]
-
-    async def _reload(self) -> None:
-        async with AsyncSession(self._engine) as session, session.begin():
-            due = await session.scalar(
-                text(
-                    "SELECT 1 FROM signing_keys WHERE state = 'pending' "
-                    "AND activates_at <= clock_timestamp() LIMIT 1"
-                )
-            )
-            if due:
-                await _lock(session)
-                await promote_due_keys(session)
-            row = (
-                await session.execute(
-                    select(SigningKeyRow.kid, SigningKeyRow.encrypted_private_key).where(
-                        SigningKeyRow.state == "active"
-                    )
-                )
-            ).first()
-            next_pending = await session.scalar(
-                text(
-                    "SELECT min(activates_at) FROM signing_keys WHERE state = 'pending' "
-                    "AND activates_at > clock_timestamp()"
-                )
-            )
-        if row is None:
-            raise Unavailable(
-                "No active signing key; run `licentia keys rotate`", code="NO_SIGNING_KEY"
-            )
-        if self._signer is None or self._signer.kid != row.kid:
-            private_raw = decrypt_private_key(self._kek, bytes(row.encrypted_private_key), row.kid)
-            self._signer = SigningKey.from_raw(row.kid, private_raw)
-        self._next_activation = next_pending.timestamp() if next_pending else None
-        self._checked_at = time.monotonic()
-
-
-__all__ = [
-    "KeyDecryptionError",
-    "KeyInfo",
-    "Keyring",
-    "ensure_active_key",
-    "jwks",
-    "list_keys",
-    "promote_due_keys",
-    "retire",
-    "revoke",
-    "rotate",
-]

@@ -11,10 +11,11 @@ from litestar.di import Provide
 from litestar.params import Parameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
-from server.db import provide_connection
-from server.errors import problem_responses
-from server.licensing import service
-from server.licensing.schemas import (
+from server.db.hot_pool import provide_connection
+from server.observability import current_client_ip
+from server.problems import problem_responses
+from server.product_licensing import service
+from server.product_licensing.schemas import (
     ActivateRequest,
     ActivationResponse,
     CheckInRequest,
@@ -24,7 +25,6 @@ from server.licensing.schemas import (
     ValidateRequest,
     ValidateResponse,
 )
-from server.observability import current_client_ip
 from server.validation import NO_NUL
 
 
@@ -47,7 +47,7 @@ _REFUSALS = (
 
 class LicensingController(Controller):
     path = "/licenses"
-    tags = ["licensing"]
+    tags = ["product licensing"]
     dependencies = {"connection": Provide(provide_connection)}
 
     @post(
