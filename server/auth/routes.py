@@ -15,9 +15,9 @@ from server.auth.schemas import (
     SignupResponse,
     TokenPair,
 )
-from server.organizations.routes import organization_read
+from server.organizations.schemas import organization_read
 from server.problems import problem_responses
-from server.users.routes import user_read
+from server.users.schemas import user_read
 
 
 def _context(state: State) -> service.TokenContext:

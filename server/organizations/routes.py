@@ -7,19 +7,15 @@ from litestar.di import Provide
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.auth.principal import EVERY_ROLE, MANAGERS, Principal, allow, provide_principal
-from server.models import Organization
 from server.organizations import service
 from server.organizations.schemas import (
     OrganizationCreate,
     OrganizationRead,
     OrganizationUpdate,
+    organization_read,
 )
 from server.pagination import Cursor, Limit, PageOf
 from server.problems import problem_responses
-
-
-def organization_read(row: Organization) -> OrganizationRead:
-    return OrganizationRead(**{f: getattr(row, f) for f in OrganizationRead.__struct_fields__})
 
 
 class OrganizationController(Controller):

@@ -2,9 +2,12 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import msgspec
+
+if TYPE_CHECKING:
+    from server.models import Organization
 
 from server.validation import SafeStr
 
@@ -24,3 +27,7 @@ class OrganizationRead(msgspec.Struct):
     name: str
     created_at: datetime
     updated_at: datetime
+
+
+def organization_read(row: Organization) -> OrganizationRead:
+    return OrganizationRead(**{f: getattr(row, f) for f in OrganizationRead.__struct_fields__})

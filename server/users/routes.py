@@ -9,17 +9,12 @@ from litestar.params import Parameter
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.auth.principal import EVERY_ROLE, MANAGERS, Principal, allow, provide_principal
-from server.models import User
 from server.pagination import Cursor, Limit, PageOf
 from server.problems import problem_responses
 from server.users import service
-from server.users.schemas import UserCreate, UserRead, UserUpdate
+from server.users.schemas import UserCreate, UserRead, UserUpdate, user_read
 
 _read_guard = allow(scope="organizations:read", roles=EVERY_ROLE)
-
-
-def user_read(row: User) -> UserRead:
-    return UserRead(**{f: getattr(row, f) for f in UserRead.__struct_fields__})
 
 
 class UserController(Controller):

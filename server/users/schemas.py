@@ -2,9 +2,12 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import msgspec
+
+if TYPE_CHECKING:
+    from server.models import User
 
 from server.validation import Line, SafeStr
 
@@ -42,3 +45,7 @@ class UserRead(msgspec.Struct):
     created_at: datetime
     updated_at: datetime
     last_login_at: datetime | None
+
+
+def user_read(row: User) -> UserRead:
+    return UserRead(**{f: getattr(row, f) for f in UserRead.__struct_fields__})
