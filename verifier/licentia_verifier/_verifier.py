@@ -46,6 +46,7 @@ MAX_TOKEN_LENGTH = 16 * 1024
 _ALGORITHMS = ("EdDSA", "Ed25519")
 _HEADER_FIELDS = frozenset(("alg", "typ", "kid"))
 _MAX_EPOCH = 253402300799  # 9999-12-31T23:59:59Z
+_TIME_LIMIT = _MAX_EPOCH + 1  # a time (with fractions) is before this
 _MAX_HEADER_CACHE = 64
 
 _B64URL_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
@@ -176,15 +177,36 @@ def _fingerprint_hash(fingerprint: str) -> str:
 
 
 def _epoch_seconds(now: Any) -> float:
+    """``now`` as epoch seconds: a timezone-aware datetime, an int or a float, or None for the
+    local clock. Anything else, and any time outside 1970-01-01 .. 9999-12-31 (the range of
+    the token's times; NaN, infinities and milliseconds are outside it), is a LicenseError."""
     if now is None:
-        return time.time()
-    if isinstance(now, datetime):
-        if now.tzinfo is None or now.utcoffset() is None:
-            raise LicenseError("now must be a timezone-aware datetime")
-        return (now - _EPOCH).total_seconds()
-    if type(now) in (int, float) and now == now:
-        return float(now)
-    raise LicenseError("now must be a timezone-aware datetime or epoch seconds")
+        seconds = time.time()
+        if 0 <= seconds < _TIME_LIMIT:
+            return seconds
+        raise LicenseError(f"the local clock is not between 1970 and 9999: {seconds!r}")
+    kind = type(now)
+    if kind is int or kind is float:
+        if 0 <= now < _TIME_LIMIT:
+            return float(now)
+    elif isinstance(now, datetime):
+        try:
+            if now.utcoffset() is None:
+                raise LicenseError("now must be a timezone-aware datetime")
+            seconds = (now - _EPOCH).total_seconds()
+        except LicenseError:
+            raise
+        except Exception:  # a broken tzinfo or datetime subclass: the caller's object
+            raise LicenseError("now is not a usable datetime") from None
+        if type(seconds) is float and 0 <= seconds < _TIME_LIMIT:
+            return seconds
+    else:
+        raise LicenseError("now must be a timezone-aware datetime or epoch seconds")
+    # No repr of the value: a huge int cannot always be turned into text.
+    raise LicenseError(
+        f"now must be epoch seconds from 0 to {_MAX_EPOCH} (1970 to 9999); "
+        "NaN, infinities and milliseconds are refused"
+    )
 
 
 def _utc(seconds: int) -> datetime:
@@ -619,12 +641,15 @@ class Verifier:
         string the product sent when it activated, e.g. ``machine_fingerprint(salt)``)."""
         claims = self._verify(token, ACTIVATION_TYP, now)
         cached = self._fp_cache
-        if fingerprint == cached[0] and cached[0]:
+        if type(fingerprint) is str and fingerprint == cached[0] and fingerprint:
             expected = cached[1]
         else:
             if type(fingerprint) is not str or not fingerprint:
                 raise WrongMachine("fingerprint must be a non-empty string")
-            expected = _fingerprint_hash(fingerprint)
+            try:
+                expected = _fingerprint_hash(fingerprint)
+            except UnicodeEncodeError:  # a lone surrogate has no UTF-8 form
+                raise WrongMachine("fingerprint is not valid Unicode text") from None
             self._fp_cache = (fingerprint, expected)
         if claims["fp"] != expected:
             raise WrongMachine("the activation token belongs to another machine")
@@ -704,7 +729,7 @@ class Verifier:
             raise WrongProduct(f"issued for product {aud!r}, not {self._product!r}")
 
         # 6. When. ``now`` comes from the caller when given, else the local clock.
-        current = time.time() if now is None else _epoch_seconds(now)
+        current = _epoch_seconds(now)
         leeway = self._leeway
         iat = claims["iat"]
         if current < iat - leeway:

@@ -1,0 +1,125 @@
+"""Times and fingerprints fail closed, inside the LicenseError family.
+
+A ``now`` outside 1970..9999 (milliseconds, infinities, huge integers) and a fingerprint
+that is not valid Unicode used to escape as OverflowError or UnicodeEncodeError, and a bad
+time once persisted broke every later verification, in every later process.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone, tzinfo
+
+import pytest
+
+from licentia_verifier import LicenseError, WrongMachine
+
+DAY = 86400
+MAX_EPOCH = 253402300799
+
+BAD_NOWS = [
+    pytest.param(1_780_000_000_000, id="milliseconds"),
+    pytest.param(1_780_000_000_000.0, id="milliseconds-float"),
+    pytest.param(float("inf"), id="inf"),
+    pytest.param(float("-inf"), id="-inf"),
+    pytest.param(float("nan"), id="nan"),
+    pytest.param(10**400, id="10**400"),
+    pytest.param(-(10**400), id="-10**400"),
+    pytest.param(10**5000, id="10**5000"),
+    pytest.param(1e300, id="1e300"),
+    pytest.param(-1, id="before-1970"),
+    pytest.param(MAX_EPOCH + 1, id="year-10000"),
+    pytest.param(datetime(1, 1, 1, tzinfo=timezone.utc), id="year-1"),
+    pytest.param(datetime(1969, 12, 31, 23, 59, tzinfo=timezone.utc), id="1969"),
+    pytest.param(True, id="bool"),
+    pytest.param("1780000000", id="text"),
+    pytest.param(object(), id="object"),
+]
+
+
+def long_token(env):
+    """A license token valid from NOW - 1 day to NOW + 30 days."""
+    return env.license(iat=env.NOW - DAY, nbf=env.NOW - DAY, exp=env.NOW + 30 * DAY)
+
+
+def stored_mark(path) -> object:
+    return json.loads(path.read_text())["high_water"]
+
+
+# --- now -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("now", BAD_NOWS)
+def test_a_time_outside_1970_to_9999_is_a_license_error(env, now):
+    with pytest.raises(LicenseError):
+        env.verifier().verify_license(long_token(env), now=now)
+
+
+@pytest.mark.parametrize("now", BAD_NOWS)
+def test_a_bad_now_leaves_nothing_behind_for_later_runs(env, tmp_path, clock, now):
+    state = tmp_path / "state.json"
+    with pytest.raises(LicenseError):
+        env.verifier(state_path=state).verify_license(long_token(env), now=now)
+    # A later process with a sane clock is not affected.
+    assert env.verifier(state_path=state).verify_license(long_token(env))
+    assert stored_mark(state) == env.NOW
+
+
+def test_the_edges_of_the_time_range_are_accepted(env):
+    v = env.verifier()
+    token = env.license(iat=0, nbf=0, exp=MAX_EPOCH, license_expires_at=None)
+    assert v.verify_license(token, now=0)
+    assert v.verify_license(token, now=MAX_EPOCH - 301)
+    assert v.verify_license(token, now=datetime(1970, 1, 1, tzinfo=timezone.utc))
+
+
+def test_a_local_clock_outside_the_range_is_a_license_error(env, clock):
+    v = env.verifier()
+    for reading in (float("nan"), float("inf"), -5.0, 1e13):
+        clock.now = reading
+        with pytest.raises(LicenseError, match="local clock"):
+            v.verify_license(long_token(env))
+
+
+class BrokenZone(tzinfo):
+    def utcoffset(self, dt):
+        raise RuntimeError("no offset today")
+
+
+class HugeZone(tzinfo):
+    def utcoffset(self, dt):
+        return timedelta(days=2)  # more than a day: datetime itself refuses it
+
+
+@pytest.mark.parametrize("zone", [BrokenZone(), HugeZone()])
+def test_a_datetime_with_a_broken_timezone_is_a_license_error(env, zone):
+    with pytest.raises(LicenseError):
+        env.verifier().verify_license(long_token(env), now=datetime(2026, 1, 1, tzinfo=zone))
+
+
+# --- fingerprints --------------------------------------------------------------------------
+
+
+class NoTruth:
+    def __bool__(self) -> bool:
+        raise RuntimeError("ambiguous")
+
+
+class Weird:
+    """Compares like an array: ``==`` returns something that cannot be used as a bool."""
+
+    def __eq__(self, other: object) -> object:  # type: ignore[override]
+        return NoTruth()
+
+    __hash__ = object.__hash__
+
+
+@pytest.mark.parametrize(
+    "fingerprint", ["\ud800", "machine-\udfff-1", "\ud83d", Weird(), b"bytes", 42]
+)
+def test_an_unusable_fingerprint_is_wrong_machine(env, fingerprint):
+    v = env.verifier()
+    token = env.activation()
+    assert v.verify_activation(token, fingerprint=env.FINGERPRINT, now=env.NOW)  # fills the cache
+    with pytest.raises(WrongMachine):
+        v.verify_activation(token, fingerprint=fingerprint, now=env.NOW)
