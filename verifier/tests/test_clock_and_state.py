@@ -1,18 +1,20 @@
-"""Times and fingerprints fail closed, inside the LicenseError family.
+"""Times, the clock state file and fingerprints fail closed, inside the LicenseError family.
 
-A ``now`` outside 1970..9999 (milliseconds, infinities, huge integers) and a fingerprint
-that is not valid Unicode used to escape as OverflowError or UnicodeEncodeError, and a bad
-time once persisted broke every later verification, in every later process.
+A ``now`` outside 1970..9999 (milliseconds, infinities, huge integers), a corrupt state
+file and a fingerprint that is not valid Unicode used to escape as OverflowError,
+RecursionError or UnicodeEncodeError, and a bad time once persisted broke every later
+verification, in every later process.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from datetime import datetime, timedelta, timezone, tzinfo
 
 import pytest
 
-from licentia_verifier import LicenseError, WrongMachine
+from licentia_verifier import ClockRollback, LicenseError, WrongMachine
 
 DAY = 86400
 MAX_EPOCH = 253402300799
@@ -95,6 +97,80 @@ class HugeZone(tzinfo):
 def test_a_datetime_with_a_broken_timezone_is_a_license_error(env, zone):
     with pytest.raises(LicenseError):
         env.verifier().verify_license(long_token(env), now=datetime(2026, 1, 1, tzinfo=zone))
+
+
+# --- the state file ------------------------------------------------------------------------
+
+CORRUPT_STATES = [
+    pytest.param(b'{"version": 1, "high_water": Infinity}', id="Infinity"),
+    pytest.param(b'{"version": 1, "high_water": -Infinity}', id="-Infinity"),
+    pytest.param(b'{"version": 1, "high_water": NaN}', id="NaN"),
+    pytest.param(b'{"version": 1, "high_water": 1e300}', id="1e300"),
+    pytest.param(b'{"version": 1, "high_water": 1e999}', id="1e999"),
+    pytest.param(b'{"version": 1, "high_water": 1780000000000}', id="milliseconds"),
+    pytest.param(b'{"version": 1, "high_water": 253402300800}', id="year-10000"),
+    pytest.param(b'{"version": 1, "high_water": -5}', id="negative"),
+    pytest.param(b'{"high_water": ' + b"9" * 4000 + b"}", id="4000-digits"),
+    pytest.param(b'{"version": 1, "high_water": "1780000000"}', id="text"),
+    pytest.param(b'{"version": 1, "high_water": true}', id="bool"),
+    pytest.param(b'{"version": 1, "high_water": null}', id="null"),
+    pytest.param(b'{"version": 1, "high_water": [1780000000]}', id="list"),
+    pytest.param(b'{"version": 1}', id="no-mark"),
+    pytest.param(b"[1780000000]", id="array"),
+    pytest.param(b"1780000000", id="number"),
+    pytest.param(b'"x"', id="string"),
+    pytest.param(b"garbage", id="garbage"),
+    pytest.param(b"", id="empty"),
+    pytest.param(b"\xff\xfe\x00", id="not-utf8"),
+    pytest.param(b"[" * 2000 + b"]" * 2000, id="deep-arrays"),  # deeper than recursion allows
+    pytest.param(b'{"a":' * 800 + b"1" + b"}" * 800, id="nested-objects"),
+    pytest.param(b"[" * 100_000 + b"]" * 100_000, id="deep-and-big"),
+    pytest.param(b'{"high_water": 1780000000, "pad": "' + b"x" * 5000 + b'"}', id="too-big"),
+]
+
+
+@pytest.mark.parametrize("content", CORRUPT_STATES)
+def test_a_corrupt_state_file_counts_as_missing_and_is_rewritten(
+    env, tmp_path, clock, caplog, content
+):
+    state = tmp_path / "state.json"
+    state.write_bytes(content)
+    token = long_token(env)
+    with caplog.at_level(logging.WARNING, logger="licentia_verifier"):
+        assert env.verifier(state_path=state).verify_license(token)
+    assert [r.name for r in caplog.records] == ["licentia_verifier"]
+    assert "state file" in caplog.records[0].getMessage()
+    assert stored_mark(state) == env.NOW  # rewritten with the local clock
+    # And it guards again: a later run with the clock set back is caught.
+    clock.now = env.NOW - 3600
+    with pytest.raises(ClockRollback):
+        env.verifier(state_path=state).verify_license(token)
+
+
+def test_an_unreadable_state_file_warns_once_per_verifier(env, tmp_path, clock, caplog):
+    state = tmp_path / "blocked"
+    state.mkdir()  # a directory: never readable as a file, never replaced by one
+    v = env.verifier(state_path=state)
+    with caplog.at_level(logging.WARNING, logger="licentia_verifier"):
+        for step in range(3):
+            clock.now = env.NOW + step * 120  # past the write interval each time
+            assert v.verify_license(long_token(env))
+    assert len(caplog.records) == 1
+
+
+def test_a_plausible_future_mark_is_still_a_rollback(env, tmp_path, clock, caplog):
+    state = tmp_path / "state.json"
+    content = json.dumps({"version": 1, "high_water": env.NOW + 10 * DAY})
+    state.write_text(content)
+    with caplog.at_level(logging.WARNING, logger="licentia_verifier"), pytest.raises(ClockRollback):
+        env.verifier(state_path=state).verify_license(long_token(env))
+    assert not caplog.records
+    assert state.read_text() == content
+
+
+def test_a_state_path_with_a_nul_character_is_refused_at_construction(env):
+    with pytest.raises(ValueError, match="state_path"):
+        env.verifier(state_path="state\0.json")
 
 
 # --- fingerprints --------------------------------------------------------------------------
