@@ -1,13 +1,17 @@
 """The on-disk high-water mark used to detect clock rollback across restarts.
 
-The file holds the latest time (epoch seconds) a verifier has observed. It
+The file holds the latest time (epoch seconds) a verifier has read from the local clock. It
 is advanced, never moved backwards, and replaced atomically (write a temporary file in the
 same directory, fsync, rename). Reads and writes are best effort: a missing file means "no
 history"; a file that cannot be read or does not hold a plausible time (not JSON, the wrong
 shape, not a finite number of seconds from 1970 to 9999) is treated exactly like a missing
-one, with a logged warning, and is rewritten at the next verification;
+one, with a logged warning, and is rewritten at the next verification that reads the clock;
 a failed write is ignored, so a read-only location never stops a product from running.
 Anyone who can delete or edit the file can reset it; see docs/embedding.md for the limits.
+
+Only the local clock moves the mark: a time the caller passes as ``now`` is checked against
+it but never recorded, so a test that verifies "ten days later" leaves nothing behind for
+the next real run to trip over.
 """
 
 from __future__ import annotations
@@ -79,22 +83,27 @@ class HighWaterMark:
 
         logging.getLogger("licentia_verifier").warning(
             "the clock state file %s %s: treating it as missing; it is rewritten at the next "
-            "verification",
+            "verification that reads the local clock",
             self._path,
             problem,
         )
 
-    def observe(self, now: float, leeway: float) -> None:
-        """Raise ClockRollback if ``now`` is before the mark (minus leeway), else advance it."""
+    def observe(self, now: float, leeway: float, *, advance: bool) -> None:
+        """Raise ClockRollback if ``now`` is before the mark (minus leeway). With ``advance``
+        (``now`` is the local clock) the mark moves up to ``now``; otherwise (a time the
+        caller chose) the mark is only checked, never moved or written."""
         with self._lock:
             if self._seen is None:
                 self._seen = self.read() or 0.0
             seen = self._seen
             if now < seen - leeway:
+                clock = "the local clock" if advance else "the time given as now"
                 raise ClockRollback(
-                    f"the local clock ({_iso(now)}) is earlier than {_iso(seen)}, a time this "
+                    f"{clock} ({_iso(now)}) is earlier than {_iso(seen)}, a time this "
                     "verifier has already seen"
                 )
+            if not advance:
+                return
             if now > seen:
                 self._seen = now
             if self._written is None or now - self._written >= WRITE_INTERVAL_SECONDS:

@@ -728,7 +728,8 @@ class Verifier:
         if aud != self._product:
             raise WrongProduct(f"issued for product {aud!r}, not {self._product!r}")
 
-        # 6. When. ``now`` comes from the caller when given, else the local clock.
+        # 6. When. ``now`` comes from the caller when given, else the local clock; only the
+        # local clock moves the high-water mark.
         current = _epoch_seconds(now)
         leeway = self._leeway
         iat = claims["iat"]
@@ -738,7 +739,7 @@ class Verifier:
                 f"({_iso(iat)})"
             )
         if self._state is not None:
-            self._state.observe(current, leeway)
+            self._state.observe(current, leeway, advance=now is None)
         nbf = claims["nbf"]
         if current < nbf - leeway:
             raise NotYetValid(f"the token is not valid before {_iso(nbf)}")

@@ -1,9 +1,9 @@
 """Times, the clock state file and fingerprints fail closed, inside the LicenseError family.
 
-A ``now`` outside 1970..9999 (milliseconds, infinities, huge integers), a corrupt state
+A ``now`` outside 1970..9999 (milliseconds, infinities, NaN, huge integers), a corrupt state
 file and a fingerprint that is not valid Unicode used to escape as OverflowError,
 RecursionError or UnicodeEncodeError, and a bad time once persisted broke every later
-verification, in every later process.
+verification, in every later process. Only the local clock moves the persisted mark.
 """
 
 from __future__ import annotations
@@ -171,6 +171,48 @@ def test_a_plausible_future_mark_is_still_a_rollback(env, tmp_path, clock, caplo
 def test_a_state_path_with_a_nul_character_is_refused_at_construction(env):
     with pytest.raises(ValueError, match="state_path"):
         env.verifier(state_path="state\0.json")
+
+
+# --- a caller-supplied now is checked against the mark, never recorded ----------------------
+
+
+def test_a_caller_supplied_now_never_moves_the_mark(env, tmp_path, clock):
+    state = tmp_path / "state.json"
+    token = long_token(env)
+    v = env.verifier(state_path=state)
+    # A test of "ten days later" ...
+    assert v.verify_license(token, now=env.NOW + 10 * DAY)
+    assert not state.exists()
+    # ... does not trip the real run that follows, in this process or the next.
+    assert v.verify_license(token)
+    assert stored_mark(state) == env.NOW
+    assert env.verifier(state_path=state).verify_license(token)
+    # Nor does it move an existing mark.
+    assert env.verifier(state_path=state).verify_license(token, now=env.NOW + 20 * DAY)
+    assert stored_mark(state) == env.NOW
+
+
+def test_a_caller_supplied_now_is_still_checked_against_the_mark(env, tmp_path, clock):
+    state = tmp_path / "state.json"
+    token = long_token(env)
+    env.verifier(state_path=state).verify_license(token)  # the local clock: NOW
+    v = env.verifier(state_path=state)
+    with pytest.raises(ClockRollback, match="given as now"):
+        v.verify_license(token, now=env.NOW - 3600)
+    assert v.verify_license(token, now=env.NOW - 200)  # within the leeway
+    assert stored_mark(state) == env.NOW
+
+
+def test_the_local_clock_moves_the_mark_in_one_process(env, tmp_path, clock):
+    v = env.verifier(state_path=tmp_path / "state.json")
+    token = long_token(env)
+    clock.now = env.NOW + DAY
+    v.verify_license(token)
+    with pytest.raises(ClockRollback, match="given as now"):
+        v.verify_license(token, now=env.NOW)
+    clock.now = env.NOW
+    with pytest.raises(ClockRollback, match="local clock"):
+        v.verify_license(token)
 
 
 # --- fingerprints --------------------------------------------------------------------------
