@@ -151,9 +151,11 @@ class FakeClock:
 
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
-    """The verifier's local clock, set to NOW; assign ``clock.now`` to move it."""
-    from licentia_verifier import _verifier
+    """The local clock of the verifier and the client, set to NOW; assign ``clock.now`` to
+    move it."""
+    from licentia_verifier import _verifier, client
 
     fake = FakeClock(NOW)
     monkeypatch.setattr(_verifier, "time", fake)
+    monkeypatch.setattr(client, "time", fake)
     return fake
