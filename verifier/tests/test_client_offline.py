@@ -864,3 +864,20 @@ def test_a_bad_now_is_a_license_error_in_the_client(env, tmp_path, now):
 def test_constructor_refuses_unusable_values(env, tmp_path, kwargs):
     with pytest.raises(ValueError):
         make_client(env, tmp_path, **kwargs)
+
+
+def test_a_renewal_that_cannot_be_stored_falls_back_to_the_stored_token(
+    env, tmp_path, fake, monkeypatch
+):
+    from licentia_verifier import client as client_module
+
+    fake.reply(CHECK_IN, 200, {"token": renewed_token(env, DUE)})
+    client = seeded(env, tmp_path, fake.base_url)
+
+    def disk_full(path: str, data: Any) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(client_module, "_atomic_write", disk_full)
+    assert client.license(now=DUE).token_id == "jti-1"
+    with pytest.raises(OSError):
+        client.check_in(now=DUE)  # asked for explicitly: the failure is reported
