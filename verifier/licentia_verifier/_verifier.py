@@ -2,9 +2,10 @@
 
 The hot path (``Verifier._verify``) is written for speed: public keys are loaded once at
 construction, valid headers are cached by their exact encoded bytes, each segment is decoded
-and parsed once, and claim checks are a single combined type test with a slow path that only
-runs to explain a failure. The id claims are validated in one decoding call and formatted
-as UUID text only when read. Everything that can go wrong raises a ``LicenseError`` subclass.
+and parsed once, and the claim rules are one table (``_LICENSE_RULES``,
+``_ACTIVATION_RULES``) checked by one function (``_claims_error``) that both decides and names
+the rule a token breaks. The id claims are formatted as UUID text only when read. Everything
+that can go wrong raises a ``LicenseError`` subclass.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ MAX_TOKEN_LENGTH = 16 * 1024
 _ALGORITHMS = ("EdDSA", "Ed25519")
 _HEADER_FIELDS = frozenset(("alg", "typ", "kid"))
 _MAX_EPOCH = 253402300799  # 9999-12-31T23:59:59Z
+_TIME_LIMIT = _MAX_EPOCH + 1  # a time (with fractions) is before this
 _MAX_HEADER_CACHE = 64
 
 _B64URL_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
@@ -75,57 +77,24 @@ def _b64url_decode_portable(segment: bytes, what: str) -> bytes:
         raise MalformedToken(f"the {what} is not canonical unpadded base64url") from None
 
 
-# "+", "/" and "=" are not base64url: map them to a byte strict mode rejects.
-_URL_TO_STD_STRICT = bytes.maketrans(b"-_+/=", b"+/!!!")
+if sys.version_info >= (3, 11):
+    # "+", "/" and "=" are not base64url: map them to a byte strict mode rejects.
+    _URL_TO_STD_STRICT = bytes.maketrans(b"-_+/=", b"+/!!!")
 
+    def _b64url_decode(segment: bytes, what: str) -> bytes:
+        """Same contract, using binascii's strict mode (Python 3.11+): one pass fewer."""
+        rest = len(segment) & 3
+        if rest and (rest == 1 or _SIXBIT[segment[-1]] & _UNUSED_BITS_MASK[rest]):
+            raise MalformedToken(f"the {what} is not canonical unpadded base64url")
+        try:
+            return binascii.a2b_base64(
+                segment.translate(_URL_TO_STD_STRICT) + _PADDING[rest], strict_mode=True
+            )
+        except binascii.Error:
+            raise MalformedToken(f"the {what} is not canonical unpadded base64url") from None
 
-def _b64url_decode_strict(segment: bytes, what: str) -> bytes:
-    """Same contract, using binascii's strict mode (Python 3.11+): one pass fewer."""
-    rest = len(segment) & 3
-    if rest and (rest == 1 or _SIXBIT[segment[-1]] & _UNUSED_BITS_MASK[rest]):
-        raise MalformedToken(f"the {what} is not canonical unpadded base64url")
-    try:
-        return binascii.a2b_base64(
-            segment.translate(_URL_TO_STD_STRICT) + _PADDING[rest], strict_mode=True
-        )
-    except binascii.Error:
-        raise MalformedToken(f"the {what} is not canonical unpadded base64url") from None
-
-
-_b64url_decode = _b64url_decode_strict if sys.version_info >= (3, 11) else _b64url_decode_portable
-
-
-# Ids (``sub``, ``org``, ``act``) travel as a UUID's 16 bytes in unpadded base64url: exactly
-# 22 characters whose last one has its 4 unused bits zero. Two "A"s after each id complete
-# it to 24 characters (18 bytes), so the ids of a token decode in one call and byte 16 of
-# each 18 holds those unused bits.
-_ID_PAD = "AA"
-
-
-def _ids_valid(claims: dict[str, Any], activation: bool) -> bool:
-    """True when every id claim of the token is a canonical 22-character id (fast path)."""
-    sub = claims["sub"]
-    org = claims["org"]
-    if activation:
-        text = sub + _ID_PAD + org + _ID_PAD + claims["act"] + _ID_PAD
-        if len(text) != 72:
-            return False
-    else:
-        text = sub + _ID_PAD + org + _ID_PAD
-    if len(sub) != 22 or len(org) != 22 or not text.isascii():
-        return False
-    try:
-        raw = _b64url_decode(text.encode("ascii"), "ids")
-    except MalformedToken:
-        return False
-    return raw[16] == 0 and raw[34] == 0 and (not activation or raw[52] == 0)
-
-
-def _id_problem(claims: dict[str, Any], activation: bool) -> str:
-    """Name the id claim that is not a canonical id (slow path, errors only)."""
-    names = ("sub", "org", "act") if activation else ("sub", "org")
-    bad = [name for name in names if not _ids_valid({"sub": claims[name], "org": "A" * 22}, False)]
-    return f"claim {bad[0]!r} is not an id (16 bytes as 22 unpadded base64url characters)"
+else:
+    _b64url_decode = _b64url_decode_portable
 
 
 def _uuid_text(claim: str) -> str:
@@ -161,7 +130,8 @@ def _json_scanner() -> Any:
         def reject_constant(name: str) -> Any:
             raise ValueError(f"{name} is not valid JSON")
 
-        _json_scan = json.JSONDecoder(parse_constant=reject_constant).scan_once
+        # scan_once is the decoder's (C) scanner; typeshed does not declare it.
+        _json_scan = json.JSONDecoder(parse_constant=reject_constant).scan_once  # type: ignore[attr-defined]
     return _json_scan
 
 
@@ -208,15 +178,36 @@ def _fingerprint_hash(fingerprint: str) -> str:
 
 
 def _epoch_seconds(now: Any) -> float:
+    """``now`` as epoch seconds: a timezone-aware datetime, an int or a float, or None for the
+    local clock. Anything else, and any time outside 1970-01-01 .. 9999-12-31 (the range of
+    the token's times; NaN, infinities and milliseconds are outside it), is a LicenseError."""
     if now is None:
-        return time.time()
-    if isinstance(now, datetime):
-        if now.tzinfo is None or now.utcoffset() is None:
-            raise LicenseError("now must be a timezone-aware datetime")
-        return (now - _EPOCH).total_seconds()
-    if type(now) in (int, float) and now == now:
-        return float(now)
-    raise LicenseError("now must be a timezone-aware datetime or epoch seconds")
+        seconds = time.time()
+        if 0 <= seconds < _TIME_LIMIT:
+            return seconds
+        raise LicenseError(f"the local clock is not between 1970 and 9999: {seconds!r}")
+    kind = type(now)
+    if kind is int or kind is float:
+        if 0 <= now < _TIME_LIMIT:
+            return float(now)
+    elif isinstance(now, datetime):
+        try:
+            if now.utcoffset() is None:
+                raise LicenseError("now must be a timezone-aware datetime")
+            seconds = (now - _EPOCH).total_seconds()
+        except LicenseError:
+            raise
+        except Exception:  # a broken tzinfo or datetime subclass: the caller's object
+            raise LicenseError("now is not a usable datetime") from None
+        if type(seconds) is float and 0 <= seconds < _TIME_LIMIT:
+            return seconds
+    else:
+        raise LicenseError("now must be a timezone-aware datetime or epoch seconds")
+    # No repr of the value: a huge int cannot always be turned into text.
+    raise LicenseError(
+        f"now must be epoch seconds from 0 to {_MAX_EPOCH} (1970 to 9999); "
+        "NaN, infinities and milliseconds are refused"
+    )
 
 
 def _utc(seconds: int) -> datetime:
@@ -230,45 +221,113 @@ def _iso(seconds: int | float) -> str:
         return str(seconds)
 
 
-def _is_epoch(value: Any) -> bool:
-    return type(value) is int and 0 <= value <= _MAX_EPOCH
+# --- The claim rules, defined once ----------------------------------------------------------
+#
+# A rule is (claim, kind): the claim must be present (except a kind that says "when present")
+# and its JSON value of that kind. ``_claims_error`` is the only code that checks claims: the
+# verifier refuses a token exactly when it returns a message, and that message is the error,
+# so a refusal always names the rule that failed. A kind is the phrase its message uses.
+
+_STRING = "a string"
+_TIME = f"integer seconds since the epoch, from 0 to {_MAX_EPOCH}"
+_ID = "an id: a UUID's 16 bytes as 22 unpadded base64url characters"
+_INTEGER = "an integer"
+_TIME_OR_NULL = f"null or integer seconds since the epoch, from 0 to {_MAX_EPOCH}"
+_FEATURES = "an object whose values are booleans, finite numbers or strings"
+_OPTIONAL_STRING = "a string when present"
+
+_COMMON_RULES = (
+    ("iss", _STRING),
+    ("sub", _ID),
+    ("aud", _STRING),
+    ("iat", _TIME),
+    ("nbf", _TIME),
+    ("exp", _TIME),
+    ("jti", _STRING),
+    ("org", _ID),
+    ("tier", _STRING),
+    ("features", _FEATURES),
+    ("max_activations", _INTEGER),
+    ("license_expires_at", _TIME_OR_NULL),
+    ("nonce", _OPTIONAL_STRING),
+)
+_LICENSE_RULES = _COMMON_RULES
+_ACTIVATION_RULES = (*_COMMON_RULES, ("act", _ID), ("fp", _STRING))
+
+# ``_claims_error`` checks kind by kind, in this order (the cheap, frequent kinds first).
+_KINDS = (_STRING, _TIME, _ID, _INTEGER, _TIME_OR_NULL, _FEATURES, _OPTIONAL_STRING)
+_Checks = tuple[tuple[str, ...], ...]
 
 
-def _claims_problem(claims: dict[str, Any], activation: bool) -> str:
-    """Explain why the fast combined claim check failed (slow path, errors only)."""
-    strings = ["iss", "sub", "aud", "jti", "org", "tier"]
-    if activation:
-        strings += ["act", "fp"]
-    for name in [*strings, "iat", "nbf", "exp", "features", "max_activations"]:
-        if name not in claims:
-            return f"missing required claim {name!r}"
-    if "license_expires_at" not in claims:
-        return "missing required claim 'license_expires_at'"
-    for name in strings:
-        if type(claims[name]) is not str:
-            return f"claim {name!r} must be a string"
-    for name in ("iat", "nbf", "exp"):
-        if not _is_epoch(claims[name]):
-            return f"claim {name!r} must be an integer number of seconds since the epoch"
-    lexp = claims["license_expires_at"]
-    if lexp is not None and not _is_epoch(lexp):
-        return "claim 'license_expires_at' must be null or integer seconds since the epoch"
-    if type(claims["max_activations"]) is not int:
-        return "claim 'max_activations' must be an integer"
-    features = claims["features"]
-    if type(features) is not dict:
-        return "claim 'features' must be an object"
-    for name, value in features.items():
-        if not _is_feature_value(value):
-            return f"feature {name!r} must be a boolean, a finite number or a string"
-    if "nonce" in claims and type(claims["nonce"]) is not str:
-        return "claim 'nonce' must be a string"
-    return "invalid claims"  # pragma: no cover
+def _by_kind(rules: tuple[tuple[str, str], ...]) -> _Checks:
+    """The claims of ``rules`` grouped by kind, in the order of ``_KINDS``."""
+    unknown = {kind for _, kind in rules} - set(_KINDS)
+    if unknown:  # a rule nothing would check: refuse to import rather than accept it
+        raise ValueError(f"no check for the claim kind(s) {sorted(unknown)}")
+    return tuple(tuple(claim for claim, k in rules if k is kind) for kind in _KINDS)
 
 
-def _is_feature_value(value: Any) -> bool:
-    kind = type(value)
-    return kind is bool or kind is int or kind is str or (kind is float and value - value == 0.0)
+_LICENSE_CHECKS = _by_kind(_LICENSE_RULES)
+_ACTIVATION_CHECKS = _by_kind(_ACTIVATION_RULES)
+
+_MISSING: Any = object()
+# In a canonical 22-character id the last character carries 2 bits of the UUID and 4 unused
+# bits that must be zero: it is one of these (docs/token-format.md, "Identifiers").
+_ID_LAST = "AQgw"
+
+
+def _claims_error(claims: dict[str, Any], checks: _Checks) -> str | None:
+    """The message of the first rule (kind by kind, see ``_KINDS``) that ``claims`` breaks,
+    or None when it breaks none."""
+    strings, times, ids, integers, times_or_null, features, optional_strings = checks
+    get = claims.get
+    for claim in strings:
+        if type(get(claim)) is not str:
+            return _broken(claims, claim, _STRING)
+    for claim in times:
+        value = get(claim)
+        if type(value) is not int or not 0 <= value <= _MAX_EPOCH:
+            return _broken(claims, claim, _TIME)
+    for claim in ids:
+        value = get(claim)
+        if (
+            type(value) is not str
+            or len(value) != 22
+            or value[21] not in _ID_LAST
+            or value.encode("ascii", "replace").translate(None, _B64URL_ALPHABET)
+        ):
+            return _broken(claims, claim, _ID)
+    for claim in integers:
+        if type(get(claim)) is not int:
+            return _broken(claims, claim, _INTEGER)
+    for claim in times_or_null:
+        value = get(claim, _MISSING)
+        if value is not None and (type(value) is not int or not 0 <= value <= _MAX_EPOCH):
+            return _broken(claims, claim, _TIME_OR_NULL)
+    for claim in features:
+        value = get(claim)
+        if type(value) is not dict:
+            return _broken(claims, claim, _FEATURES)
+        for feature in value.values():
+            kind = type(feature)
+            if (
+                kind is not bool
+                and kind is not str
+                and kind is not int
+                and (kind is not float or feature - feature != 0.0)
+            ):
+                return _broken(claims, claim, _FEATURES)
+    for claim in optional_strings:
+        value = get(claim, "")
+        if type(value) is not str:
+            return _broken(claims, claim, _OPTIONAL_STRING)
+    return None
+
+
+def _broken(claims: dict[str, Any], claim: str, kind: str) -> str:
+    if claim not in claims:
+        return f"missing required claim {claim!r}"
+    return f"claim {claim!r} must be {kind}"
 
 
 class License:
@@ -358,11 +417,13 @@ class License:
 
     @property
     def product(self) -> str:
-        return self._claims["aud"]
+        product: str = self._claims["aud"]
+        return product
 
     @property
     def tier(self) -> str:
-        return self._claims["tier"]
+        tier: str = self._claims["tier"]
+        return tier
 
     @property
     def features(self) -> Mapping[str, bool | int | float | str]:
@@ -370,7 +431,8 @@ class License:
 
     @property
     def max_activations(self) -> int:
-        return self._claims["max_activations"]
+        count: int = self._claims["max_activations"]
+        return count
 
     @property
     def issued_at(self) -> datetime:
@@ -387,7 +449,8 @@ class License:
 
     @property
     def token_id(self) -> str:
-        return self._claims["jti"]
+        jti: str = self._claims["jti"]
+        return jti
 
     @property
     def nonce(self) -> str | None:
@@ -583,12 +646,15 @@ class Verifier:
         string the product sent when it activated, e.g. ``machine_fingerprint(salt)``)."""
         claims = self._verify(token, ACTIVATION_TYP, now)
         cached = self._fp_cache
-        if fingerprint == cached[0] and cached[0]:
+        if type(fingerprint) is str and fingerprint == cached[0] and fingerprint:
             expected = cached[1]
         else:
             if type(fingerprint) is not str or not fingerprint:
                 raise WrongMachine("fingerprint must be a non-empty string")
-            expected = _fingerprint_hash(fingerprint)
+            try:
+                expected = _fingerprint_hash(fingerprint)
+            except UnicodeEncodeError:  # a lone surrogate has no UTF-8 form
+                raise WrongMachine("fingerprint is not valid Unicode text") from None
             self._fp_cache = (fingerprint, expected)
         if claims["fp"] != expected:
             raise WrongMachine("the activation token belongs to another machine")
@@ -650,78 +716,42 @@ class Verifier:
         except _CryptoInvalidSignature:
             raise InvalidSignature("the signature does not verify") from None
 
-        # 4. Claims: every required claim present with the right type.
+        # 4. Claims: every rule of the table for this token type holds.
         claims = _parse_json_object(_b64url_decode(payload_segment, "payload"), "payload")
         activation = typ == ACTIVATION_TYP
-        try:
-            iss = claims["iss"]
-            aud = claims["aud"]
-            iat = claims["iat"]
-            nbf = claims["nbf"]
-            exp = claims["exp"]
-            lexp = claims["license_expires_at"]
-            features = claims["features"]
-            ok = (
-                type(iss) is str
-                and type(aud) is str
-                and type(claims["sub"]) is str
-                and type(claims["jti"]) is str
-                and type(claims["org"]) is str
-                and type(claims["tier"]) is str
-                and type(iat) is int
-                and type(nbf) is int
-                and type(exp) is int
-                and type(claims["max_activations"]) is int
-                and type(features) is dict
-                and 0 <= iat <= _MAX_EPOCH
-                and 0 <= nbf <= _MAX_EPOCH
-                and 0 <= exp <= _MAX_EPOCH
-                and (lexp is None or (type(lexp) is int and 0 <= lexp <= _MAX_EPOCH))
-                and (not activation or (type(claims["act"]) is str and type(claims["fp"]) is str))
-            )
-        except KeyError:
-            ok = False
-        if ok:
-            for value in features.values():
-                kind = type(value)
-                if (
-                    kind is not bool
-                    and kind is not str
-                    and kind is not int
-                    and (kind is not float or value - value != 0.0)
-                ):
-                    ok = False
-                    break
-            if "nonce" in claims and type(claims["nonce"]) is not str:
-                ok = False
-        if not ok:
-            raise MalformedToken(_claims_problem(claims, activation))
-        # Ids are compact in the token; License formats them as UUID text when read.
-        if not _ids_valid(claims, activation):
-            raise MalformedToken(_id_problem(claims, activation))
+        problem = _claims_error(claims, _ACTIVATION_CHECKS if activation else _LICENSE_CHECKS)
+        if problem is not None:
+            raise MalformedToken(problem)
         if not activation and "act" in claims:
             del claims["act"]  # not a license-token claim: activation_id stays None
 
         # 5. Who it is for.
+        iss = claims["iss"]
         if iss != self._issuer:
             raise WrongIssuer(f"issued by {iss!r}, this verifier trusts {self._issuer!r}")
+        aud = claims["aud"]
         if aud != self._product:
             raise WrongProduct(f"issued for product {aud!r}, not {self._product!r}")
 
-        # 6. When. ``now`` comes from the caller when given, else the local clock.
-        current = time.time() if now is None else _epoch_seconds(now)
+        # 6. When. ``now`` comes from the caller when given, else the local clock; only the
+        # local clock moves the high-water mark.
+        current = _epoch_seconds(now)
         leeway = self._leeway
+        iat = claims["iat"]
         if current < iat - leeway:
             raise ClockRollback(
                 f"the local clock ({_iso(current)}) is earlier than the token's issue time "
                 f"({_iso(iat)})"
             )
         if self._state is not None:
-            self._state.observe(current, leeway)
+            self._state.observe(current, leeway, advance=now is None)
+        nbf = claims["nbf"]
         if current < nbf - leeway:
             raise NotYetValid(f"the token is not valid before {_iso(nbf)}")
+        exp = claims["exp"]
         if current >= exp + leeway:
             raise Expired(f"the token expired at {_iso(exp)}")
+        lexp = claims["license_expires_at"]
         if lexp is not None and current >= lexp + leeway:
             raise Expired(f"the license expired at {_iso(lexp)}")
         return claims

@@ -28,6 +28,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from ._errors import Expired, LicenseError, MalformedToken
+from ._verifier import _epoch_seconds
 
 if TYPE_CHECKING:  # pragma: no cover
     from ._verifier import License, Verifier
@@ -37,6 +38,10 @@ __all__ = ["ActivationRefused", "LicenseClient", "NotActivated", "ServerUnavaila
 _CACHE_VERSION = 1
 _MAX_RESPONSE_BYTES = 256 * 1024
 _MAX_RETRY_AFTER = 24 * 3600.0
+_MAX_TIMEOUT = 24 * 3600.0
+_MAX_CODE = 100
+_MAX_DETAIL = 1000
+_MAX_INTERVAL = 366 * 24 * 3600.0
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
 _TRANSIENT_STATUSES = frozenset((408, 425, 429))
 _USER_AGENT = "licentia-verifier-client/1"
@@ -92,35 +97,35 @@ def _utc_iso(seconds: float) -> str:
     return stamp.isoformat().replace("+00:00", "Z")
 
 
-def _epoch(now: datetime | float | int | None) -> float:
-    if now is None:
-        return time.time()
-    if isinstance(now, datetime):
-        if now.tzinfo is None or now.utcoffset() is None:
-            raise LicenseError("now must be a timezone-aware datetime")
-        return now.timestamp()
-    if isinstance(now, (int, float)) and not isinstance(now, bool):
-        return float(now)
-    raise LicenseError("now must be a timezone-aware datetime or epoch seconds")
-
-
 def _parse_retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delay-seconds or an HTTP date), capped
+    at a day; None when absent or not understood (any junk a server sends)."""
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():  # not "²" or "٣": str.isdigit accepts those
         return min(float(value), _MAX_RETRY_AFTER)
     try:
         from email.utils import parsedate_to_datetime
 
         when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+        if when is None:  # pragma: no cover - Python < 3.10 returns None for garbage
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=timezone.utc)
+        wait = when.timestamp() - time.time()
+    except Exception:  # whatever a date parser can raise on junk: no usable value
         return None
-    if when is None:  # pragma: no cover - Python < 3.10 returns None for garbage
+    return min(max(0.0, wait), _MAX_RETRY_AFTER)
+
+
+def _json(data: bytes) -> Any:
+    """The JSON value of ``data``, or None when it is not UTF-8 JSON (including nesting too
+    deep to parse, which raises RecursionError rather than ValueError)."""
+    try:
+        return json.loads(data.decode("utf-8"))
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
         return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return min(max(0.0, when.timestamp() - time.time()), _MAX_RETRY_AFTER)
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -164,7 +169,7 @@ def _bounded_post(url: str, body: Json, timeout: float) -> tuple[int, dict[str, 
     urllib's own timeout applies per socket operation and not to name resolution, so a slow
     DNS server or a server that trickles bytes could otherwise hold the caller much longer.
     """
-    outcome: list[Any] = []
+    outcome: list[tuple[int, dict[str, str], bytes] | BaseException] = []
 
     def work() -> None:
         try:
@@ -208,7 +213,7 @@ class LicenseClient:
         *,
         product: str,
         verifier: Verifier,
-        cache_dir: str | os.PathLike,
+        cache_dir: str | os.PathLike[str],
         fingerprint: str | None = None,
         timeout: float = 3.0,
         retry_interval: float = 300.0,
@@ -220,16 +225,23 @@ class LicenseClient:
             raise ValueError("product must be a non-empty string")
         if getattr(verifier, "product", None) != product:
             raise ValueError("the verifier was built for another product")
-        if not (isinstance(timeout, (int, float)) and timeout > 0):
-            raise ValueError("timeout must be a positive number of seconds")
-        if retry_interval < 0 or refusal_interval < 0:
-            raise ValueError("retry_interval and refusal_interval must not be negative")
+        if not (isinstance(timeout, (int, float)) and 0 < timeout <= _MAX_TIMEOUT):
+            raise ValueError("timeout must be a positive number of seconds, at most a day")
+        for interval in (retry_interval, refusal_interval):
+            if not (isinstance(interval, (int, float)) and 0 <= interval <= _MAX_INTERVAL):
+                raise ValueError(
+                    "retry_interval and refusal_interval must be seconds from 0 to a year"
+                )
         if fingerprint is None:
             from ._fingerprint import machine_fingerprint
 
             fingerprint = machine_fingerprint(product)
         if not isinstance(fingerprint, str) or not fingerprint:
             raise ValueError("fingerprint must be a non-empty string")
+        try:
+            fingerprint.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("fingerprint must be valid Unicode text") from None
         self._base_url = base_url.rstrip("/")
         self._product = product
         self._verifier = verifier
@@ -237,6 +249,7 @@ class LicenseClient:
         self._timeout = float(timeout)
         self._retry_interval = float(retry_interval)
         self._refusal_interval = float(refusal_interval)
+        self._longest_wait = max(self._retry_interval, self._refusal_interval, _MAX_RETRY_AFTER)
         self._cache_dir = os.fspath(cache_dir)
         self._cache_path = os.path.join(
             self._cache_dir, f"licentia-{_UNSAFE_NAME.sub('_', product)}.json"
@@ -328,7 +341,7 @@ class LicenseClient:
                 raise NotActivated(
                     f"no activation is stored for {self._product!r}; activate this machine first"
                 )
-            current = _epoch(now)
+            current = _epoch_seconds(now)
             try:
                 license = self._verifier.verify_activation(
                     token, fingerprint=self._fingerprint, now=now
@@ -358,7 +371,7 @@ class LicenseClient:
         """
         with self._lock:
             state = self._read()
-            return self._check_in(state, _epoch(now), now)
+            return self._check_in(state, _epoch_seconds(now), now)
 
     def deactivate(self) -> None:
         """Free this machine's seat on the server and delete the stored token.
@@ -412,7 +425,7 @@ class LicenseClient:
 
     def write_offline_request(
         self,
-        path: str | os.PathLike,
+        path: str | os.PathLike[str],
         license_key: str,
         *,
         name: str | None = None,
@@ -425,7 +438,7 @@ class LicenseClient:
 
     def install(
         self,
-        response: str | os.PathLike | Json,
+        response: str | os.PathLike[str] | Json,
         *,
         license_key: str | None = None,
         now: datetime | float | None = None,
@@ -439,7 +452,8 @@ class LicenseClient:
         data = _load_response(response)
         with self._lock:
             state = self._read()
-            pending = state.get("request") if isinstance(state.get("request"), dict) else {}
+            request = state.get("request")
+            pending: Json = request if isinstance(request, dict) else {}
             expected = pending.get("nonce")
             received = data.get("nonce")
             if isinstance(expected, str) and received is not None and received != expected:
@@ -466,7 +480,7 @@ class LicenseClient:
         return self._offline_deactivation(license_key, None)
 
     def write_offline_deactivation_request(
-        self, path: str | os.PathLike, *, license_key: str | None = None
+        self, path: str | os.PathLike[str], *, license_key: str | None = None
     ) -> Json:
         """``offline_deactivation_request`` written to ``path`` (mode 0600: it holds the key).
         The local token is removed only once the file is written."""
@@ -505,15 +519,24 @@ class LicenseClient:
     def _maybe_check_in(
         self, state: Json, current: float, now: datetime | float | None
     ) -> License | None:
-        """One check-in unless backed off or impossible; None when it did not renew."""
+        """One check-in unless backed off or impossible; None when it did not renew.
+
+        A stored back-off further ahead than any this client sets was computed with another
+        clock (a test's ``now``, a clock since set back) or the file was damaged: it is
+        ignored, so it can never keep a product from renewing its lease.
+        """
         next_at = state.get("next_check_in_at")
-        if isinstance(next_at, (int, float)) and current < next_at:
+        if (
+            isinstance(next_at, (int, float))
+            and current < next_at
+            and next_at - current <= self._longest_wait
+        ):
             return None
         if not isinstance(state.get("license_key"), str):
             return None  # installed offline without a key: nothing to check in with
         try:
             return self._check_in(state, current, now)
-        except LicenseError:
+        except (LicenseError, OSError):  # the stored token keeps working until it ends
             return None
 
     def _check_in(self, state: Json, current: float, now: datetime | float | None) -> License:
@@ -563,10 +586,7 @@ class LicenseClient:
         if 200 <= status < 300:
             if status == 204 or not payload.strip():
                 return {}
-            try:
-                data = json.loads(payload.decode("utf-8"))
-            except (UnicodeDecodeError, ValueError):
-                data = None
+            data = _json(payload)
             if not isinstance(data, dict):
                 raise ServerUnavailable(
                     f"the answer from {url} is not a JSON object", status=status
@@ -577,21 +597,21 @@ class LicenseClient:
             raise ServerUnavailable(
                 f"{url} answered HTTP {status}", status=status, retry_after=retry_after
             )
-        problem: Any = None
-        with contextlib.suppress(UnicodeDecodeError, ValueError):
-            problem = json.loads(payload.decode("utf-8"))
+        problem = _json(payload)
         if not isinstance(problem, dict):
             problem = {}
         code = problem.get("code")
         detail = problem.get("detail") or problem.get("title") or ""
-        return_code = code if isinstance(code, str) and code else f"HTTP_{status}"
-        raise ActivationRefused(return_code, status, detail if isinstance(detail, str) else "")
+        # Bounded: a refusal is kept in the cache file, which a server must not bloat.
+        return_code = code[:_MAX_CODE] if isinstance(code, str) and code else f"HTTP_{status}"
+        detail = detail[:_MAX_DETAIL] if isinstance(detail, str) else ""
+        raise ActivationRefused(return_code, status, detail)
 
     def _read(self) -> Json:
         try:
             with open(self._cache_path, "rb") as handle:
-                data = json.loads(handle.read(_MAX_RESPONSE_BYTES).decode("utf-8"))
-        except (OSError, ValueError, UnicodeDecodeError):
+                data = _json(handle.read(_MAX_RESPONSE_BYTES))
+        except OSError:
             return {}
         if not isinstance(data, dict) or data.get("product") != self._product:
             return {}
@@ -618,15 +638,14 @@ class LicenseClient:
             os.unlink(self._cache_path)
 
 
-def _load_response(response: str | os.PathLike | Json) -> Json:
+def _load_response(response: str | os.PathLike[str] | Json) -> Json:
     if isinstance(response, dict):
         data: Any = response
     elif isinstance(response, (str, os.PathLike)):
-        try:
-            with open(response, "rb") as handle:
-                data = json.loads(handle.read(_MAX_RESPONSE_BYTES).decode("utf-8"))
-        except (UnicodeDecodeError, ValueError):
-            raise MalformedToken("the activation response is not a JSON file") from None
+        with open(response, "rb") as handle:
+            data = _json(handle.read(_MAX_RESPONSE_BYTES))
+        if data is None:
+            raise MalformedToken("the activation response is not a JSON file")
     else:
         raise TypeError("install() takes a path or a dict")
     if not isinstance(data, dict):

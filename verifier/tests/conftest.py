@@ -137,3 +137,25 @@ class Env:
 @pytest.fixture
 def env() -> Env:
     return Env()
+
+
+class FakeClock:
+    """Stands in for the ``time`` module inside the verifier: ``time()`` reads ``now``."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def time(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    """The local clock of the verifier and the client, set to NOW; assign ``clock.now`` to
+    move it."""
+    from licentia_verifier import _verifier, client
+
+    fake = FakeClock(NOW)
+    monkeypatch.setattr(_verifier, "time", fake)
+    monkeypatch.setattr(client, "time", fake)
+    return fake

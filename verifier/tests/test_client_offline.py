@@ -716,3 +716,168 @@ def test_a_naive_now_is_refused_like_the_verifier_does(env, tmp_path):
     client = seeded(env, tmp_path)
     with pytest.raises(LicenseError, match="timezone-aware"):
         client.license(now=datetime(2026, 5, 28, 12, 0))
+
+
+# --- a broken or hostile server never stops a product that holds a valid token ------------
+
+DAY = 86400
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "\u00b2",  # "²": str.isdigit() accepts it, float() does not
+        "\u00b9\u00b2",
+        "1e3",
+        "-5",
+        "5.5",
+        "inf",
+        "nan",
+        "0x10",
+        "9" * 5000,
+        "Wed, 99 Foo 99999 99:99:99 GMT",
+        "Fri, 31 Dec 9999 23:59:59 GMT",
+        "Mon, 01 Jan 0001 00:00:00 +0000",
+        "Thu, 01 Jan 1970 00:00:00 +9999",
+        "\u00ff\u00fe",
+    ],
+)
+def test_junk_retry_after_never_escapes(env, tmp_path, fake, value):
+    fake.reply(ACTIVATE, 503, problem("UNAVAILABLE"), **{"Retry-After": value})
+    fake.reply(CHECK_IN, 503, problem("UNAVAILABLE"), **{"Retry-After": value})
+    with pytest.raises(ServerUnavailable) as caught:
+        make_client(env, tmp_path, fake.base_url).activate(KEY, now=NOW)
+    retry_after = caught.value.retry_after
+    assert retry_after is None or 0 <= retry_after <= DAY
+    client = seeded(env, tmp_path, fake.base_url)
+    assert client.license(now=DUE).token_id == "jti-1"  # a check-in was due; the token holds
+    assert [r["path"] for r in fake.requests] == [ACTIVATE, CHECK_IN]
+
+
+DEEP = b"[" * 100_000 + b"]" * 100_000
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "error"),
+    [
+        (200, DEEP, ServerUnavailable),
+        (201, b'{"token": ' + b"[" * 50_000 + b"]" * 50_000 + b"}", ServerUnavailable),
+        (403, DEEP, ActivationRefused),
+        (404, b'{"code": ' + b"{" * 10 + b"}", ActivationRefused),
+    ],
+)
+def test_deeply_nested_answers_are_documented_errors(env, tmp_path, fake, status, body, error):
+    fake.reply(ACTIVATE, status, body)
+    fake.reply(CHECK_IN, status, body)
+    with pytest.raises(error):
+        make_client(env, tmp_path, fake.base_url).activate(KEY, now=NOW)
+    client = seeded(env, tmp_path, fake.base_url)
+    assert client.license(now=DUE).token_id == "jti-1"
+    with pytest.raises(error):
+        client.check_in(now=DUE)
+    assert client.license(now=DUE).token_id == "jti-1"
+
+
+def test_a_refusal_cannot_bloat_the_cache_out_of_use(env, tmp_path, fake):
+    # 200 KB of UTF-8 on the wire, three times that as the cache file's escaped JSON.
+    huge = {"code": "X" * 1000, "detail": "\u00e9" * 100_000}
+    fake.reply(CHECK_IN, 403, json.dumps(huge, ensure_ascii=False).encode("utf-8"))
+    client = seeded(env, tmp_path, fake.base_url)
+    assert client.license(now=DUE).token_id == "jti-1"
+    restarted = make_client(env, tmp_path, fake.base_url)
+    assert restarted.license(now=DUE + 1).token_id == "jti-1"
+    assert restarted.refusal is not None
+    assert len(restarted.refusal.code) <= 100 and len(restarted.refusal.detail) <= 1000
+
+
+def test_a_deeply_nested_response_file_is_malformed(env, tmp_path):
+    path = tmp_path / "response.json"
+    path.write_bytes(DEEP)
+    with pytest.raises(MalformedToken):
+        make_client(env, tmp_path).install(path, now=NOW)
+
+
+def test_a_damaged_cache_file_means_not_activated(env, tmp_path):
+    client = make_client(env, tmp_path)
+    os.makedirs(tmp_path / "cache")
+    for content in (DEEP, b"\xff\xfe", b"[]", b'{"product": "acme-ide", "token": 5}'):
+        with open(client.cache_path, "wb") as handle:
+            handle.write(content)
+        with pytest.raises(NotActivated):
+            client.license(now=NOW)
+
+
+def test_a_back_off_set_with_a_test_now_does_not_hold_back_the_real_run(env, tmp_path, fake, clock):
+    fake.reply(CHECK_IN, 503, problem("UNAVAILABLE"))
+    client = seeded(env, tmp_path, fake.base_url)
+    with pytest.raises(Expired):
+        client.license(now=DUE + 10 * DAY)  # a test of "ten days later": back off till then
+    assert len(fake.requests) == 1
+    fake.replies[CHECK_IN] = [(200, {"token": renewed_token(env, DUE)}, {})]
+    clock.now = DUE  # the real run, with a check-in due
+    assert client.license().token_id == "jti-2"
+    assert len(fake.requests) == 2
+
+
+@pytest.mark.parametrize("stored", [1e300, float("inf"), NOW + 400 * DAY])
+def test_a_damaged_back_off_does_not_hold_back_a_renewal(env, tmp_path, fake, stored):
+    fake.reply(CHECK_IN, 200, {"token": renewed_token(env, DUE)})
+    client = seeded(env, tmp_path, fake.base_url)
+    state = cached(client)
+    state["next_check_in_at"] = stored
+    with open(client.cache_path, "w", encoding="utf-8") as handle:
+        json.dump(state, handle)
+    assert client.license(now=DUE).token_id == "jti-2"
+
+
+def test_a_back_off_within_the_longest_wait_is_kept(env, tmp_path, fake):
+    fake.reply(CHECK_IN, 503, problem("UNAVAILABLE"))
+    client = seeded(env, tmp_path, fake.base_url, refusal_interval=30 * DAY)
+    state = cached(client)
+    state["next_check_in_at"] = DUE + 29 * DAY
+    with open(client.cache_path, "w", encoding="utf-8") as handle:
+        json.dump(state, handle)
+    assert client.license(now=DUE).token_id == "jti-1"
+    assert fake.requests == []
+
+
+@pytest.mark.parametrize("now", [10**400, float("inf"), float("nan"), NOW * 1000, -1])
+def test_a_bad_now_is_a_license_error_in_the_client(env, tmp_path, now):
+    client = seeded(env, tmp_path)
+    with pytest.raises(LicenseError):
+        client.license(now=now)
+    with pytest.raises(LicenseError):
+        client.check_in(now=now)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"fingerprint": "\ud800"},
+        {"timeout": float("inf")},
+        {"timeout": float("nan")},
+        {"retry_interval": float("inf")},
+        {"refusal_interval": float("nan")},
+        {"retry_interval": -1},
+    ],
+)
+def test_constructor_refuses_unusable_values(env, tmp_path, kwargs):
+    with pytest.raises(ValueError):
+        make_client(env, tmp_path, **kwargs)
+
+
+def test_a_renewal_that_cannot_be_stored_falls_back_to_the_stored_token(
+    env, tmp_path, fake, monkeypatch
+):
+    from licentia_verifier import client as client_module
+
+    fake.reply(CHECK_IN, 200, {"token": renewed_token(env, DUE)})
+    client = seeded(env, tmp_path, fake.base_url)
+
+    def disk_full(path: str, data: Any) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(client_module, "_atomic_write", disk_full)
+    assert client.license(now=DUE).token_id == "jti-1"
+    with pytest.raises(OSError):
+        client.check_in(now=DUE)  # asked for explicitly: the failure is reported

@@ -466,30 +466,35 @@ def test_retired_keys_keep_verifying_their_tokens(env):
 # --- clock rollback high-water mark ---------------------------------------------------------
 
 
-def test_high_water_mark_detects_rollback_across_restarts(env, tmp_path):
+def test_high_water_mark_detects_rollback_across_restarts(env, tmp_path, clock):
     state = tmp_path / "sub" / "state.json"
     token = env.license(iat=env.NOW - 86400, nbf=env.NOW - 86400, exp=env.NOW + 86400)
     v = env.verifier(state_path=state)
-    v.verify_license(token, now=env.NOW)
+    v.verify_license(token)  # the local clock reads NOW
     stored = json.loads(state.read_text())["high_water"]
     assert stored == env.NOW
     # A new process (a new verifier) with the clock set back by an hour.
+    clock.now = env.NOW - 3600
     v2 = env.verifier(state_path=state)
-    expect(ClockRollback, v2.verify_license, token, now=env.NOW - 3600)
+    expect(ClockRollback, v2.verify_license, token)
     # Within the leeway is fine; the mark is never moved backwards.
-    v2.verify_license(token, now=env.NOW - 200)
+    clock.now = env.NOW - 200
+    v2.verify_license(token)
     assert json.loads(state.read_text())["high_water"] == env.NOW
+    clock.now = env.NOW + 7200
     v3 = env.verifier(state_path=state)
-    v3.verify_license(token, now=env.NOW + 7200)
+    v3.verify_license(token)
     assert json.loads(state.read_text())["high_water"] == env.NOW + 7200
     assert not [p for p in state.parent.iterdir() if p.name.endswith(".tmp")]
 
 
-def test_high_water_mark_in_one_process(env, tmp_path):
+def test_high_water_mark_in_one_process(env, tmp_path, clock):
     token = env.license(iat=env.NOW - 86400, nbf=env.NOW - 86400, exp=env.NOW + 86400)
     v = env.verifier(state_path=tmp_path / "state.json")
-    v.verify_license(token, now=env.NOW + 1000)
-    expect(ClockRollback, v.verify_license, token, now=env.NOW)
+    clock.now = env.NOW + 1000
+    v.verify_license(token)
+    clock.now = env.NOW
+    expect(ClockRollback, v.verify_license, token)
 
 
 def test_corrupt_or_unwritable_state_does_not_break_verification(env, tmp_path):
