@@ -40,12 +40,36 @@ ALL_SCOPES = frozenset(
         "keys:write",
         "audit:read",
         "api-keys:write",
+        "users:write",
         "*",
     }
 )
 Role = Literal["owner", "admin", "member"]
 MANAGERS: frozenset[str] = frozenset({"owner", "admin"})
 EVERY_ROLE: frozenset[str] = frozenset({"owner", "admin", "member"})
+
+_MEMBER_SCOPES = frozenset(
+    {
+        "organizations:read",  # their organization and its people
+        "organizations:write",  # projects: no scope of their own, organization content
+        "licenses:read",  # licenses and their activations
+    }
+)
+_ADMIN_SCOPES = _MEMBER_SCOPES | {
+    "users:write",  # add, change and remove members and admins
+    "licenses:write",  # free a seat (deactivate a machine)
+}
+ROLE_SCOPES: dict[str, frozenset[str]] = {
+    "member": _MEMBER_SCOPES,
+    "admin": _ADMIN_SCOPES,
+    "owner": _ADMIN_SCOPES | {"audit:read"},  # and owners: users:write covers them
+}
+"""What a person of each role can do, in admin API-key scopes: the one table that decides
+who may manage whom. Where no scope matches a power exactly it maps to a broader one (the
+safe direction). Whoever gives someone a role (creates them with a password, promotes them)
+or changes or removes someone must hold every scope of that role: an API key holds them
+literally (or ``*``), a user through their own role. So a key can never log in, through a
+person it made, to anything it was refused directly."""
 
 
 @dataclass(frozen=True)
@@ -62,6 +86,13 @@ class Principal:
 
     def has_scope(self, scope: str) -> bool:
         return self.is_admin and ("*" in self.scopes or scope in self.scopes)
+
+    def scopes_lacking(self, scopes: Iterable[str]) -> list[str]:
+        """The scopes of ``scopes`` this API key does not hold (``*`` holds every one;
+        only ``*`` holds ``*``)."""
+        if "*" in self.scopes:
+            return []
+        return sorted(set(scopes) - self.scopes)
 
     @property
     def actor(self) -> tuple[str, str]:
