@@ -3,7 +3,8 @@
 Passwords are hashed with argon2id; refresh tokens are opaque random values stored as a
 SHA-256 hash, rotated on every use, and grouped in families so that presenting a token that
 was already used (a stolen copy, or the legitimate one after the thief used it) revokes the
-whole family.
+whole family. Refresh tokens are a tenant table: a token is found through
+``licentia_refresh_token_org`` (its hash -> the organization), then read under that tenant.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ LOGIN_WINDOW_SECONDS = 60
 # No whitespace, no NUL or other control character (PostgreSQL cannot store NUL).
 _EMAIL = re.compile(r"^[^@\s\x00-\x1f\x7f]{1,64}@[^@\s\x00-\x1f\x7f]+\.[^@\s.\x00-\x1f\x7f]+$")
 _USER_ORG = text("SELECT licentia_user_org(:email)")
+_REFRESH_TOKEN_ORG = text("SELECT licentia_refresh_token_org(:hash)")
 
 _hasher = PasswordHasher()  # argon2id, RFC 9106 low-memory profile
 
@@ -317,16 +319,35 @@ def _invalid_refresh() -> Unauthenticated:
     return Unauthenticated("Invalid refresh token", code="INVALID_REFRESH_TOKEN")
 
 
+async def _find_refresh_token(session: AsyncSession, refresh_token: str) -> RefreshToken | None:
+    """The token with this value, read under its organization's tenant (which stays set)."""
+    token_hash = hash_secret(refresh_token)
+    organization_id = await session.scalar(_REFRESH_TOKEN_ORG, {"hash": token_hash})
+    if organization_id is None:
+        return None
+    await set_tenant(session, organization_id)
+    return await session.scalar(
+        select(RefreshToken).where(
+            RefreshToken.token_hash == token_hash,
+            RefreshToken.organization_id == organization_id,
+        )
+    )
+
+
 async def _end_family(
     session: AsyncSession, token: RefreshToken, action: str, data: dict[str, str] | None = None
 ) -> None:
     """Revoke every refresh token of ``token``'s family and audit why."""
+    await set_tenant(session, token.organization_id)
     await session.execute(
         update(RefreshToken)
-        .where(RefreshToken.family_id == token.family_id, RefreshToken.revoked_at.is_(None))
+        .where(
+            RefreshToken.family_id == token.family_id,
+            RefreshToken.organization_id == token.organization_id,
+            RefreshToken.revoked_at.is_(None),
+        )
         .values(revoked_at=datetime.now(UTC))
     )
-    await set_tenant(session, token.organization_id)
     await record(
         session,
         ("user", str(token.user_id)),
@@ -354,9 +375,7 @@ async def refresh(
     The request holds no lock on the token until it claims it with one conditional UPDATE,
     so revoking a family on a side transaction (reuse detected) never waits on ourselves.
     """
-    token = await session.scalar(
-        select(RefreshToken).where(RefreshToken.token_hash == hash_secret(refresh_token))
-    )
+    token = await _find_refresh_token(session, refresh_token)
     if token is None or token.revoked_at is not None:
         raise _invalid_refresh()
     if token.expires_at <= datetime.now(UTC):
@@ -380,7 +399,6 @@ async def refresh(
             code="REFRESH_TOKEN_REUSED",
         )
 
-    await set_tenant(session, token.organization_id)
     user = await session.scalar(
         select(User).where(User.id == token.user_id, User.organization_id == token.organization_id)
     )
@@ -391,9 +409,7 @@ async def refresh(
 
 async def logout(session: AsyncSession, refresh_token: str) -> None:
     """End the session this refresh token belongs to (its whole family). Unknown: no-op."""
-    token = await session.scalar(
-        select(RefreshToken).where(RefreshToken.token_hash == hash_secret(refresh_token))
-    )
+    token = await _find_refresh_token(session, refresh_token)
     if token is None or token.revoked_at is not None:
         return
     await _end_family(session, token, "auth.logout")
