@@ -1,8 +1,10 @@
-"""Refresh tokens under row-level security.
+"""Sessions: refresh tokens under row-level security, and a per-user token generation.
 
-``refresh_tokens`` becomes a tenant table (ENABLE + FORCE ROW LEVEL SECURITY, the same policy
-as the others); ``licentia_refresh_token_org(hash)`` answers the one question asked before
-the tenant is known: which organization holds this token hash.
+- ``refresh_tokens`` becomes a tenant table (ENABLE + FORCE ROW LEVEL SECURITY, the same
+  policy as the others); ``licentia_refresh_token_org(hash)`` answers the one question asked
+  before the tenant is known: which organization holds this token hash.
+- ``users.token_generation``: access tokens carry it and stand only while it is unchanged, so
+  a password change or a logout-everywhere ends them at once.
 
 Revision ID: 0002
 Revises: 0001
@@ -38,6 +40,9 @@ def _grant_only_to_app(signature: str) -> None:
 
 
 def upgrade() -> None:
+    # Access tokens name the generation they were issued under.
+    op.execute("ALTER TABLE users ADD COLUMN token_generation integer NOT NULL DEFAULT 0")
+
     # Refresh tokens: a tenant table, with a narrow look-up by hash.
     op.execute("ALTER TABLE refresh_tokens ENABLE ROW LEVEL SECURITY")
     op.execute("ALTER TABLE refresh_tokens FORCE ROW LEVEL SECURITY")
@@ -67,3 +72,5 @@ def downgrade() -> None:
     op.execute("DROP POLICY tenant_isolation ON refresh_tokens")
     op.execute("ALTER TABLE refresh_tokens NO FORCE ROW LEVEL SECURITY")
     op.execute("ALTER TABLE refresh_tokens DISABLE ROW LEVEL SECURITY")
+
+    op.execute("ALTER TABLE users DROP COLUMN token_generation")

@@ -97,10 +97,27 @@ class AuthController(Controller):
         "/logout",
         status_code=204,
         summary="Log out: revoke the refresh token's session",
+        description="Ends the refresh token's session (its token family); access tokens "
+        "already issued in it run until they expire. POST /auth/logout-all ends them too.",
         responses=problem_responses(400, 422),
     )
     async def logout(self, session: AsyncSession, data: RefreshRequest) -> None:
         await service.logout(session, data.refresh_token)
+
+    @post(
+        "/logout-all",
+        status_code=204,
+        summary="Log out everywhere: end every session of your account",
+        description="Revokes every refresh token of the account and ends every access "
+        "token issued so far, this one included (they answer 401 TOKEN_REVOKED). Changing "
+        "your password does the same.",
+        responses=problem_responses(401, 403),
+        guards=[allow(roles=EVERY_ROLE)],
+        security=[{"bearer": []}],
+        dependencies={"principal": Provide(provide_principal, sync_to_thread=False)},
+    )
+    async def logout_all(self, session: AsyncSession, principal: Principal) -> None:
+        await service.logout_everywhere(session, principal)
 
     @get(
         "/me",

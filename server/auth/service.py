@@ -1,10 +1,16 @@
-"""Sign-up, login, refresh-token rotation with reuse detection, logout.
+"""Sign-up, login, refresh-token rotation with reuse detection, logout, logout everywhere.
 
 Passwords are hashed with argon2id; refresh tokens are opaque random values stored as a
 SHA-256 hash, rotated on every use, and grouped in families so that presenting a token that
 was already used (a stolen copy, or the legitimate one after the thief used it) revokes the
 whole family. Refresh tokens are a tenant table: a token is found through
 ``licentia_refresh_token_org`` (its hash -> the organization), then read under that tenant.
+
+Access tokens carry the user's ``token_generation``; ``end_every_session`` bumps it and
+revokes every refresh token of the user (logout everywhere, password change), so every
+token issued before stops working at once. Whatever issues or ends tokens for a user locks
+the user's row first, so a refresh or login racing with the end of every session either
+finishes before it (and its tokens are ended too) or sees it (and issues nothing old).
 """
 
 from __future__ import annotations
@@ -145,6 +151,7 @@ async def _issue_tokens(
         role=user.role,
         ttl=ctx.settings.access_token_ttl_seconds,
         issuer=ctx.settings.issuer,
+        token_generation=user.token_generation,
         now=now,
     )
     refresh = secrets.token_urlsafe(32)
@@ -260,7 +267,9 @@ async def login(
     connection is never awaited while the request holds another one.
 
     The same ``Unauthenticated`` answers an unknown e-mail and a wrong password, after the
-    same argon2 work.
+    same argon2 work. The account's row is locked while its password is checked, so a
+    password change or a logout-everywhere running at the same time is never overtaken by
+    this login.
     """
     limit = ctx.settings.login_attempts_per_minute
     email_key = email.strip().lower()
@@ -281,7 +290,9 @@ async def login(
     if organization_id is not None:
         await set_tenant(session, organization_id)
         user = await session.scalar(
-            select(User).where(User.email == email_key, User.organization_id == organization_id)
+            select(User)
+            .where(User.email == email_key, User.organization_id == organization_id)
+            .with_for_update()
         )
     if user is None:
         await verify_password(_dummy_hash(), password)
@@ -372,14 +383,24 @@ async def refresh(
 ) -> Tokens:
     """Rotate: the presented token is spent and a new pair is returned (same family).
 
-    The request holds no lock on the token until it claims it with one conditional UPDATE,
-    so revoking a family on a side transaction (reuse detected) never waits on ourselves.
+    The user's row is locked (shared) before the token is claimed, as ``end_every_session``
+    locks it before revoking: a refresh either completes before every session ends (and its
+    new token is revoked too) or sees the end and refuses. The request holds no lock on the
+    token until it claims it with one conditional UPDATE, so revoking a family on a side
+    transaction (reuse detected) never waits on ourselves.
     """
     token = await _find_refresh_token(session, refresh_token)
     if token is None or token.revoked_at is not None:
         raise _invalid_refresh()
     if token.expires_at <= datetime.now(UTC):
         raise Unauthenticated("The refresh token has expired", code="REFRESH_TOKEN_EXPIRED")
+    user = await session.scalar(
+        select(User)
+        .where(User.id == token.user_id, User.organization_id == token.organization_id)
+        .with_for_update(read=True)
+    )
+    if user is None:
+        raise _invalid_refresh()
     claimed = None
     if token.used_at is None:
         claimed = await session.scalar(
@@ -393,26 +414,69 @@ async def refresh(
             .returning(RefreshToken.id)
         )
     if claimed is None:
+        revoked = await session.scalar(
+            select(RefreshToken.revoked_at).where(RefreshToken.id == token.id)
+        )
+        if revoked is not None:  # every session ended while we waited for the lock
+            raise _invalid_refresh()
         await _revoke_family_now(engine, token)
         raise Unauthenticated(
             "This refresh token was already used; every session it belongs to is revoked",
             code="REFRESH_TOKEN_REUSED",
         )
-
-    user = await session.scalar(
-        select(User).where(User.id == token.user_id, User.organization_id == token.organization_id)
-    )
-    if user is None:
-        raise _invalid_refresh()
     return await _issue_tokens(session, ctx, user, family_id=token.family_id)
 
 
 async def logout(session: AsyncSession, refresh_token: str) -> None:
-    """End the session this refresh token belongs to (its whole family). Unknown: no-op."""
+    """End the session this refresh token belongs to (its whole family). Unknown: no-op.
+
+    Access tokens already issued in that session run until they expire; ``logout_everywhere``
+    ends those too."""
     token = await _find_refresh_token(session, refresh_token)
     if token is None or token.revoked_at is not None:
         return
     await _end_family(session, token, "auth.logout")
+
+
+async def end_every_session(
+    session: AsyncSession, user_id: uuid.UUID, organization_id: uuid.UUID
+) -> bool:
+    """Bump the user's token generation (every access token issued before stops working)
+    and revoke all their refresh tokens. The generation's UPDATE locks the user's row first,
+    as login and refresh do. False when there is no such user."""
+    bumped = await session.scalar(
+        update(User)
+        .where(User.id == user_id, User.organization_id == organization_id)
+        .values(token_generation=User.token_generation + 1)
+        .returning(User.id)
+    )
+    if bumped is None:
+        return False
+    await session.execute(
+        update(RefreshToken)
+        .where(
+            RefreshToken.user_id == user_id,
+            RefreshToken.organization_id == organization_id,
+            RefreshToken.revoked_at.is_(None),
+        )
+        .values(revoked_at=datetime.now(UTC))
+    )
+    return True
+
+
+async def logout_everywhere(session: AsyncSession, principal: Principal) -> None:
+    """End every session of the calling user, this one included."""
+    assert principal.organization_id is not None
+    if not await end_every_session(session, principal.id, principal.organization_id):
+        raise Unauthenticated("This account no longer exists", code="INVALID_TOKEN")
+    await record(
+        session,
+        principal,
+        "auth.logout_all",
+        "user",
+        principal.id,
+        organization_id=principal.organization_id,
+    )
 
 
 # --- me -----------------------------------------------------------------------------------

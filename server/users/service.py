@@ -3,7 +3,8 @@
 - Everyone in the organization may list and read its users.
 - Owners and admins add, change and remove members; only an owner may make someone an
   owner or change or remove an owner.
-- Anyone may change their own name and, with their current password, their own password.
+- Anyone may change their own name and, with their current password, their own password,
+  which ends every session of the account (its access and refresh tokens).
 - An organization always keeps at least one owner (409 LAST_OWNER).
 - Admin API keys read with ``organizations:read`` and write with ``users:write``, naming the
   organization explicitly when adding a user.
@@ -23,7 +24,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.audit.service import record
@@ -33,13 +34,14 @@ from server.auth.service import (
     clean_text,
     email_conflict,
     email_taken,
+    end_every_session,
     hash_password,
     insert_user,
     normalize_email,
     verify_password,
 )
 from server.errors import Conflict, InvalidInput, NotFound, PermissionDenied, Unauthenticated
-from server.models import Organization, RefreshToken, User
+from server.models import Organization, User
 from server.pagination import Page, paginate
 from server.users.schemas import UserCreate, UserUpdate
 
@@ -214,7 +216,8 @@ async def update_user(
             raise _denied("current_password is wrong or missing", code="WRONG_PASSWORD")
         check_password_policy(data.password)
         target.password_hash = await hash_password(data.password)
-        await _revoke_sessions(session, target.id)
+        await session.flush()
+        await end_every_session(session, target.id, target.organization_id)
         changes["password"] = "changed"
 
     if changes:
@@ -250,12 +253,4 @@ async def delete_user(session: AsyncSession, principal: Principal, user_id: uuid
         target.id,
         organization_id=target.organization_id,
         data={"email": target.email},
-    )
-
-
-async def _revoke_sessions(session: AsyncSession, user_id: uuid.UUID) -> None:
-    await session.execute(
-        update(RefreshToken)
-        .where(RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None))
-        .values(revoked_at=datetime.now(UTC))
     )

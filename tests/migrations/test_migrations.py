@@ -103,6 +103,10 @@ def _state(url: str) -> dict[str, object]:
                     "SELECT oid::regprocedure::text FROM pg_proc WHERE proname LIKE 'licentia_%'"
                 )
             ),
+            "generation": conn.execute(
+                "SELECT count(*) FROM information_schema.columns "
+                "WHERE table_name = 'users' AND column_name = 'token_generation'"
+            ).fetchone(),
         }
 
 
@@ -116,11 +120,13 @@ def test_0002_down_to_0001_and_up_again(scratch_url: str) -> None:
             "licentia_refresh_token_org(bytea)",
             "licentia_user_org(text)",
         ],
+        "generation": (1,),
     }
     downgrade(async_url(scratch_url), "0001")
     assert _state(scratch_url) == {
         "rls": (False, False),
         "functions": ["licentia_license_org(bytea)", "licentia_user_org(text)"],
+        "generation": (0,),
     }
     upgrade(async_url(scratch_url))
     assert _state(scratch_url) == head
