@@ -11,6 +11,9 @@ revokes every refresh token of the user (logout everywhere, password change), so
 token issued before stops working at once. Whatever issues or ends tokens for a user locks
 the user's row first, so a refresh or login racing with the end of every session either
 finishes before it (and its tokens are ended too) or sees it (and issues nothing old).
+
+E-mail addresses are unique per organization: adding a user or signing up never consults
+another organization, so neither tells whether an address has an account elsewhere.
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ from server.settings import Settings
 LOGIN_WINDOW_SECONDS = 60
 # No whitespace, no NUL or other control character (PostgreSQL cannot store NUL).
 _EMAIL = re.compile(r"^[^@\s\x00-\x1f\x7f]{1,64}@[^@\s\x00-\x1f\x7f]+\.[^@\s.\x00-\x1f\x7f]+$")
-_USER_ORG = text("SELECT licentia_user_org(:email)")
+_USER_ORG = text("SELECT licentia_user_org(:email, CAST(:org AS uuid))")
 _REFRESH_TOKEN_ORG = text("SELECT licentia_refresh_token_org(:hash)")
 
 _hasher = PasswordHasher()  # argon2id, RFC 9106 low-memory profile
@@ -101,21 +104,29 @@ def prepare() -> None:
     _dummy_hash()
 
 
-async def email_taken(session: AsyncSession, email: str) -> bool:
-    return await session.scalar(_USER_ORG, {"email": email}) is not None
+async def email_taken(session: AsyncSession, organization_id: uuid.UUID, email: str) -> bool:
+    """Whether ``organization_id`` has a user with this address (no other one is asked)."""
+    found = await session.scalar(
+        select(User.id).where(User.organization_id == organization_id, User.email == email)
+    )
+    return found is not None
 
 
 def email_conflict() -> Conflict:
-    return Conflict("A user with this e-mail address already exists", code="EMAIL_TAKEN")
+    return Conflict(
+        "A user with this e-mail address already exists in this organization",
+        code="EMAIL_TAKEN",
+    )
 
 
 async def insert_user(session: AsyncSession, user: User) -> User:
-    """Add ``user``; an e-mail taken meanwhile (the unique index decides) is 409 EMAIL_TAKEN."""
+    """Add ``user``; an e-mail taken in its organization meanwhile (the unique index
+    decides) is 409 EMAIL_TAKEN."""
     session.add(user)
     try:
         await session.flush()
     except IntegrityError as exc:
-        if "users_email_key" in str(exc.orig):
+        if "users_organization_email_key" in str(exc.orig):
             raise email_conflict() from None
         raise
     await session.refresh(user)
@@ -190,8 +201,10 @@ async def signup(
 ) -> SignedUp:
     """Create an organization with this person as its owner, and log them in.
 
-    At most ``signups_per_hour`` per client address, counted before anything else (on its
-    own transaction, before the request's session holds a connection)."""
+    The organization is new, so the address is never taken in it: whether it has an
+    account elsewhere is neither checked nor told. At most ``signups_per_hour`` per client
+    address, counted before anything else (on its own transaction, before the request's
+    session holds a connection)."""
     client_ip = current_client_ip()
     limit = ctx.settings.signups_per_hour
     if client_ip and limit > 0:
@@ -204,8 +217,6 @@ async def signup(
     check_password_policy(password)
     full_name = clean_text(full_name, "full_name")
     organization_name = clean_text(organization_name, "organization_name")
-    if await email_taken(session, email):
-        raise email_conflict()
     password_hash = await hash_password(password)
 
     organization_id = uuid.uuid4()
@@ -248,7 +259,13 @@ async def signup(
 
 
 async def login(
-    session: AsyncSession, engine: AsyncEngine, ctx: TokenContext, *, email: str, password: str
+    session: AsyncSession,
+    engine: AsyncEngine,
+    ctx: TokenContext,
+    *,
+    email: str,
+    password: str,
+    organization_id: uuid.UUID | None = None,
 ) -> Tokens:
     """Check the password; more than the allowed failed logins a minute per e-mail or per
     client address -> 429.
@@ -267,9 +284,10 @@ async def login(
     connection is never awaited while the request holds another one.
 
     The same ``Unauthenticated`` answers an unknown e-mail and a wrong password, after the
-    same argon2 work. The account's row is locked while its password is checked, so a
-    password change or a logout-everywhere running at the same time is never overtaken by
-    this login.
+    same argon2 work. An address with accounts in several organizations logs in to the one
+    ``organization_id`` names, else to the oldest (one argon2 verification either way). The
+    account's row is locked while its password is checked, so a password change or a
+    logout-everywhere running at the same time is never overtaken by this login.
     """
     limit = ctx.settings.login_attempts_per_minute
     email_key = email.strip().lower()
@@ -286,12 +304,14 @@ async def login(
         )
 
     user: User | None = None
-    organization_id = await session.scalar(_USER_ORG, {"email": email_key})
-    if organization_id is not None:
-        await set_tenant(session, organization_id)
+    found_org = await session.scalar(
+        _USER_ORG, {"email": email_key, "org": str(organization_id) if organization_id else None}
+    )
+    if found_org is not None:
+        await set_tenant(session, found_org)
         user = await session.scalar(
             select(User)
-            .where(User.email == email_key, User.organization_id == organization_id)
+            .where(User.email == email_key, User.organization_id == found_org)
             .with_for_update()
         )
     if user is None:

@@ -5,6 +5,8 @@
   owner or change or remove an owner.
 - Anyone may change their own name and, with their current password, their own password,
   which ends every session of the account (its access and refresh tokens).
+- E-mail addresses are unique within an organization; no other organization is consulted,
+  so adding a user never tells whether the address has an account elsewhere.
 - An organization always keeps at least one owner (409 LAST_OWNER).
 - Admin API keys read with ``organizations:read`` and write with ``users:write``, naming the
   organization explicitly when adding a user.
@@ -157,7 +159,7 @@ async def create_user(session: AsyncSession, principal: Principal, data: UserCre
     email = normalize_email(data.email)
     check_password_policy(data.password)
     full_name = clean_text(data.full_name, "full_name")
-    if await email_taken(session, email):
+    if await email_taken(session, organization_id, email):
         raise email_conflict()
     user = User(
         organization_id=organization_id,

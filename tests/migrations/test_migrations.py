@@ -103,6 +103,13 @@ def _state(url: str) -> dict[str, object]:
                     "SELECT oid::regprocedure::text FROM pg_proc WHERE proname LIKE 'licentia_%'"
                 )
             ),
+            "email_keys": sorted(
+                r[0]
+                for r in conn.execute(
+                    "SELECT conname FROM pg_constraint WHERE conrelid = 'users'::regclass "
+                    "AND contype = 'u'"
+                )
+            ),
             "generation": conn.execute(
                 "SELECT count(*) FROM information_schema.columns "
                 "WHERE table_name = 'users' AND column_name = 'token_generation'"
@@ -118,14 +125,16 @@ def test_0002_down_to_0001_and_up_again(scratch_url: str) -> None:
         "functions": [
             "licentia_license_org(bytea)",
             "licentia_refresh_token_org(bytea)",
-            "licentia_user_org(text)",
+            "licentia_user_org(text,uuid)",
         ],
+        "email_keys": ["users_organization_email_key"],
         "generation": (1,),
     }
     downgrade(async_url(scratch_url), "0001")
     assert _state(scratch_url) == {
         "rls": (False, False),
         "functions": ["licentia_license_org(bytea)", "licentia_user_org(text)"],
+        "email_keys": ["users_email_key"],
         "generation": (0,),
     }
     upgrade(async_url(scratch_url))
