@@ -18,6 +18,9 @@ log = logging.getLogger("licentia.maintenance")
 
 _EXPIRED_IDEMPOTENCY = text("DELETE FROM idempotency_keys WHERE expires_at < now()")
 _EXPIRED_REFRESH = text("DELETE FROM refresh_tokens WHERE expires_at < now() - interval '1 day'")
+# Refresh tokens are a tenant table (row-level security): housekeeping acts for every
+# tenant, as the admin CLI does, for this transaction only.
+_EVERY_TENANT = text("SELECT set_config('app.platform_admin', 'on', true)")
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,7 @@ async def purge_expired(engine: AsyncEngine) -> Purged:
     windows = await ratelimit.cleanup(engine)
     async with engine.begin() as connection:
         idempotency = (await connection.execute(_EXPIRED_IDEMPOTENCY)).rowcount or 0
+        await connection.execute(_EVERY_TENANT)
         refresh = (await connection.execute(_EXPIRED_REFRESH)).rowcount or 0
     return Purged(windows, idempotency, refresh)
 

@@ -55,6 +55,8 @@ class User(Base):
     full_name: Mapped[str] = mapped_column(String(200))
     role: Mapped[str] = mapped_column(String(16))
     password_hash: Mapped[str] = mapped_column(Text)
+    token_generation: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    """Access tokens carry it; bumping it (password change, logout everywhere) ends them."""
     created_at: Mapped[datetime] = _now()
     updated_at: Mapped[datetime] = _now()
     last_login_at: Mapped[datetime | None]

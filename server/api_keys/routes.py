@@ -50,6 +50,8 @@ class ApiKeyController(Controller):
     @delete(
         "/{key_id:uuid}",
         summary="Revoke an admin API key at once",
+        description="A key can revoke only keys whose scopes it holds (403 "
+        "SCOPE_ESCALATION); a `*` key may revoke any.",
         responses=problem_responses(401, 403, 404),
     )
     async def revoke(self, session: AsyncSession, principal: Principal, key_id: uuid.UUID) -> None:

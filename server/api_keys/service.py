@@ -1,4 +1,9 @@
-"""Admin API keys: created with scopes, stored as a hash, revocable at once."""
+"""Admin API keys: created with scopes, stored as a hash, revocable at once.
+
+A key reaches only keys within its own scopes: it creates keys with a subset of its scopes
+and revokes only keys whose scopes it holds (``*`` holds everything; only ``*`` holds
+``*``), so a limited key can neither mint a stronger one nor switch a stronger one off.
+"""
 
 from __future__ import annotations
 
@@ -22,15 +27,15 @@ class CreatedKey:
     row: ApiKey
 
 
-def _refuse_escalation(actor: Principal | None, scopes: set[str]) -> None:
-    """A key can only hand out scopes it holds itself; a ``*`` key (and the CLI, with no
-    actor) may grant anything, and only they can grant ``*``."""
-    if actor is None or "*" in actor.scopes:
+def _refuse_escalation(actor: Principal | None, scopes: set[str] | list[str], verb: str) -> None:
+    """A key can only grant, or revoke a key with, scopes it holds itself; a ``*`` key (and
+    the CLI, with no actor) may do anything, and only they reach ``*``."""
+    if actor is None:
         return
-    beyond = sorted(scopes - actor.scopes)
+    beyond = actor.scopes_lacking(scopes)
     if beyond:
         raise PermissionDenied(
-            f"This API key cannot grant scope(s) it does not hold: {', '.join(beyond)}",
+            f"This API key cannot {verb} scope(s) it does not hold: {', '.join(beyond)}",
             code="SCOPE_ESCALATION",
         )
 
@@ -41,7 +46,7 @@ async def create_api_key(
     unknown = sorted(set(scopes) - ALL_SCOPES)
     if unknown:
         raise InvalidInput(f"Unknown scope(s): {', '.join(unknown)}", code="UNKNOWN_SCOPE")
-    _refuse_escalation(actor, set(scopes))
+    _refuse_escalation(actor, set(scopes), "grant")
     key, prefix, key_hash = new_api_key()
     row = ApiKey(name=name, prefix=prefix, key_hash=key_hash, scopes=sorted(set(scopes)))
     session.add(row)
@@ -73,6 +78,7 @@ async def revoke_api_key(session: AsyncSession, actor: Principal, key_id: uuid.U
     row = await session.get(ApiKey, key_id, with_for_update=True)
     if row is None or row.revoked_at is not None:
         raise NotFound("No such API key", code="API_KEY_NOT_FOUND")
+    _refuse_escalation(actor, row.scopes, "revoke a key with")
     row.revoked_at = datetime.now(UTC)
     await session.flush()
     await record(session, actor, "api_key.revoke", "api_key", key_id)

@@ -40,12 +40,36 @@ ALL_SCOPES = frozenset(
         "keys:write",
         "audit:read",
         "api-keys:write",
+        "users:write",
         "*",
     }
 )
 Role = Literal["owner", "admin", "member"]
 MANAGERS: frozenset[str] = frozenset({"owner", "admin"})
 EVERY_ROLE: frozenset[str] = frozenset({"owner", "admin", "member"})
+
+_MEMBER_SCOPES = frozenset(
+    {
+        "organizations:read",  # their organization and its people
+        "organizations:write",  # projects: no scope of their own, organization content
+        "licenses:read",  # licenses and their activations
+    }
+)
+_ADMIN_SCOPES = _MEMBER_SCOPES | {
+    "users:write",  # add, change and remove members and admins
+    "licenses:write",  # free a seat (deactivate a machine)
+}
+ROLE_SCOPES: dict[str, frozenset[str]] = {
+    "member": _MEMBER_SCOPES,
+    "admin": _ADMIN_SCOPES,
+    "owner": _ADMIN_SCOPES | {"audit:read"},  # and owners: users:write covers them
+}
+"""What a person of each role can do, in admin API-key scopes: the one table that decides
+who may manage whom. Where no scope matches a power exactly it maps to a broader one (the
+safe direction). Whoever gives someone a role (creates them with a password, promotes them)
+or changes or removes someone must hold every scope of that role: an API key holds them
+literally (or ``*``), a user through their own role. So a key can never log in, through a
+person it made, to anything it was refused directly."""
 
 
 @dataclass(frozen=True)
@@ -55,6 +79,8 @@ class Principal:
     scopes: frozenset[str] = field(default_factory=frozenset)
     organization_id: uuid.UUID | None = None
     role: str | None = None
+    token_generation: int = 0
+    """Users: the account's token generation the access token was issued under."""
 
     @property
     def is_admin(self) -> bool:
@@ -62,6 +88,13 @@ class Principal:
 
     def has_scope(self, scope: str) -> bool:
         return self.is_admin and ("*" in self.scopes or scope in self.scopes)
+
+    def scopes_lacking(self, scopes: Iterable[str]) -> list[str]:
+        """The scopes of ``scopes`` this API key does not hold (``*`` holds every one;
+        only ``*`` holds ``*``)."""
+        if "*" in self.scopes:
+            return []
+        return sorted(set(scopes) - self.scopes)
 
     @property
     def actor(self) -> tuple[str, str]:
@@ -102,6 +135,7 @@ def issue_access_token(
     role: str,
     ttl: int,
     issuer: str,
+    token_generation: int = 0,
     now: datetime | None = None,
 ) -> str:
     now = now or datetime.now(UTC)
@@ -111,6 +145,7 @@ def issue_access_token(
         "sub": str(user_id),
         "org": str(organization_id),
         "role": role,
+        "gen": token_generation,
         "iat": int(now.timestamp()),
         "exp": int((now + timedelta(seconds=ttl)).timestamp()),
         "jti": secrets.token_urlsafe(12),
@@ -128,13 +163,16 @@ def decode_access_token(secret: bytes, token: str, *, issuer: str) -> Principal:
             algorithms=["HS256"],
             audience=ACCESS_TOKEN_AUDIENCE,
             issuer=issuer,
-            options={"require": ["exp", "iat", "sub", "org", "role"]},
+            options={"require": ["exp", "iat", "sub", "org", "role", "gen"]},
         )
+        if type(claims["gen"]) is not int:
+            raise ValueError("gen")
         return Principal(
             kind="user",
             id=uuid.UUID(claims["sub"]),
             organization_id=uuid.UUID(claims["org"]),
             role=str(claims["role"]),
+            token_generation=claims["gen"],
         )
     except jwt.ExpiredSignatureError:
         raise Unauthenticated("The access token has expired", code="TOKEN_EXPIRED") from None
@@ -191,22 +229,32 @@ async def _authenticate_api_key(state: Any, key: str) -> Principal:
     return Principal(kind="api_key", id=row.id, scopes=frozenset(row.scopes))
 
 
-_CURRENT_ROLE = text("SELECT role FROM users WHERE id = :id AND organization_id = :org")
+_CURRENT_USER = text(
+    "SELECT role, token_generation FROM users WHERE id = :id AND organization_id = :org"
+)
 
 
 async def confirm_user(session: AsyncSession, principal: Principal) -> None:
-    """A user's access token stands only while the user exists with the role it names.
+    """A user's access token stands only while the user exists, under the token generation
+    it was issued with, with the role it names. One indexed read, on every user request.
 
-    Deleting or demoting someone takes effect on their next request, not when the token
-    expires; the client refreshes to get a token with the current role. The query names the
-    token's organization itself; it also runs after the tenant is set, so RLS is the backstop
-    (idiom 7: tenancy is explicit twice)."""
-    role = await session.scalar(
-        _CURRENT_ROLE, {"id": principal.id, "org": principal.organization_id}
-    )
-    if role is None:
+    Removing someone (401 INVALID_TOKEN), or changing their password or logging them out
+    everywhere, which bump the generation (401 TOKEN_REVOKED: log in again), ends their
+    tokens on the next request, not when they expire; demoting someone makes their token
+    stale (401 TOKEN_STALE: refresh for one with the current role). The query names the
+    token's organization itself; it also runs after the tenant is set, so RLS is the
+    backstop (idiom 7: tenancy is explicit twice)."""
+    row = (
+        await session.execute(_CURRENT_USER, {"id": principal.id, "org": principal.organization_id})
+    ).first()
+    if row is None:
         raise Unauthenticated("This account no longer exists", code="INVALID_TOKEN")
-    if role != principal.role:
+    if row.token_generation != principal.token_generation:
+        raise Unauthenticated(
+            "This session has ended (password changed or logged out everywhere); log in again",
+            code="TOKEN_REVOKED",
+        )
+    if row.role != principal.role:
         raise Unauthenticated("Your role has changed; refresh the access token", code="TOKEN_STALE")
 
 

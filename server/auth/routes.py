@@ -38,11 +38,12 @@ class AuthController(Controller):
 
     @post(
         "/signup",
-        responses=problem_responses(400, 409, 422, 429),
+        responses=problem_responses(400, 422, 429),
         summary="Sign up: create an organization with you as its owner",
         description="E-mail addresses are normalised (trimmed, lowercased) and unique "
-        "(409 EMAIL_TAKEN). Passwords need at least 12 characters. Answers with an access "
-        "token and a refresh token, as a login does.",
+        "within an organization; the new organization's owner never collides, so whether "
+        "the address has an account elsewhere is never told. Passwords need at least 12 "
+        "characters. Answers with an access token and a refresh token, as a login does.",
     )
     async def signup(
         self, session: AsyncSession, state: State, data: SignupRequest
@@ -71,11 +72,17 @@ class AuthController(Controller):
         summary="Log in with e-mail and password",
         description="401 INVALID_CREDENTIALS whether the e-mail is unknown or the password "
         "wrong. More than the allowed failed logins a minute for one e-mail or one client "
-        "address answers 429 RATE_LIMITED with Retry-After.",
+        "address answers 429 RATE_LIMITED with Retry-After. An address with accounts in "
+        "several organizations logs in to the oldest unless organization_id names one.",
     )
     async def login(self, session: AsyncSession, state: State, data: LoginRequest) -> TokenPair:
         tokens = await service.login(
-            session, state.side_engine, _context(state), email=data.email, password=data.password
+            session,
+            state.side_engine,
+            _context(state),
+            email=data.email,
+            password=data.password,
+            organization_id=data.organization_id,
         )
         return _pair(tokens)
 
@@ -97,10 +104,27 @@ class AuthController(Controller):
         "/logout",
         status_code=204,
         summary="Log out: revoke the refresh token's session",
+        description="Ends the refresh token's session (its token family); access tokens "
+        "already issued in it run until they expire. POST /auth/logout-all ends them too.",
         responses=problem_responses(400, 422),
     )
     async def logout(self, session: AsyncSession, data: RefreshRequest) -> None:
         await service.logout(session, data.refresh_token)
+
+    @post(
+        "/logout-all",
+        status_code=204,
+        summary="Log out everywhere: end every session of your account",
+        description="Revokes every refresh token of the account and ends every access "
+        "token issued so far, this one included (they answer 401 TOKEN_REVOKED). Changing "
+        "your password does the same.",
+        responses=problem_responses(401, 403),
+        guards=[allow(roles=EVERY_ROLE)],
+        security=[{"bearer": []}],
+        dependencies={"principal": Provide(provide_principal, sync_to_thread=False)},
+    )
+    async def logout_all(self, session: AsyncSession, principal: Principal) -> None:
+        await service.logout_everywhere(session, principal)
 
     @get(
         "/me",

@@ -22,6 +22,9 @@ class SignupRequest(msgspec.Struct, forbid_unknown_fields=True):
 class LoginRequest(msgspec.Struct, forbid_unknown_fields=True):
     email: Annotated[Line, msgspec.Meta(min_length=1, max_length=320)]
     password: Annotated[str, msgspec.Meta(min_length=1, max_length=1024)]
+    organization_id: uuid.UUID | None = None
+    """Only when your address has accounts in several organizations: the one to log in to
+    (without it, the oldest account)."""
 
 
 class RefreshRequest(msgspec.Struct, forbid_unknown_fields=True):

@@ -1,9 +1,19 @@
-"""Sign-up, login, refresh-token rotation with reuse detection, logout.
+"""Sign-up, login, refresh-token rotation with reuse detection, logout, logout everywhere.
 
 Passwords are hashed with argon2id; refresh tokens are opaque random values stored as a
 SHA-256 hash, rotated on every use, and grouped in families so that presenting a token that
 was already used (a stolen copy, or the legitimate one after the thief used it) revokes the
-whole family.
+whole family. Refresh tokens are a tenant table: a token is found through
+``licentia_refresh_token_org`` (its hash -> the organization), then read under that tenant.
+
+Access tokens carry the user's ``token_generation``; ``end_every_session`` bumps it and
+revokes every refresh token of the user (logout everywhere, password change), so every
+token issued before stops working at once. Whatever issues or ends tokens for a user locks
+the user's row first, so a refresh or login racing with the end of every session either
+finishes before it (and its tokens are ended too) or sees it (and issues nothing old).
+
+E-mail addresses are unique per organization: adding a user or signing up never consults
+another organization, so neither tells whether an address has an account elsewhere.
 """
 
 from __future__ import annotations
@@ -34,7 +44,8 @@ from server.settings import Settings
 LOGIN_WINDOW_SECONDS = 60
 # No whitespace, no NUL or other control character (PostgreSQL cannot store NUL).
 _EMAIL = re.compile(r"^[^@\s\x00-\x1f\x7f]{1,64}@[^@\s\x00-\x1f\x7f]+\.[^@\s.\x00-\x1f\x7f]+$")
-_USER_ORG = text("SELECT licentia_user_org(:email)")
+_USER_ORG = text("SELECT licentia_user_org(:email, CAST(:org AS uuid))")
+_REFRESH_TOKEN_ORG = text("SELECT licentia_refresh_token_org(:hash)")
 
 _hasher = PasswordHasher()  # argon2id, RFC 9106 low-memory profile
 
@@ -93,21 +104,29 @@ def prepare() -> None:
     _dummy_hash()
 
 
-async def email_taken(session: AsyncSession, email: str) -> bool:
-    return await session.scalar(_USER_ORG, {"email": email}) is not None
+async def email_taken(session: AsyncSession, organization_id: uuid.UUID, email: str) -> bool:
+    """Whether ``organization_id`` has a user with this address (no other one is asked)."""
+    found = await session.scalar(
+        select(User.id).where(User.organization_id == organization_id, User.email == email)
+    )
+    return found is not None
 
 
 def email_conflict() -> Conflict:
-    return Conflict("A user with this e-mail address already exists", code="EMAIL_TAKEN")
+    return Conflict(
+        "A user with this e-mail address already exists in this organization",
+        code="EMAIL_TAKEN",
+    )
 
 
 async def insert_user(session: AsyncSession, user: User) -> User:
-    """Add ``user``; an e-mail taken meanwhile (the unique index decides) is 409 EMAIL_TAKEN."""
+    """Add ``user``; an e-mail taken in its organization meanwhile (the unique index
+    decides) is 409 EMAIL_TAKEN."""
     session.add(user)
     try:
         await session.flush()
     except IntegrityError as exc:
-        if "users_email_key" in str(exc.orig):
+        if "users_organization_email_key" in str(exc.orig):
             raise email_conflict() from None
         raise
     await session.refresh(user)
@@ -143,6 +162,7 @@ async def _issue_tokens(
         role=user.role,
         ttl=ctx.settings.access_token_ttl_seconds,
         issuer=ctx.settings.issuer,
+        token_generation=user.token_generation,
         now=now,
     )
     refresh = secrets.token_urlsafe(32)
@@ -181,8 +201,10 @@ async def signup(
 ) -> SignedUp:
     """Create an organization with this person as its owner, and log them in.
 
-    At most ``signups_per_hour`` per client address, counted before anything else (on its
-    own transaction, before the request's session holds a connection)."""
+    The organization is new, so the address is never taken in it: whether it has an
+    account elsewhere is neither checked nor told. At most ``signups_per_hour`` per client
+    address, counted before anything else (on its own transaction, before the request's
+    session holds a connection)."""
     client_ip = current_client_ip()
     limit = ctx.settings.signups_per_hour
     if client_ip and limit > 0:
@@ -195,8 +217,6 @@ async def signup(
     check_password_policy(password)
     full_name = clean_text(full_name, "full_name")
     organization_name = clean_text(organization_name, "organization_name")
-    if await email_taken(session, email):
-        raise email_conflict()
     password_hash = await hash_password(password)
 
     organization_id = uuid.uuid4()
@@ -239,7 +259,13 @@ async def signup(
 
 
 async def login(
-    session: AsyncSession, engine: AsyncEngine, ctx: TokenContext, *, email: str, password: str
+    session: AsyncSession,
+    engine: AsyncEngine,
+    ctx: TokenContext,
+    *,
+    email: str,
+    password: str,
+    organization_id: uuid.UUID | None = None,
 ) -> Tokens:
     """Check the password; more than the allowed failed logins a minute per e-mail or per
     client address -> 429.
@@ -258,7 +284,10 @@ async def login(
     connection is never awaited while the request holds another one.
 
     The same ``Unauthenticated`` answers an unknown e-mail and a wrong password, after the
-    same argon2 work.
+    same argon2 work. An address with accounts in several organizations logs in to the one
+    ``organization_id`` names, else to the oldest (one argon2 verification either way). The
+    account's row is locked while its password is checked, so a password change or a
+    logout-everywhere running at the same time is never overtaken by this login.
     """
     limit = ctx.settings.login_attempts_per_minute
     email_key = email.strip().lower()
@@ -275,11 +304,15 @@ async def login(
         )
 
     user: User | None = None
-    organization_id = await session.scalar(_USER_ORG, {"email": email_key})
-    if organization_id is not None:
-        await set_tenant(session, organization_id)
+    found_org = await session.scalar(
+        _USER_ORG, {"email": email_key, "org": str(organization_id) if organization_id else None}
+    )
+    if found_org is not None:
+        await set_tenant(session, found_org)
         user = await session.scalar(
-            select(User).where(User.email == email_key, User.organization_id == organization_id)
+            select(User)
+            .where(User.email == email_key, User.organization_id == found_org)
+            .with_for_update()
         )
     if user is None:
         await verify_password(_dummy_hash(), password)
@@ -317,16 +350,35 @@ def _invalid_refresh() -> Unauthenticated:
     return Unauthenticated("Invalid refresh token", code="INVALID_REFRESH_TOKEN")
 
 
+async def _find_refresh_token(session: AsyncSession, refresh_token: str) -> RefreshToken | None:
+    """The token with this value, read under its organization's tenant (which stays set)."""
+    token_hash = hash_secret(refresh_token)
+    organization_id = await session.scalar(_REFRESH_TOKEN_ORG, {"hash": token_hash})
+    if organization_id is None:
+        return None
+    await set_tenant(session, organization_id)
+    return await session.scalar(
+        select(RefreshToken).where(
+            RefreshToken.token_hash == token_hash,
+            RefreshToken.organization_id == organization_id,
+        )
+    )
+
+
 async def _end_family(
     session: AsyncSession, token: RefreshToken, action: str, data: dict[str, str] | None = None
 ) -> None:
     """Revoke every refresh token of ``token``'s family and audit why."""
+    await set_tenant(session, token.organization_id)
     await session.execute(
         update(RefreshToken)
-        .where(RefreshToken.family_id == token.family_id, RefreshToken.revoked_at.is_(None))
+        .where(
+            RefreshToken.family_id == token.family_id,
+            RefreshToken.organization_id == token.organization_id,
+            RefreshToken.revoked_at.is_(None),
+        )
         .values(revoked_at=datetime.now(UTC))
     )
-    await set_tenant(session, token.organization_id)
     await record(
         session,
         ("user", str(token.user_id)),
@@ -351,16 +403,24 @@ async def refresh(
 ) -> Tokens:
     """Rotate: the presented token is spent and a new pair is returned (same family).
 
-    The request holds no lock on the token until it claims it with one conditional UPDATE,
-    so revoking a family on a side transaction (reuse detected) never waits on ourselves.
+    The user's row is locked (shared) before the token is claimed, as ``end_every_session``
+    locks it before revoking: a refresh either completes before every session ends (and its
+    new token is revoked too) or sees the end and refuses. The request holds no lock on the
+    token until it claims it with one conditional UPDATE, so revoking a family on a side
+    transaction (reuse detected) never waits on ourselves.
     """
-    token = await session.scalar(
-        select(RefreshToken).where(RefreshToken.token_hash == hash_secret(refresh_token))
-    )
+    token = await _find_refresh_token(session, refresh_token)
     if token is None or token.revoked_at is not None:
         raise _invalid_refresh()
     if token.expires_at <= datetime.now(UTC):
         raise Unauthenticated("The refresh token has expired", code="REFRESH_TOKEN_EXPIRED")
+    user = await session.scalar(
+        select(User)
+        .where(User.id == token.user_id, User.organization_id == token.organization_id)
+        .with_for_update(read=True)
+    )
+    if user is None:
+        raise _invalid_refresh()
     claimed = None
     if token.used_at is None:
         claimed = await session.scalar(
@@ -374,29 +434,69 @@ async def refresh(
             .returning(RefreshToken.id)
         )
     if claimed is None:
+        revoked = await session.scalar(
+            select(RefreshToken.revoked_at).where(RefreshToken.id == token.id)
+        )
+        if revoked is not None:  # every session ended while we waited for the lock
+            raise _invalid_refresh()
         await _revoke_family_now(engine, token)
         raise Unauthenticated(
             "This refresh token was already used; every session it belongs to is revoked",
             code="REFRESH_TOKEN_REUSED",
         )
-
-    await set_tenant(session, token.organization_id)
-    user = await session.scalar(
-        select(User).where(User.id == token.user_id, User.organization_id == token.organization_id)
-    )
-    if user is None:
-        raise _invalid_refresh()
     return await _issue_tokens(session, ctx, user, family_id=token.family_id)
 
 
 async def logout(session: AsyncSession, refresh_token: str) -> None:
-    """End the session this refresh token belongs to (its whole family). Unknown: no-op."""
-    token = await session.scalar(
-        select(RefreshToken).where(RefreshToken.token_hash == hash_secret(refresh_token))
-    )
+    """End the session this refresh token belongs to (its whole family). Unknown: no-op.
+
+    Access tokens already issued in that session run until they expire; ``logout_everywhere``
+    ends those too."""
+    token = await _find_refresh_token(session, refresh_token)
     if token is None or token.revoked_at is not None:
         return
     await _end_family(session, token, "auth.logout")
+
+
+async def end_every_session(
+    session: AsyncSession, user_id: uuid.UUID, organization_id: uuid.UUID
+) -> bool:
+    """Bump the user's token generation (every access token issued before stops working)
+    and revoke all their refresh tokens. The generation's UPDATE locks the user's row first,
+    as login and refresh do. False when there is no such user."""
+    bumped = await session.scalar(
+        update(User)
+        .where(User.id == user_id, User.organization_id == organization_id)
+        .values(token_generation=User.token_generation + 1)
+        .returning(User.id)
+    )
+    if bumped is None:
+        return False
+    await session.execute(
+        update(RefreshToken)
+        .where(
+            RefreshToken.user_id == user_id,
+            RefreshToken.organization_id == organization_id,
+            RefreshToken.revoked_at.is_(None),
+        )
+        .values(revoked_at=datetime.now(UTC))
+    )
+    return True
+
+
+async def logout_everywhere(session: AsyncSession, principal: Principal) -> None:
+    """End every session of the calling user, this one included."""
+    assert principal.organization_id is not None
+    if not await end_every_session(session, principal.id, principal.organization_id):
+        raise Unauthenticated("This account no longer exists", code="INVALID_TOKEN")
+    await record(
+        session,
+        principal,
+        "auth.logout_all",
+        "user",
+        principal.id,
+        organization_id=principal.organization_id,
+    )
 
 
 # --- me -----------------------------------------------------------------------------------

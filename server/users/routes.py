@@ -48,11 +48,13 @@ class UserController(Controller):
 
     @post(
         "/",
-        guards=[allow(scope="organizations:write", roles=MANAGERS)],
+        guards=[allow(scope="users:write", roles=MANAGERS)],
         summary="Add a user to your organization (owner/admin)",
         responses=problem_responses(400, 401, 403, 404, 409, 422),
-        description="Only an owner may add another owner. Admin API keys "
-        "(organizations:write) must name the organization_id.",
+        description="Only an owner may add another owner. Admin API keys (users:write) "
+        "must name the organization_id and hold every scope of the role they give "
+        "(403 SCOPE_ESCALATION). E-mail addresses are unique within an organization "
+        "(409 EMAIL_TAKEN); other organizations are never consulted.",
     )
     async def create(
         self, session: AsyncSession, principal: Principal, data: UserCreate
@@ -72,12 +74,14 @@ class UserController(Controller):
 
     @patch(
         "/{user_id:uuid}",
-        guards=[allow(scope="organizations:write", roles=EVERY_ROLE)],
+        guards=[allow(scope="users:write", roles=EVERY_ROLE)],
         summary="Change a user's name, role or (your own) password",
         responses=problem_responses(400, 401, 403, 404, 409, 422),
         description="Owners/admins change names and roles; only an owner grants or takes "
-        "away the owner role; the last owner cannot be demoted (409 LAST_OWNER). Anyone may "
-        "change their own name, and their own password with current_password.",
+        "away the owner role; the last owner cannot be demoted (409 LAST_OWNER). Admin API "
+        "keys (users:write) must hold every scope of the user's role and of the role they "
+        "give (403 SCOPE_ESCALATION). Anyone may change their own name, and their own "
+        "password with current_password: that ends every session of the account.",
     )
     async def update(
         self, session: AsyncSession, principal: Principal, user_id: uuid.UUID, data: UserUpdate
@@ -86,8 +90,10 @@ class UserController(Controller):
 
     @delete(
         "/{user_id:uuid}",
-        guards=[allow(scope="organizations:write", roles=MANAGERS)],
+        guards=[allow(scope="users:write", roles=MANAGERS)],
         summary="Remove a user (owner/admin; never the last owner)",
+        description="Admin API keys (users:write) must hold every scope of the user's role "
+        "(403 SCOPE_ESCALATION).",
         responses=problem_responses(401, 403, 404, 409),
     )
     async def remove(self, session: AsyncSession, principal: Principal, user_id: uuid.UUID) -> None:

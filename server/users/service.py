@@ -1,12 +1,20 @@
 """The people of an organization.
 
 - Everyone in the organization may list and read its users.
-- Owners and admins add, change and remove members; only an owner (or an admin API key)
-  may make someone an owner or change or remove an owner.
-- Anyone may change their own name and, with their current password, their own password.
+- Owners and admins add, change and remove members; only an owner may make someone an
+  owner or change or remove an owner.
+- Anyone may change their own name and, with their current password, their own password,
+  which ends every session of the account (its access and refresh tokens).
+- E-mail addresses are unique within an organization; no other organization is consulted,
+  so adding a user never tells whether the address has an account elsewhere.
 - An organization always keeps at least one owner (409 LAST_OWNER).
-- Admin API keys read with ``organizations:read`` and write with ``organizations:write``,
-  naming the organization explicitly when adding a user.
+- Admin API keys read with ``organizations:read`` and write with ``users:write``, naming the
+  organization explicitly when adding a user.
+- One rule decides who may manage whom (``ROLE_SCOPES``): giving someone a role (adding them
+  with a password, promoting them) or changing or removing someone needs every power of that
+  role. A user has them through their own role; an API key must hold every scope the role
+  maps to (403 SCOPE_ESCALATION otherwise), so a key cannot make a person it could then log
+  in as to reach what it was refused directly.
 
 Roles are re-read from the database for every write, so a demoted user cannot keep acting
 on the role their (still valid) access token names.
@@ -18,23 +26,24 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.audit.service import record
-from server.auth.principal import MANAGERS, Principal
+from server.auth.principal import MANAGERS, ROLE_SCOPES, Principal
 from server.auth.service import (
     check_password_policy,
     clean_text,
     email_conflict,
     email_taken,
+    end_every_session,
     hash_password,
     insert_user,
     normalize_email,
     verify_password,
 )
 from server.errors import Conflict, InvalidInput, NotFound, PermissionDenied, Unauthenticated
-from server.models import Organization, RefreshToken, User
+from server.models import Organization, User
 from server.pagination import Page, paginate
 from server.users.schemas import UserCreate, UserUpdate
 
@@ -50,8 +59,20 @@ def _denied(detail: str, code: str = "INSUFFICIENT_ROLE") -> PermissionDenied:
     return PermissionDenied(detail, code=code)
 
 
-def _can_manage_owners(role: str) -> bool:
-    return role in (PLATFORM, "owner")
+def _require_powers_of(principal: Principal, actor_role: str, role: str) -> None:
+    """Giving someone ``role``, or changing or removing someone who has it, needs every
+    power of that role (``ROLE_SCOPES``)."""
+    if principal.is_admin:
+        lacking = principal.scopes_lacking(ROLE_SCOPES[role])
+        if lacking:
+            raise _denied(
+                f"Managing a user with the {role} role needs an API key that holds every "
+                f"scope of that role; this one lacks: {', '.join(lacking)}",
+                code="SCOPE_ESCALATION",
+            )
+        return
+    if not ROLE_SCOPES[role] <= ROLE_SCOPES.get(actor_role, frozenset()):
+        raise _denied(f"Only an owner may give, change or remove the {role} role")
 
 
 async def _actor_role(session: AsyncSession, principal: Principal) -> str:
@@ -133,13 +154,12 @@ async def create_user(session: AsyncSession, principal: Principal, data: UserCre
             raise NotFound("No such organization", code="ORGANIZATION_NOT_FOUND")
         if actor_role not in MANAGERS:
             raise _denied("Only an owner or admin may add users")
-    if data.role == "owner" and not _can_manage_owners(actor_role):
-        raise _denied("Only an owner may add another owner")
+    _require_powers_of(principal, actor_role, data.role)
 
     email = normalize_email(data.email)
     check_password_policy(data.password)
     full_name = clean_text(data.full_name, "full_name")
-    if await email_taken(session, email):
+    if await email_taken(session, organization_id, email):
         raise email_conflict()
     user = User(
         organization_id=organization_id,
@@ -168,8 +188,8 @@ async def update_user(
     actor_role = await _actor_role(session, principal)
     is_self = not principal.is_admin and target.id == principal.id
     may_edit_others = actor_role in MANAGERS or actor_role == PLATFORM
-    if target.role == "owner" and not is_self and not _can_manage_owners(actor_role):
-        raise _denied("Only an owner may change another owner")
+    if not is_self:
+        _require_powers_of(principal, actor_role, target.role)
     changes: dict[str, Any] = {}
 
     if data.full_name is not None:
@@ -183,8 +203,7 @@ async def update_user(
     if data.role is not None and data.role != target.role:
         if not may_edit_others:
             raise _denied("Only an owner or admin may change roles")
-        if "owner" in (data.role, target.role) and not _can_manage_owners(actor_role):
-            raise _denied("Only an owner may grant or take away the owner role")
+        _require_powers_of(principal, actor_role, data.role)
         if target.role == "owner":
             await _ensure_another_owner(session, target)
         changes["role"] = {"from": target.role, "to": data.role}
@@ -199,7 +218,8 @@ async def update_user(
             raise _denied("current_password is wrong or missing", code="WRONG_PASSWORD")
         check_password_policy(data.password)
         target.password_hash = await hash_password(data.password)
-        await _revoke_sessions(session, target.id)
+        await session.flush()
+        await end_every_session(session, target.id, target.organization_id)
         changes["password"] = "changed"
 
     if changes:
@@ -222,9 +242,8 @@ async def delete_user(session: AsyncSession, principal: Principal, user_id: uuid
     actor_role = await _actor_role(session, principal)
     if actor_role not in MANAGERS and actor_role != PLATFORM:
         raise _denied("Only an owner or admin may remove users")
+    _require_powers_of(principal, actor_role, target.role)
     if target.role == "owner":
-        if not _can_manage_owners(actor_role):
-            raise _denied("Only an owner may remove an owner")
         await _ensure_another_owner(session, target)
     await session.delete(target)
     await session.flush()
@@ -236,12 +255,4 @@ async def delete_user(session: AsyncSession, principal: Principal, user_id: uuid
         target.id,
         organization_id=target.organization_id,
         data={"email": target.email},
-    )
-
-
-async def _revoke_sessions(session: AsyncSession, user_id: uuid.UUID) -> None:
-    await session.execute(
-        update(RefreshToken)
-        .where(RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None))
-        .values(revoked_at=datetime.now(UTC))
     )

@@ -1,4 +1,5 @@
-"""Migration 0001 on a real database: upgrade head, downgrade base, upgrade head again."""
+"""Migrations on a real database: upgrade head, downgrade base, upgrade head again; 0002
+down to 0001 and back."""
 
 from __future__ import annotations
 
@@ -11,16 +12,28 @@ from conftest import TestDatabase, _with
 from server.db.migrations import downgrade, upgrade
 from server.settings import async_url
 
-TENANT_TABLES = {"organizations", "users", "licenses", "activations", "projects", "audit_events"}
+TENANT_TABLES = {
+    "organizations",
+    "users",
+    "licenses",
+    "activations",
+    "projects",
+    "audit_events",
+    "refresh_tokens",
+}
 ALL_TABLES = TENANT_TABLES | {
     "products",
     "tiers",
     "signing_keys",
     "api_keys",
-    "refresh_tokens",
     "idempotency_keys",
     "rate_limits",
 }
+LOOKUPS = [
+    ("licentia_license_org", True, False),
+    ("licentia_refresh_token_org", True, False),
+    ("licentia_user_org", True, False),
+]
 
 
 @pytest.fixture
@@ -72,9 +85,57 @@ def test_lookups_are_security_definer_and_not_public(database: TestDatabase) -> 
         rows = conn.execute(
             "SELECT proname, prosecdef, "
             "has_function_privilege('public', oid, 'EXECUTE') FROM pg_proc "
-            "WHERE proname IN ('licentia_license_org', 'licentia_user_org')"
+            "WHERE proname LIKE 'licentia_%'"
         ).fetchall()
-    assert sorted(rows) == [
-        ("licentia_license_org", True, False),
-        ("licentia_user_org", True, False),
-    ]
+    assert sorted(rows) == LOOKUPS
+
+
+def _state(url: str) -> dict[str, object]:
+    with psycopg.connect(url) as conn:
+        return {
+            "rls": conn.execute(
+                "SELECT relrowsecurity, relforcerowsecurity FROM pg_class "
+                "WHERE relname = 'refresh_tokens'"
+            ).fetchone(),
+            "functions": sorted(
+                r[0]
+                for r in conn.execute(
+                    "SELECT oid::regprocedure::text FROM pg_proc WHERE proname LIKE 'licentia_%'"
+                )
+            ),
+            "email_keys": sorted(
+                r[0]
+                for r in conn.execute(
+                    "SELECT conname FROM pg_constraint WHERE conrelid = 'users'::regclass "
+                    "AND contype = 'u'"
+                )
+            ),
+            "generation": conn.execute(
+                "SELECT count(*) FROM information_schema.columns "
+                "WHERE table_name = 'users' AND column_name = 'token_generation'"
+            ).fetchone(),
+        }
+
+
+def test_0002_down_to_0001_and_up_again(scratch_url: str) -> None:
+    upgrade(async_url(scratch_url))
+    head = _state(scratch_url)
+    assert head == {
+        "rls": (True, True),
+        "functions": [
+            "licentia_license_org(bytea)",
+            "licentia_refresh_token_org(bytea)",
+            "licentia_user_org(text,uuid)",
+        ],
+        "email_keys": ["users_organization_email_key"],
+        "generation": (1,),
+    }
+    downgrade(async_url(scratch_url), "0001")
+    assert _state(scratch_url) == {
+        "rls": (False, False),
+        "functions": ["licentia_license_org(bytea)", "licentia_user_org(text)"],
+        "email_keys": ["users_email_key"],
+        "generation": (0,),
+    }
+    upgrade(async_url(scratch_url))
+    assert _state(scratch_url) == head

@@ -96,3 +96,42 @@ def test_listing_shows_when_a_key_was_last_used(
             "SELECT last_used_at FROM api_keys WHERE id = %s", (unused["id"],)
         ).fetchone()[0]
     assert again == first
+
+
+@pytest.mark.parametrize(
+    "target_scopes",
+    [["*"], ["api-keys:write", "keys:write"], ["licenses:write"], ["licenses:read", "audit:read"]],
+)
+def test_a_key_cannot_revoke_a_key_with_scopes_it_does_not_hold(
+    client: TestClient, settings: Settings, admin_key: str, target_scopes: list[str]
+) -> None:
+    limited = make_api_key(settings, ["api-keys:write", "licenses:read"])
+    made = client.post(
+        API, json={"name": "stronger", "scopes": target_scopes}, headers=bearer(admin_key)
+    )
+    assert made.status_code == 201, made.text
+    response = client.delete(f"{API}/{made.json()['id']}", headers=bearer(limited))
+    assert response.status_code == 403, response.text
+    assert response.json()["code"] == "SCOPE_ESCALATION"
+    # Still alive: it authenticates.
+    assert client.get(API, headers=bearer(made.json()["key"])).status_code in (200, 403)
+    listed = client.get(API, headers=bearer(admin_key)).json()["items"]
+    assert next(k for k in listed if k["id"] == made.json()["id"])["revoked_at"] is None
+
+
+def test_a_key_may_revoke_keys_within_its_scopes(
+    client: TestClient, settings: Settings, admin_key: str
+) -> None:
+    limited = make_api_key(settings, ["api-keys:write", "licenses:read"])
+    for scopes in (["licenses:read"], ["api-keys:write", "licenses:read"]):
+        made = client.post(
+            API, json={"name": "weaker", "scopes": scopes}, headers=bearer(admin_key)
+        )
+        response = client.delete(f"{API}/{made.json()['id']}", headers=bearer(limited))
+        assert response.status_code == 204, response.text
+        assert client.get(API, headers=bearer(made.json()["key"])).status_code == 401
+    # An all-scopes key revokes anything, another all-scopes key included.
+    other = client.post(API, json={"name": "root2", "scopes": ["*"]}, headers=bearer(admin_key))
+    assert (
+        client.delete(f"{API}/{other.json()['id']}", headers=bearer(admin_key)).status_code == 204
+    )

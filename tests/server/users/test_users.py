@@ -10,6 +10,7 @@ from conftest import TestDatabase, bearer, make_api_key
 from litestar.testing import TestClient
 from people import API, PASSWORD, add_user, assert_problem, cheap_argon2, signup  # noqa: F401
 
+from server.auth.principal import ROLE_SCOPES
 from server.settings import Settings
 
 pytestmark = pytest.mark.usefixtures("cheap_argon2")
@@ -186,7 +187,7 @@ def test_duplicate_email_is_409(client: TestClient) -> None:
 def test_admin_keys_and_scopes(client: TestClient, settings: Settings) -> None:
     a, b = signup(client, "A"), signup(client, "B")
     reader = bearer(make_api_key(settings, ["organizations:read"]))
-    writer = bearer(make_api_key(settings, ["organizations:write"]))
+    writer = bearer(make_api_key(settings, sorted(ROLE_SCOPES["owner"])))
     unrelated = bearer(make_api_key(settings, ["licenses:read"]))
 
     everyone = client.get(f"{API}/users", headers=reader).json()["items"]
