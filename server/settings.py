@@ -8,6 +8,8 @@ from pathlib import Path
 
 import msgspec
 
+from server.client_address import parse_networks
+
 ENV_PREFIX = "LICENTIA_"
 
 
@@ -39,7 +41,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Sign-ups per client address and hour (organizations are cheap to make, not free)."""
     check_runtime_role: bool = True
     trusted_proxies: tuple[str, ...] = ()
-    """Client addresses whose X-Forwarded-For is believed (e.g. a load balancer)."""
+    """Peers (addresses or CIDR networks) whose X-Forwarded-For is believed (load balancers):
+    behind them the client is the right-most hop that is not itself trusted."""
+
+    def __post_init__(self) -> None:
+        parse_networks(self.trusted_proxies)  # a typo must stop the start, not trust nobody
 
     @property
     def owner_database_url(self) -> str:
