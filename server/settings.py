@@ -35,7 +35,17 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     refresh_token_ttl_seconds: int = 7 * 24 * 3600
     license_token_ttl_seconds: int = 7 * 24 * 3600
     key_refresh_seconds: int = 30
-    login_attempts_per_minute: int = 10
+    login_failures_per_address_email: int = 5
+    """Failed logins for one e-mail from one client address before back-off starts."""
+    login_failures_per_address: int = 20
+    """Failed logins from one client address (any e-mail) before back-off starts."""
+    login_backoff_seconds: int = 30
+    """The first back-off wait; it doubles with each further failure ..."""
+    login_backoff_max_seconds: int = 900
+    """... up to this."""
+    login_failures_per_email_per_hour: int = 100
+    """Failed logins for one e-mail from all addresses together; past it only an address
+    that has not failed for that e-mail (within a day) still gets its password checked."""
     unknown_key_attempts_per_minute: int = 30
     signups_per_hour: int = 20
     """Sign-ups per client address and hour (organizations are cheap to make, not free)."""

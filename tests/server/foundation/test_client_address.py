@@ -96,6 +96,15 @@ def _signup(base_url: str, email: str, forwarded: str) -> httpx.Response:
     )
 
 
+def _login(base_url: str, email: str, forwarded: str) -> int:
+    return httpx.post(
+        f"{base_url}/api/v1/auth/login",
+        json={"email": email, "password": "wrong password!!"},
+        headers={"X-Forwarded-For": forwarded},
+        timeout=60,
+    ).status_code
+
+
 def _audit_ips(database: TestDatabase, action: str) -> list[str]:
     with psycopg.connect(database.owner_url) as conn:
         rows = conn.execute("SELECT ip FROM audit_events WHERE action = %s", (action,)).fetchall()
@@ -111,6 +120,7 @@ def test_serve_ignores_x_forwarded_for_from_an_untrusted_peer(
         workers=2,
         LICENTIA_SIGNUPS_PER_HOUR="2",
         LICENTIA_UNKNOWN_KEY_ATTEMPTS_PER_MINUTE="3",
+        LICENTIA_LOGIN_FAILURES_PER_ADDRESS="3",
     )
     # Six sign-ups against a limit of two: even split across two windows, some are refused.
     statuses = [_signup(server.base_url, f"s{i}@example.com", f"203.0.113.{i}") for i in range(6)]
@@ -131,12 +141,28 @@ def test_serve_ignores_x_forwarded_for_from_an_untrusted_peer(
     ]
     assert set(answers) <= {200, 429} and answers.count(429) >= 1, answers
 
+    # three failed logins from this address (any e-mail), then it waits, whatever it claims
+    logins = [_login(server.base_url, f"g{i}@example.com", f"192.0.2.{i}") for i in range(5)]
+    assert logins == [401, 401, 401, 429, 429]
+
 
 def test_serve_takes_the_right_most_untrusted_hop_behind_trusted_proxies(
     live_server_factory, database: TestDatabase
 ) -> None:
-    server = live_server_factory(LICENTIA_TRUSTED_PROXIES="127.0.0.1/32, 10.0.0.0/8")
+    server = live_server_factory(
+        LICENTIA_TRUSTED_PROXIES="127.0.0.1/32, 10.0.0.0/8",
+        LICENTIA_LOGIN_FAILURES_PER_ADDRESS="3",
+    )
     # the client wrote 6.6.6.6; our proxies saw 198.51.100.7, then 10.1.2.3 passed it on
     created = _signup(server.base_url, "p@example.com", "6.6.6.6, 198.51.100.7, 10.1.2.3")
     assert created.status_code == 201, created.text
     assert _audit_ips(database, "user.signup") == ["198.51.100.7"]
+    # the login limit counts 198.51.100.9, whatever its client wrote to the left of it
+    spoofed = [f"203.0.113.{i}, 198.51.100.9, 10.0.0.1" for i in range(4)]
+    assert [_login(server.base_url, f"g{i}@example.com", h) for i, h in enumerate(spoofed)] == [
+        401,
+        401,
+        401,
+        429,
+    ]
+    assert _login(server.base_url, "g9@example.com", "198.51.100.10") == 401
