@@ -81,6 +81,11 @@ def serve(host: str, port: int, workers: int, data_dir: Path) -> None:
         access_log=False,
         server_header=False,
         timeout_graceful_shutdown=10,
+        # The scope's client stays the socket's peer in every worker: uvicorn would otherwise
+        # believe X-Forwarded-For from loopback. Licentia decides alone, from
+        # LICENTIA_TRUSTED_PROXIES (server/client_address.py).
+        proxy_headers=False,
+        forwarded_allow_ips="",
     )
 
 

@@ -14,6 +14,8 @@ from typing import Any
 
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
+from server.client_address import client_address, trusted_networks
+
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "request_id", default=None
 )
@@ -35,27 +37,16 @@ def current_client_ip() -> str | None:
 
 
 def _client_ip(scope: Scope) -> str | None:
-    """The peer address; behind trusted proxies, the nearest untrusted X-Forwarded-For hop.
-
-    Proxies append the address they saw, so the header is read from the right: the hops a
-    client wrote itself sit to the left of the first address our own proxies added."""
+    """The peer address; behind trusted proxies, the right-most untrusted X-Forwarded-For
+    hop (see ``server.client_address``)."""
     client = scope.get("client")
-    peer = client[0] if client else None
     app = scope.get("app")
     settings = getattr(getattr(app, "state", None), "settings", None) if app else None
-    trusted = getattr(settings, "trusted_proxies", ())
-    if not (peer and trusted and peer in trusted):
-        return peer
-    hops = [
-        hop.strip()
-        for name, value in scope["headers"]
-        if name == b"x-forwarded-for"
-        for hop in value.decode("latin-1").split(",")
-    ]
-    for hop in reversed(hops):
-        if hop and hop not in trusted:
-            return hop[:64]
-    return peer
+    trusted = trusted_networks(tuple(getattr(settings, "trusted_proxies", ())))
+    forwarded = (
+        value.decode("latin-1") for name, value in scope["headers"] if name == b"x-forwarded-for"
+    )
+    return client_address(client[0] if client else None, forwarded, trusted)
 
 
 class RequestIdMiddleware:

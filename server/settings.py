@@ -8,6 +8,8 @@ from pathlib import Path
 
 import msgspec
 
+from server.client_address import parse_networks
+
 ENV_PREFIX = "LICENTIA_"
 
 
@@ -33,13 +35,27 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     refresh_token_ttl_seconds: int = 7 * 24 * 3600
     license_token_ttl_seconds: int = 7 * 24 * 3600
     key_refresh_seconds: int = 30
-    login_attempts_per_minute: int = 10
+    login_failures_per_address_email: int = 5
+    """Failed logins for one e-mail from one client address before back-off starts."""
+    login_failures_per_address: int = 20
+    """Failed logins from one client address (any e-mail) before back-off starts."""
+    login_backoff_seconds: int = 30
+    """The first back-off wait; it doubles with each further failure ..."""
+    login_backoff_max_seconds: int = 900
+    """... up to this."""
+    login_failures_per_email_per_hour: int = 100
+    """Failed logins for one e-mail from all addresses together; past it only an address
+    that has not failed for that e-mail (within a day) still gets its password checked."""
     unknown_key_attempts_per_minute: int = 30
     signups_per_hour: int = 20
     """Sign-ups per client address and hour (organizations are cheap to make, not free)."""
     check_runtime_role: bool = True
     trusted_proxies: tuple[str, ...] = ()
-    """Client addresses whose X-Forwarded-For is believed (e.g. a load balancer)."""
+    """Peers (addresses or CIDR networks) whose X-Forwarded-For is believed (load balancers):
+    behind them the client is the right-most hop that is not itself trusted."""
+
+    def __post_init__(self) -> None:
+        parse_networks(self.trusted_proxies)  # a typo must stop the start, not trust nobody
 
     @property
     def owner_database_url(self) -> str:

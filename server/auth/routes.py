@@ -71,9 +71,10 @@ class AuthController(Controller):
         status_code=200,
         summary="Log in with e-mail and password",
         description="401 INVALID_CREDENTIALS whether the e-mail is unknown or the password "
-        "wrong. More than the allowed failed logins a minute for one e-mail or one client "
-        "address answers 429 RATE_LIMITED with Retry-After. An address with accounts in "
-        "several organizations logs in to the oldest unless organization_id names one.",
+        "wrong. Repeated failures from one client address (for one e-mail, or for any) "
+        "answer 429 RATE_LIMITED with a Retry-After that grows with each further failure. "
+        "An address with accounts in several organizations logs in to the oldest unless "
+        "organization_id names one.",
     )
     async def login(self, session: AsyncSession, state: State, data: LoginRequest) -> TokenPair:
         tokens = await service.login(

@@ -34,6 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from server import ratelimit
 from server.audit.service import record
+from server.auth import login_limit
 from server.auth.principal import Principal, hash_secret, issue_access_token
 from server.db.session import set_tenant
 from server.errors import Conflict, InvalidInput, RateLimited, Unauthenticated
@@ -41,7 +42,6 @@ from server.models import Organization, RefreshToken, User
 from server.observability import current_client_ip
 from server.settings import Settings
 
-LOGIN_WINDOW_SECONDS = 60
 # No whitespace, no NUL or other control character (PostgreSQL cannot store NUL).
 _EMAIL = re.compile(r"^[^@\s\x00-\x1f\x7f]{1,64}@[^@\s\x00-\x1f\x7f]+\.[^@\s.\x00-\x1f\x7f]+$")
 _USER_ORG = text("SELECT licentia_user_org(:email, CAST(:org AS uuid))")
@@ -266,18 +266,16 @@ async def login(
     email: str,
     password: str,
     organization_id: uuid.UUID | None = None,
+    now: datetime | None = None,
 ) -> Tokens:
-    """Check the password; more than the allowed failed logins a minute per e-mail or per
-    client address -> 429.
+    """Check the password, unless the login limit refuses the attempt first (429).
 
-    Every attempt is counted *before* the password is checked, with one atomic upsert per
-    bucket on its own short transaction (so the count survives the request's rollback and
-    every worker sees it), and the attempt is refused when a bucket is over the limit. So
-    however many requests arrive at once, at most ``login_attempts_per_minute`` of them per
-    e-mail and per address reach argon2 in a window. A successful login takes its own count
-    back (in the request's transaction), so the limit is on failures: a legitimate user, or
-    an office behind one address, is not locked out by its own logins. Attempts refused with
-    429 stay counted.
+    ``login_limit.admit`` counts the attempt per e-mail and client address, per address
+    (both with back-off) and per e-mail from all addresses, atomically and *before* argon2
+    runs, on its own short transaction (the count survives the request's rollback, and every
+    worker and replica sees it); see ``server.auth.login_limit`` for the rules. A successful
+    login gives its counts back in the request's transaction. ``now`` replaces the database
+    clock for the limit (tests).
 
     The limiter runs before the request's session sends its first statement: the session
     has begun its transaction but holds no pooled connection yet, so the limiter's
@@ -289,19 +287,8 @@ async def login(
     account's row is locked while its password is checked, so a password change or a
     logout-everywhere running at the same time is never overtaken by this login.
     """
-    limit = ctx.settings.login_attempts_per_minute
     email_key = email.strip().lower()
-    buckets = [ratelimit.bucket("login:email", email_key)]
-    client_ip = current_client_ip()
-    if client_ip:
-        buckets.append(ratelimit.bucket("login:ip", client_ip))
-    async with engine.begin() as counter:
-        waits = [await ratelimit.hit(counter, b, limit, LOGIN_WINDOW_SECONDS) for b in buckets]
-    if any(waits):
-        raise RateLimited(
-            "Too many failed logins; try again later",
-            retry_after=max(w for w in waits if w),
-        )
+    admitted = await login_limit.admit(engine, ctx.settings, email_key, current_client_ip(), now)
 
     user: User | None = None
     found_org = await session.scalar(
@@ -336,10 +323,8 @@ async def login(
         organization_id=user.organization_id,
     )
     tokens = await _issue_tokens(session, ctx, user)
-    # Last, so the bucket rows stay locked by this transaction only until its commit.
-    connection = await session.connection()
-    for b in buckets:
-        await ratelimit.release(connection, b, LOGIN_WINDOW_SECONDS)
+    # Last, so the buckets stay locked by this transaction only until its commit.
+    await login_limit.succeeded(await session.connection(), ctx.settings, admitted, now)
     return tokens
 
 
