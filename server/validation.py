@@ -1,5 +1,8 @@
-"""Constrained types shared by every request schema and string parameter.
+"""Constrained types shared by every request schema and string parameter, and the rules
+every JSON request body is held to before a schema sees it.
 
+A body that is not valid UTF-8 or nests deeper than ``MAX_JSON_DEPTH`` is a 400
+``MALFORMED_JSON`` (``JsonRequest``), like any other JSON that cannot be decoded.
 PostgreSQL ``text`` and ``jsonb`` cannot store NUL, so a NUL in any request string must be a
 422 at the edge, never a database error. Datetimes in requests must carry an offset, and
 stay far enough from year 9999 that adding a term to them cannot overflow.
@@ -11,6 +14,8 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import msgspec
+from litestar import Request
+from litestar.exceptions import SerializationException
 from litestar.params import Parameter
 
 from server.errors import InvalidInput
@@ -50,3 +55,41 @@ def check_datetime(value: datetime, field: str) -> datetime:
 def query_text(max_length: int, description: str | None = None) -> Any:
     """A string query or path parameter without NUL, at most ``max_length`` characters."""
     return Parameter(max_length=max_length, pattern=NO_NUL, description=description)
+
+
+MAX_JSON_DEPTH = 32
+"""Objects and arrays nested deeper than this are refused: no request of this API needs more,
+and deep nesting only exhausts the stack of whatever walks the value next."""
+
+
+def json_nesting_exceeds(value: Any, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether a decoded JSON value nests objects/arrays more than ``limit`` deep (no recursion)."""
+    pending: list[tuple[Any, int]] = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        children = item.values() if isinstance(item, dict) else item
+        if depth > limit:
+            return True
+        pending.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False
+
+
+class JsonRequest(Request):  # type: ignore[type-arg]
+    """Litestar's request, whose JSON body is refused as malformed (400 ``MALFORMED_JSON``)
+    when it is not UTF-8 or nests too deeply.
+
+    msgspec raises ``UnicodeDecodeError`` for invalid UTF-8 inside a string and
+    ``RecursionError`` for deep nesting; Litestar turns only ``msgspec.DecodeError`` into a
+    client error, so without this both would be 500s with a traceback. Used for every route
+    (``Litestar(request_class=JsonRequest)``)."""
+
+    async def json(self) -> Any:
+        try:
+            value = await super().json()
+        except UnicodeDecodeError:
+            raise SerializationException("the body is not valid UTF-8") from None
+        except RecursionError:
+            raise SerializationException("the body nests too deeply") from None
+        if isinstance(value, dict | list) and json_nesting_exceeds(value):
+            raise SerializationException(f"the body nests deeper than {MAX_JSON_DEPTH} levels")
+        return value
