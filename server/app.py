@@ -44,6 +44,7 @@ from server.settings import Settings, SettingsError
 from server.signing_keys.keyring import Keyring
 from server.signing_keys.routes import JwksController, SigningKeyController
 from server.users.routes import UserController
+from server.validation import JsonRequest
 
 log = logging.getLogger("licentia.app")
 
@@ -109,6 +110,7 @@ def create_app(settings: Settings) -> Litestar:
         dependencies={"session": Provide(provide_session)},
         middleware=[DefineMiddleware(AuthenticationMiddleware)],
         plugins=[problem_details_plugin()],
+        request_class=JsonRequest,
         cors_config=CORSConfig(
             allow_origins=list(settings.cors_origins),
             allow_methods=["GET", "POST", "PATCH", "DELETE", "OPTIONS"],

@@ -1,4 +1,5 @@
-"""Request ids, one access-log line per request, JSON logs when not on a terminal."""
+"""Request ids, one access-log line per request, the headers every response carries, JSON
+logs when not on a terminal."""
 
 from __future__ import annotations
 
@@ -26,6 +27,9 @@ access_log = logging.getLogger("licentia.access")
 
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 _REQUEST_ID_HEADER = b"x-request-id"
+_NOSNIFF = (b"x-content-type-options", b"nosniff")
+_NO_STORE = (b"cache-control", b"no-store")
+_API_PREFIX = "/api/"
 
 
 def current_request_id() -> str | None:
@@ -49,8 +53,26 @@ def _client_ip(scope: Scope) -> str | None:
     return client_address(client[0] if client else None, forwarded, trusted)
 
 
+def _security_headers(path: str, headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """``X-Content-Type-Options: nosniff`` on every response; ``Cache-Control: no-store`` on
+    every API response whose handler chose no caching of its own.
+
+    API answers carry secrets (license keys, API keys, refresh and signed tokens, idempotent
+    replays of them) or one principal's data, so no browser or shared cache may keep one. The
+    public JWKS, the OpenAPI document and health checks live outside ``/api/`` and keep their
+    own caching."""
+    names = {name.lower() for name, _ in headers}
+    if _NOSNIFF[0] not in names:
+        headers.append(_NOSNIFF)
+    if path.startswith(_API_PREFIX) and _NO_STORE[0] not in names:
+        headers.append(_NO_STORE)
+    return headers
+
+
 class RequestIdMiddleware:
-    """Accept a sane ``X-Request-ID`` or make one; echo it; log the request once."""
+    """Accept a sane ``X-Request-ID`` or make one; echo it; log the request once; add the
+    headers every response carries (``_security_headers``). It wraps everything, so 404, 405
+    and error responses get them too."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -71,7 +93,7 @@ class RequestIdMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                headers = list(message.get("headers", []))
+                headers = _security_headers(scope["path"], list(message.get("headers", [])))
                 headers.append((_REQUEST_ID_HEADER, request_id.encode()))
                 message = {**message, "headers": headers}
             await send(message)

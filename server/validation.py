@@ -1,5 +1,8 @@
-"""Constrained types shared by every request schema and string parameter.
+"""Constrained types shared by every request schema and string parameter, and the rules
+every JSON request body is held to before a schema sees it.
 
+A body that is not valid UTF-8 or nests deeper than ``MAX_JSON_DEPTH`` is a 400
+``MALFORMED_JSON`` (``JsonRequest``), like any other JSON that cannot be decoded.
 PostgreSQL ``text`` and ``jsonb`` cannot store NUL, so a NUL in any request string must be a
 422 at the edge, never a database error. Datetimes in requests must carry an offset, and
 stay far enough from year 9999 that adding a term to them cannot overflow.
@@ -11,6 +14,8 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import msgspec
+from litestar import Request
+from litestar.exceptions import SerializationException
 from litestar.params import Parameter
 
 from server.errors import InvalidInput
@@ -27,26 +32,101 @@ Line = Annotated[str, msgspec.Meta(pattern=NO_CONTROL)]
 
 MAX_YEAR = 9000
 """Request datetimes stay before this year, so a term of days can be added safely."""
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+"""No request datetime is earlier: the API has no use for one, and year 1 reaches
+PostgreSQL as ``-infinity``."""
+LATEST = datetime(MAX_YEAR, 1, 1, tzinfo=UTC)
+"""Request datetimes are strictly before this."""
 
 AwareDateTime = Annotated[
     datetime,
-    msgspec.Meta(tz=True, description="RFC 3339 with an offset, e.g. 2027-01-31T00:00:00Z"),
+    msgspec.Meta(
+        tz=True,
+        description=(
+            "RFC 3339 with an offset, e.g. 2027-01-31T00:00:00Z; "
+            f"from {EARLIEST:%Y-%m-%d} to before {LATEST:%Y-%m-%d} (UTC)"
+        ),
+    ),
 ]
+"""The type of every request datetime. Its range is enforced by ``DatedRequest``, the base of
+every request schema that has one (msgspec cannot bound a datetime by itself)."""
+
+
+def datetime_problem(value: datetime) -> str | None:
+    """Why ``value`` is not an acceptable request datetime, or ``None`` when it is."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        return "needs a UTC offset"
+    try:
+        in_range = EARLIEST <= value < LATEST
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+05:00, before datetime.min in UTC
+        in_range = False
+    if not in_range:
+        return f"must be from {EARLIEST:%Y-%m-%d} to before {LATEST:%Y-%m-%d} (UTC)"
+    return None
 
 
 def check_datetime(value: datetime, field: str) -> datetime:
-    """Refuse a naive datetime or one at or beyond ``MAX_YEAR`` (422 DATE_OUT_OF_RANGE)."""
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise InvalidInput(f"{field}: needs a UTC offset", code="DATE_OUT_OF_RANGE")
-    try:
-        year = value.astimezone(UTC).year
-    except OverflowError:
-        year = 10_000
-    if year >= MAX_YEAR:
-        raise InvalidInput(f"{field}: must be before the year {MAX_YEAR}", code="DATE_OUT_OF_RANGE")
+    """Refuse a naive datetime or one outside [``EARLIEST``, ``LATEST``) (422 DATE_OUT_OF_RANGE):
+    for dates a service computes (a renewal) or receives from outside the HTTP API."""
+    if problem := datetime_problem(value):
+        raise InvalidInput(f"{field}: {problem}", code="DATE_OUT_OF_RANGE")
     return value
+
+
+class DatedRequest(msgspec.Struct):
+    """Base of the request schemas with datetime fields (``AwareDateTime``): decoding one with
+    a datetime out of range is a 422 ``VALIDATION_ERROR`` naming the field, before any service
+    or the database sees it."""
+
+    def __post_init__(self) -> None:
+        for name in self.__struct_fields__:
+            value = getattr(self, name)
+            if isinstance(value, datetime) and (problem := datetime_problem(value)):
+                # Not a ValueError: msgspec would reword it without the field's name.
+                raise InvalidInput(
+                    f"{name}: {problem}",
+                    errors=[{"key": name, "message": problem, "source": "body"}],
+                )
 
 
 def query_text(max_length: int, description: str | None = None) -> Any:
     """A string query or path parameter without NUL, at most ``max_length`` characters."""
     return Parameter(max_length=max_length, pattern=NO_NUL, description=description)
+
+
+MAX_JSON_DEPTH = 32
+"""Objects and arrays nested deeper than this are refused: no request of this API needs more,
+and deep nesting only exhausts the stack of whatever walks the value next."""
+
+
+def json_nesting_exceeds(value: Any, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether a decoded JSON value nests objects/arrays more than ``limit`` deep (no recursion)."""
+    pending: list[tuple[Any, int]] = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        children = item.values() if isinstance(item, dict) else item
+        if depth > limit:
+            return True
+        pending.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False
+
+
+class JsonRequest(Request):  # type: ignore[type-arg]
+    """Litestar's request, whose JSON body is refused as malformed (400 ``MALFORMED_JSON``)
+    when it is not UTF-8 or nests too deeply.
+
+    msgspec raises ``UnicodeDecodeError`` for invalid UTF-8 inside a string and
+    ``RecursionError`` for deep nesting; Litestar turns only ``msgspec.DecodeError`` into a
+    client error, so without this both would be 500s with a traceback. Used for every route
+    (``Litestar(request_class=JsonRequest)``)."""
+
+    async def json(self) -> Any:
+        try:
+            value = await super().json()
+        except UnicodeDecodeError:
+            raise SerializationException("the body is not valid UTF-8") from None
+        except RecursionError:
+            raise SerializationException("the body nests too deeply") from None
+        if isinstance(value, dict | list) and json_nesting_exceeds(value):
+            raise SerializationException(f"the body nests deeper than {MAX_JSON_DEPTH} levels")
+        return value

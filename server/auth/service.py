@@ -40,6 +40,7 @@ from server.db.session import set_tenant
 from server.errors import Conflict, InvalidInput, RateLimited, Unauthenticated
 from server.models import Organization, RefreshToken, User
 from server.observability import current_client_ip
+from server.passwords import check_password_policy
 from server.settings import Settings
 
 # No whitespace, no NUL or other control character (PostgreSQL cannot store NUL).
@@ -67,13 +68,6 @@ def clean_text(value: str, field: str) -> str:
     if not cleaned:
         raise InvalidInput(f"{field}: must not be blank", code="VALIDATION_ERROR")
     return cleaned
-
-
-def check_password_policy(password: str) -> None:
-    if len(password) < 12:
-        raise InvalidInput("password: at least 12 characters", code="WEAK_PASSWORD")
-    if not password.strip():
-        raise InvalidInput("password: must not be blank", code="WEAK_PASSWORD")
 
 
 async def hash_password(password: str) -> str:

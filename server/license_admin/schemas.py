@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from server.products.schemas import Code, Days, Features, Seats
-from server.validation import AwareDateTime, SafeStr
+from server.validation import AwareDateTime, DatedRequest, SafeStr
 
 Status = Literal["active", "suspended", "revoked", "expired"]
 MetadataKey = Annotated[SafeStr, msgspec.Meta(min_length=1, max_length=64)]
@@ -23,7 +23,7 @@ Metadata = Annotated[
 ]
 
 
-class LicenseCreate(msgspec.Struct, forbid_unknown_fields=True):
+class LicenseCreate(DatedRequest, forbid_unknown_fields=True):
     organization_id: uuid.UUID
     product: Code
     tier: Code
@@ -37,7 +37,7 @@ class LicenseCreate(msgspec.Struct, forbid_unknown_fields=True):
     metadata: Metadata = msgspec.field(default_factory=dict)
 
 
-class LicenseUpdate(msgspec.Struct, forbid_unknown_fields=True):
+class LicenseUpdate(DatedRequest, forbid_unknown_fields=True):
     """Only the fields present change; ``null`` clears an override (back to the tier's)."""
 
     expires_at: AwareDateTime | msgspec.UnsetType | None = msgspec.UNSET
@@ -46,7 +46,7 @@ class LicenseUpdate(msgspec.Struct, forbid_unknown_fields=True):
     metadata: Metadata | msgspec.UnsetType = msgspec.UNSET
 
 
-class RenewRequest(msgspec.Struct, forbid_unknown_fields=True):
+class RenewRequest(DatedRequest, forbid_unknown_fields=True):
     """Exactly one of ``expires_at`` (a later date) or ``duration_days`` (added to the
     current expiry, or to now when the license has already expired)."""
 

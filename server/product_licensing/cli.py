@@ -74,7 +74,7 @@ def offline() -> None:
 def _read_request(path: Path, schema: type[Any], kind: str) -> Any:
     try:
         request = msgspec.json.decode(path.read_bytes(), type=schema)
-    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:  # invalid JSON, UTF-8 or schema
         raise click.ClickException(f"{path} is not a valid {kind}: {exc}") from None
     if request.type != kind or request.version != 1:
         raise click.ClickException(

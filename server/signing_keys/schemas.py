@@ -6,7 +6,7 @@ from datetime import datetime
 
 import msgspec
 
-from server.validation import AwareDateTime
+from server.validation import AwareDateTime, DatedRequest
 
 
 class SigningKeyRead(msgspec.Struct):
@@ -19,6 +19,6 @@ class SigningKeyRead(msgspec.Struct):
     revoked_at: datetime | None
 
 
-class RotateRequest(msgspec.Struct, forbid_unknown_fields=True):
+class RotateRequest(DatedRequest, forbid_unknown_fields=True):
     activate_at: AwareDateTime | None = None
     """When the new key starts signing (default: now); it is published in the JWKS at once."""

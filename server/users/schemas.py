@@ -13,7 +13,12 @@ from server.validation import Line, SafeStr
 
 Email = Annotated[Line, msgspec.Meta(min_length=3, max_length=320, description="An e-mail address")]
 Password = Annotated[
-    str, msgspec.Meta(min_length=12, max_length=1024, description="At least 12 characters")
+    str,
+    msgspec.Meta(
+        min_length=12,
+        max_length=1024,
+        description="At least 12 characters, 5 of them different; not a common password",
+    ),
 ]
 FullName = Annotated[SafeStr, msgspec.Meta(min_length=1, max_length=200)]
 Role = Literal["owner", "admin", "member"]

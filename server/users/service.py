@@ -32,7 +32,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from server.audit.service import record
 from server.auth.principal import MANAGERS, ROLE_SCOPES, Principal
 from server.auth.service import (
-    check_password_policy,
     clean_text,
     email_conflict,
     email_taken,
@@ -45,6 +44,7 @@ from server.auth.service import (
 from server.errors import Conflict, InvalidInput, NotFound, PermissionDenied, Unauthenticated
 from server.models import Organization, User
 from server.pagination import Page, paginate
+from server.passwords import check_password_policy
 from server.users.schemas import UserCreate, UserUpdate
 
 PLATFORM = "platform"
