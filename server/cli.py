@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import logging
 import os
@@ -72,6 +73,12 @@ def serve(host: str, port: int, workers: int, data_dir: Path) -> None:
     # normally from it lets the embedded database stop (atexit) instead of being orphaned.
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, _exit_cleanly)
+    # A worker answers uvicorn's health check only once it has imported the app; on a busy
+    # machine (a restart after a crash, say) that can take longer than uvicorn's 5 s, and
+    # the supervisor would kill and respawn it over and over (uvicorn >= 0.37 lets us wait).
+    patience = {"timeout_worker_healthcheck": 30}
+    if "timeout_worker_healthcheck" not in inspect.signature(uvicorn.Config).parameters:
+        patience = {}
     uvicorn.run(
         "server.app:app_from_env",
         factory=True,
@@ -82,6 +89,7 @@ def serve(host: str, port: int, workers: int, data_dir: Path) -> None:
         access_log=False,
         server_header=False,
         timeout_graceful_shutdown=10,
+        **patience,
     )
 
 
