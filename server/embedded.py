@@ -80,7 +80,7 @@ def _socket_url(user: str, database: str, socket_dir: str) -> str:
 
 def start(data_dir: Path) -> EmbeddedDatabase:
     """Start (or attach to) the embedded instance in ``data_dir`` and prepare roles."""
-    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     pgdata = (data_dir / "pgdata").resolve()
     with _start_lock(data_dir):
         admin_uri = _start_server(pgdata)
@@ -140,7 +140,9 @@ def _start_server(pgdata: Path) -> str:
             error = exc
             _forget_pgserver_instance(pgdata)
             continue
-        return server.get_uri()
+        uri = server.get_uri()
+        _restrict_pgserver_dirs(pgdata, Path(_socket_dir_of(uri)), server.system_user)
+        return uri
     raise EmbeddedUnavailable(
         f"The embedded PostgreSQL in {pgdata} did not start ({type(error).__name__}); "
         f"its log is {pgdata / 'log'}."
@@ -156,6 +158,28 @@ def _forget_pgserver_instance(pgdata: Path) -> None:
         atexit.unregister(failed._cleanup)
 
 
+def _restrict_pgserver_dirs(pgdata: Path, socket_dir: Path, system_user: str | None) -> None:
+    """pgserver opens every parent of pgdata to others (run as root, postgres runs as its
+    own user and must reach pgdata); keep the data dir unlistable, and a socket directory
+    outside pgdata (used when the path is too long for a socket) private to postgres."""
+    _private_dir(pgdata.parent, traversable=system_user is not None)
+    if socket_dir != pgdata and socket_dir.is_dir():
+        if system_user is not None:
+            import pwd
+
+            entry = pwd.getpwnam(system_user)
+            os.chown(socket_dir, entry.pw_uid, entry.pw_gid)
+        socket_dir.chmod(0o700)
+
+
+def _private_dir(path: Path, *, traversable: bool = False) -> None:
+    """Owner only (0700); 0711 when another system user must pass through to a child."""
+    try:
+        path.chmod(0o711 if traversable else 0o700)
+    except OSError as exc:
+        log.warning("could not restrict the permissions of %s: %s", path, exc)
+
+
 def _start_system_postgres(pgdata: Path) -> str:
     initdb, pg_ctl = shutil.which("initdb"), shutil.which("pg_ctl")
     if not (initdb and pg_ctl):
@@ -164,8 +188,7 @@ def _start_system_postgres(pgdata: Path) -> str:
         raise EmbeddedUnavailable(
             "The system PostgreSQL binaries refuse to run as root. " + NO_DATABASE_HELP
         )
-    socket_dir = pgdata.parent / "socket"
-    socket_dir.mkdir(parents=True, exist_ok=True)
+    socket_dir = private_dirs(pgdata)
     if not (pgdata / "PG_VERSION").exists():
         subprocess.run(
             [initdb, "-D", str(pgdata), "--auth=trust", "-U", OWNER_ROLE, "-E", "UTF8"],
@@ -175,6 +198,7 @@ def _start_system_postgres(pgdata: Path) -> str:
     recover_stale_server(pgdata)
     status = subprocess.run([pg_ctl, "-D", str(pgdata), "status"], capture_output=True)
     if status.returncode != 0:
+        options = f"-h '' -k {shlex.quote(str(socket_dir))} -c unix_socket_permissions=0700"
         subprocess.run(
             [
                 pg_ctl,
@@ -184,7 +208,7 @@ def _start_system_postgres(pgdata: Path) -> str:
                 "-l",
                 str(pgdata.parent / "postgres.log"),
                 "-o",
-                f"-h '' -k {socket_dir}",
+                options,
                 "start",
             ],
             check=True,
@@ -194,6 +218,25 @@ def _start_system_postgres(pgdata: Path) -> str:
             lambda: subprocess.run([pg_ctl, "-D", str(pgdata), "-w", "stop"], capture_output=True)
         )
     return _socket_url(OWNER_ROLE, "postgres", str(socket_dir))
+
+
+def private_dirs(pgdata: Path) -> Path:
+    """The fallback trusts every connection on its socket: only this user may reach the
+    socket or read the data. The data dir becomes 0700 (initdb makes pgdata 0700 itself);
+    the socket directory ``<data dir>/socket`` is made, or corrected to, 0700, and refused
+    when it is a symlink or someone else's. Returns the socket directory."""
+    _private_dir(pgdata.parent)
+    path = pgdata.parent / "socket"
+    with contextlib.suppress(FileExistsError):
+        path.mkdir(mode=0o700)
+    if path.is_symlink() or not path.is_dir():
+        raise EmbeddedUnavailable(f"The socket directory {path} is not a plain directory.")
+    if os.name != "nt" and path.stat().st_uid != os.geteuid():
+        raise EmbeddedUnavailable(
+            f"The socket directory {path} belongs to another user; remove it and start again."
+        )
+    path.chmod(0o700)
+    return path
 
 
 # --- telling a live server from what a dead one left behind --------------------------------
