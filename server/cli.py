@@ -55,7 +55,7 @@ def serve(host: str, port: int, workers: int, data_dir: Path) -> None:
         migrate(db)
     settings = settings_for(db)
     kek = kek_bytes(settings)
-    _prepare(settings, kek)
+    _prepare(settings, kek, data_dir)
     os.environ["LICENTIA_DATABASE_URL"] = db.runtime_url
     os.environ["LICENTIA_KEY_ENCRYPTION_KEY"] = settings.key_encryption_key or ""
     if db.owner_url:
@@ -86,6 +86,10 @@ def serve(host: str, port: int, workers: int, data_dir: Path) -> None:
         # LICENTIA_TRUSTED_PROXIES (server/client_address.py).
         proxy_headers=False,
         forwarded_allow_ips="",
+        # A worker answers uvicorn's health check only once it has imported the app; on a
+        # busy machine (a restart after a crash, say) that can take longer than uvicorn's
+        # 5 s, and the supervisor would kill and respawn it over and over.
+        timeout_worker_healthcheck=30,
     )
 
 
@@ -94,7 +98,7 @@ def _exit_cleanly(signum: int, _frame: object) -> None:
     sys.exit(0)
 
 
-def _prepare(settings: Settings, kek: bytes) -> None:
+def _prepare(settings: Settings, kek: bytes, data_dir: Path) -> None:
     """Make a signing key if none is active; on the very first start, an admin API key."""
     from server.api_keys.service import create_initial_key
     from server.signing_keys.service import ensure_active_key
@@ -107,12 +111,41 @@ def _prepare(settings: Settings, kek: bytes) -> None:
     if kid:
         log.info("created signing key %s", kid)
     if key:
-        banner = "=" * 72
+        _hand_over_first_admin_key(key, data_dir)
+
+
+def _hand_over_first_admin_key(key: str, data_dir: Path) -> None:
+    """Print the key on a terminal. Anywhere else stdout is kept (a container's log, a file),
+    so write it to a file only the owner can read, and print only where it is."""
+    banner = "=" * 72
+    if sys.stdout.isatty():
         click.echo(
             f"\n{banner}\n  First start: an admin API key was created. It is shown only once.\n\n"
             f"    {key}\n\n  Use it as 'Authorization: Bearer <key>'. Store it safely.\n{banner}\n",
             err=False,
         )
+        return
+    path = (data_dir / "first-admin-key").absolute()
+    temporary = path.with_name(f".first-admin-key.{os.getpid()}")
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # O_EXCL: never through a planted file or symlink; os.replace: never half-written.
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(key + "\n")
+        os.replace(temporary, path)
+    except OSError as exc:
+        temporary.unlink(missing_ok=True)
+        raise click.ClickException(
+            f"An admin API key was created but could not be written to {path} ({exc}); "
+            "make another with `licentia admin create-key`."
+        ) from None
+    click.echo(
+        f"\n{banner}\n  First start: an admin API key was created. stdout is not a terminal, so "
+        f"it is not\n  printed; it is in this file, readable by its owner only:\n\n    {path}\n\n"
+        f"  Use it as 'Authorization: Bearer <key>'. Store it safely, then delete the file.\n"
+        f"{banner}\n"
+    )
 
 
 # --- db ----------------------------------------------------------------------------------

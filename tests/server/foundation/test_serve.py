@@ -45,6 +45,10 @@ def test_serve_embedded_end_to_end_survives_restart(tmp_path: Path) -> None:
     try:
         first_log = first.log()
         assert "First start: an admin API key was created" in first_log
+        # stdout is a log file, not a terminal: the key is in a private file, not the log
+        first_key = (data_dir / "first-admin-key").read_text().strip()
+        assert first_key.startswith("lic_admin_") and first_key not in first_log
+        assert (data_dir / "first-admin-key").stat().st_mode & 0o077 == 0
         created = _cli(["admin", "create-key", "--name", "ci", "--data-dir", str(data_dir)], env)
         assert created.returncode == 0, created.stderr
         key = created.stdout.strip()
@@ -72,6 +76,10 @@ def test_serve_embedded_end_to_end_survives_restart(tmp_path: Path) -> None:
         )
         assert response.status_code == 200
         assert any(item["name"] == "ci" for item in response.json()["items"])
+        by_first_key = httpx.get(
+            second.base_url + "/api/v1/api-keys", headers={"Authorization": f"Bearer {first_key}"}
+        )
+        assert by_first_key.status_code == 200
     finally:
         assert stop_server(second) == 0
 
