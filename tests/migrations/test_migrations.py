@@ -20,6 +20,9 @@ ALL_TABLES = TENANT_TABLES | {
     "refresh_tokens",
     "idempotency_keys",
     "rate_limits",
+    "root_keys",
+    "key_certificates",
+    "key_revocation_lists",
 }
 
 
