@@ -33,6 +33,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     refresh_token_ttl_seconds: int = 7 * 24 * 3600
     license_token_ttl_seconds: int = 7 * 24 * 3600
     key_refresh_seconds: int = 30
+    key_certificate_days: int = 1826
+    """How long a key certificate lets its signing key sign (about 5 years): tokens whose
+    ``iat`` falls after the window are refused by products that embed the root."""
     login_attempts_per_minute: int = 10
     unknown_key_attempts_per_minute: int = 30
     signups_per_hour: int = 20

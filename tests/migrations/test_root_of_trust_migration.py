@@ -100,4 +100,3 @@ def test_runtime_role_uses_the_sequence(database: TestDatabase) -> None:
             "SELECT has_sequence_privilege(%s, 'key_certificates_id_seq', 'USAGE')", (APP_ROLE,)
         ).fetchone()
     assert allowed == (True,)
-
