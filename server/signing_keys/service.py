@@ -27,6 +27,7 @@ from keys.certificates import (
     issue_root_endorsement,
 )
 from keys.crypto import (
+    KeyDecryptionError,
     SigningKey,
     compute_kid,
     decrypt_private_key,
@@ -478,7 +479,12 @@ async def _ensure_certificates(
             ", ".join(key.kid for key in due),
         )
         return []
-    _, root_signer = await _root_signer(session, kek, None, "certifying keys")
+    try:
+        _, root_signer = await _root_signer(session, kek, None, "certifying keys")
+    except KeyDecryptionError:
+        # The start-up check refuses a wrong KEK with its own message; certify nothing here.
+        log.error("the root key cannot be decrypted with LICENTIA_KEY_ENCRYPTION_KEY")
+        return []
     for key in due:
         _certify(session, root, root_signer, key, policy)
     await session.flush()

@@ -463,3 +463,15 @@ def test_a_root_key_from_another_deployment_is_refused(
     with pytest.raises(Conflict) as info:
         _rotate(settings, root_key=stranger)
     assert info.value.code == "ROOT_MISMATCH"
+
+
+def test_ensure_with_a_wrong_kek_leaves_the_refusal_to_the_startup_check(
+    settings: Settings, signing_key: str, database: TestDatabase
+) -> None:
+    from keys.crypto import new_kek_text
+
+    with psycopg.connect(database.owner_url, autocommit=True) as conn:
+        conn.execute("DELETE FROM key_certificates")
+    wrong = parse_kek(new_kek_text())
+    assert _admin(settings, lambda s: store.ensure_active_key(s, wrong)) is None
+    assert _cert_doc(settings)["certificates"] == []
