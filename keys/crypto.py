@@ -30,9 +30,11 @@ __all__ = [
     "generate_private_key",
     "new_kek_text",
     "parse_kek",
+    "private_key_file",
     "public_jwk",
     "raw_private_key",
     "raw_public_key",
+    "read_private_key_file",
 ]
 
 KEK_BYTES = 32
@@ -96,6 +98,49 @@ def public_jwk(public_raw: bytes, kid: str) -> dict[str, str]:
         "use": "sig",
         "alg": "EdDSA",
     }
+
+
+def private_key_file(private_raw: bytes) -> dict[str, str]:
+    """The JWK (RFC 8037) of a private key, for a file kept off the server (an offline
+    root): ``kty``, ``crv``, ``x``, ``d`` and ``kid``. The caller writes it somewhere safe."""
+    if len(private_raw) != 32:
+        raise ValueError("an Ed25519 private key is 32 bytes")
+    public_raw = raw_public_key(Ed25519PrivateKey.from_private_bytes(private_raw))
+    kid = compute_kid(public_raw)
+    return {
+        "kty": "OKP",
+        "crv": "Ed25519",
+        "x": b64url_encode(public_raw),
+        "d": b64url_encode(private_raw),
+        "kid": kid,
+    }
+
+
+def read_private_key_file(document: object) -> tuple[str, bytes]:
+    """Inverse of ``private_key_file``: ``(kid, private_raw)`` after checking that ``d``,
+    ``x`` and ``kid`` belong together. ``ValueError`` (never echoing key bytes) otherwise."""
+    if not isinstance(document, dict):
+        raise ValueError("not a private key file: expected a JSON object (a JWK)")
+    if document.get("kty") != "OKP" or document.get("crv") != "Ed25519":
+        raise ValueError("not an Ed25519 private key (kty OKP, crv Ed25519)")
+    members = {}
+    for name in ("x", "d", "kid"):
+        value = document.get(name)
+        if not isinstance(value, str) or not value:
+            raise ValueError(f"the private key file has no {name!r}")
+        members[name] = value
+    try:
+        private_raw = base64.urlsafe_b64decode(members["d"] + "=" * (-len(members["d"]) % 4))
+    except (binascii.Error, ValueError):
+        raise ValueError("the private key file's 'd' is not base64url") from None
+    if len(private_raw) != 32:
+        raise ValueError("the private key file's 'd' is not a 32-byte Ed25519 key")
+    public_raw = raw_public_key(Ed25519PrivateKey.from_private_bytes(private_raw))
+    if b64url_encode(public_raw) != members["x"]:
+        raise ValueError("the private key file's 'd' does not belong to its 'x'")
+    if compute_kid(public_raw) != members["kid"]:
+        raise ValueError("the private key file's 'kid' is not the thumbprint of its key")
+    return members["kid"], private_raw
 
 
 def parse_kek(text: str) -> bytes:

@@ -101,10 +101,10 @@ def _exit_cleanly(signum: int, _frame: object) -> None:
 def _prepare(settings: Settings, kek: bytes, data_dir: Path) -> None:
     """Make a signing key if none is active; on the very first start, an admin API key."""
     from server.api_keys.service import create_initial_key
-    from server.signing_keys.service import ensure_active_key
+    from server.signing_keys.service import CertificatePolicy, ensure_active_key
 
     async def work(session: AsyncSession) -> tuple[str | None, str | None]:
-        kid = await ensure_active_key(session, kek)
+        kid = await ensure_active_key(session, kek, CertificatePolicy.from_settings(settings))
         return kid, await create_initial_key(session)
 
     kid, key = run_admin(settings, work)

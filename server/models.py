@@ -151,6 +151,52 @@ class SigningKeyRow(Base):
     revoked_at: Mapped[datetime | None]
 
 
+class RootKeyRow(Base):
+    """A deployment's root of trust: it signs key certificates, root endorsements and
+    revocation lists, nothing else. ``encrypted_private_key`` is ``None`` once the root was
+    moved offline (``licentia keys root export-private``)."""
+
+    __tablename__ = "root_keys"
+
+    kid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    state: Mapped[str] = mapped_column(String(16))
+    public_key: Mapped[bytes] = mapped_column(LargeBinary)
+    encrypted_private_key: Mapped[bytes | None] = mapped_column(LargeBinary)
+    endorsement: Mapped[str | None] = mapped_column(Text)
+    """The ``root+jwt`` signed by the root this one replaced (``None`` for the first root)."""
+    endorsed_by: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = _now()
+    exported_at: Mapped[datetime | None]
+    superseded_at: Mapped[datetime | None]
+    retired_at: Mapped[datetime | None]
+
+
+class KeyCertificateRow(Base):
+    """A ``key+jwt``: the root ``root_kid`` certifies the signing key ``kid``."""
+
+    __tablename__ = "key_certificates"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    kid: Mapped[str] = mapped_column(String(64), ForeignKey("signing_keys.kid"))
+    root_kid: Mapped[str] = mapped_column(String(64), ForeignKey("root_keys.kid"))
+    token: Mapped[str] = mapped_column(Text)
+    not_before: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    created_at: Mapped[datetime] = _now()
+
+
+class KeyRevocationListRow(Base):
+    """A ``key-revocations+jwt``; the one with the highest ``seq`` is current."""
+
+    __tablename__ = "key_revocation_lists"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    root_kid: Mapped[str] = mapped_column(String(64), ForeignKey("root_keys.kid"))
+    revoked: Mapped[list[str]] = mapped_column(ARRAY(Text))
+    token: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = _now()
+
+
 class ApiKey(Base):
     __tablename__ = "api_keys"
 

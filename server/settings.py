@@ -46,6 +46,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     login_failures_per_email_per_hour: int = 100
     """Failed logins for one e-mail from all addresses together; past it only an address
     that has not failed for that e-mail (within a day) still gets its password checked."""
+    key_certificate_days: int = 1826
+    """How long a key certificate lets its signing key sign (about 5 years): tokens whose
+    ``iat`` falls after the window are refused by products that embed the root."""
     unknown_key_attempts_per_minute: int = 30
     signups_per_hour: int = 20
     """Sign-ups per client address and hour (organizations are cheap to make, not free)."""

@@ -28,6 +28,9 @@ ALL_TABLES = TENANT_TABLES | {
     "api_keys",
     "idempotency_keys",
     "rate_limits",
+    "root_keys",
+    "key_certificates",
+    "key_revocation_lists",
 }
 LOOKUPS = [
     ("licentia_license_org", True, False),

@@ -13,7 +13,16 @@ are deterministic, so the output is byte-for-byte stable. Each vector is one JSO
 
 "ids" are the canonical UUID texts a verifier reports for the compact id claims.
 
-See docs/token-format.md, section "Test vectors".
+The certificate path (a product that embeds only the root) has its own vectors in
+tests/vectors/certificates/*.json:
+
+    {"description", "root": <licentia-root.json as embedded>, "root_endorsements": [...],
+     "key_certificates": [...], "key_revocations": [...], "verifier", "method", "token", "now",
+     "expected": {"root_endorsements": ["ok" | "<ErrorName>"], "key_certificates": [...],
+                  "key_revocations": ["ok" | "ignored" | "<ErrorName>"],
+                  "ok": ..., "ids": ... | "error": "<ErrorName>"}}
+
+See docs/token-format.md, sections "Test vectors" and "Root of trust".
 """
 
 from __future__ import annotations
@@ -23,6 +32,7 @@ import hashlib
 import hmac
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -403,14 +413,249 @@ def build() -> dict[str, dict[str, Any]]:
     return vectors
 
 
+# --- the certificate path ------------------------------------------------------------------
+
+ROOT = _signer("licentia test vectors: root key")
+NEXT_ROOT = _signer("licentia test vectors: next root key")
+OTHER_ROOT = _signer("licentia test vectors: another deployment's root key")
+CERTIFIED = _signer("licentia test vectors: certified key")
+NEXT_CERTIFIED = _signer("licentia test vectors: key certified by the next root")
+ATTACKER = _signer("licentia test vectors: attacker key")
+_SEEDS[ATTACKER.kid] = "licentia test vectors: attacker key"
+ROOT_DOCUMENT = {"keys": [ROOT.public_jwk()], "root_endorsements": []}
+CERT_IAT = NOW - 30 * 86400
+K, R, V = "key+jwt", "root+jwt", "key-revocations+jwt"
+
+
+def certificate_claims(key: SigningKey, **changes: Any) -> dict[str, Any]:
+    claims: dict[str, Any] = {
+        "iss": ISSUER,
+        "sub": key.kid,
+        "jwk": key.public_jwk(),
+        "iat": CERT_IAT,
+        "nbf": CERT_IAT - 300,
+        "exp": CERT_IAT + 1826 * 86400,
+    }
+    claims.update(changes)
+    return claims
+
+
+def endorsement_claims(new_root: SigningKey) -> dict[str, Any]:
+    return {"iss": ISSUER, "sub": new_root.kid, "jwk": new_root.public_jwk(), "iat": CERT_IAT}
+
+
+def revocation_claims(seq: int, revoked: list[str]) -> dict[str, Any]:
+    return {"iss": ISSUER, "iat": NOW - 1800, "seq": seq, "revoked": revoked}
+
+
+def build_certificates() -> dict[str, dict[str, Any]]:
+    """The certificate-path vectors by file name (under certificates/)."""
+    L, A = "license+jwt", "activation+jwt"
+    vectors: dict[str, dict[str, Any]] = {}
+
+    def add(
+        name: str,
+        description: str,
+        token: str,
+        expected: dict[str, Any],
+        *,
+        certificates: list[tuple[str, str]],
+        revocations: Sequence[tuple[str, str]] = (),
+        endorsements: Sequence[tuple[str, str]] = (),
+        method: str = "verify_license",
+    ) -> None:
+        vector: dict[str, Any] = {
+            "description": description,
+            "root": ROOT_DOCUMENT,
+            "root_endorsements": [token for token, _ in endorsements],
+            "key_certificates": [token for token, _ in certificates],
+            "key_revocations": [token for token, _ in revocations],
+            "verifier": {"product": PRODUCT, "issuer": ISSUER, "leeway_seconds": LEEWAY},
+            "method": method,
+            "token": token,
+            "now": NOW,
+        }
+        if method == "verify_activation":
+            vector["fingerprint"] = FINGERPRINT
+        vector["expected"] = {
+            "root_endorsements": [result for _, result in endorsements],
+            "key_certificates": [result for _, result in certificates],
+            "key_revocations": [result for _, result in revocations],
+            **expected,
+        }
+        vectors[name] = vector
+
+    def ok(claims: dict[str, Any]) -> dict[str, Any]:
+        ids = {"license_id": LICENSE_ID, "organization_id": ORG_ID, "activation_id": None}
+        if "act" in claims:
+            ids["activation_id"] = ACTIVATION_ID
+        return {"ok": claims, "ids": ids}
+
+    def error(name: str) -> dict[str, Any]:
+        return {"error": name}
+
+    certificate = ROOT.sign(K, certificate_claims(CERTIFIED))
+    c = license_claims()
+    add(
+        "valid-certificate",
+        "A license token from a key that is in no JWKS, accepted through its certificate "
+        "from the embedded root.",
+        CERTIFIED.sign(L, c),
+        ok(c),
+        certificates=[(certificate, "ok")],
+    )
+    c = activation_claims()
+    add(
+        "valid-certificate-activation",
+        "An activation token from a certified key.",
+        CERTIFIED.sign(A, c),
+        ok(c),
+        certificates=[(certificate, "ok")],
+        method="verify_activation",
+    )
+    c = license_claims()
+    add(
+        "valid-certificate-window-ended-at-iat",
+        "The certificate's exp equals the token's iat (the window is inclusive) and is long "
+        "past at now: the window bounds iat, never now.",
+        CERTIFIED.sign(L, c),
+        ok(c),
+        certificates=[
+            (ROOT.sign(K, certificate_claims(CERTIFIED, exp=c["iat"])), "ok"),
+        ],
+    )
+    add(
+        "certificate-other-root",
+        "The certificate is signed by another deployment's root, which the product does not "
+        "embed: the certificate is refused and the token's kid stays unknown.",
+        CERTIFIED.sign(L, license_claims()),
+        error("UnknownKey"),
+        certificates=[(OTHER_ROOT.sign(K, certificate_claims(CERTIFIED)), "UnknownKey")],
+    )
+    header, _, signature = certificate.split(".")
+    forged_jwk = ATTACKER.public_jwk() | {"kid": CERTIFIED.kid}
+    forged = _seg(certificate_claims(CERTIFIED) | {"jwk": forged_jwk})
+    attacker_token = _ed_sign(ATTACKER, _header(L, CERTIFIED), license_claims())
+    add(
+        "certificate-tampered",
+        "A genuine certificate whose jwk was replaced by an attacker's key (same kid), with "
+        "the original signature: refused, so the attacker's token has no usable key.",
+        attacker_token,
+        error("UnknownKey"),
+        certificates=[(f"{header}.{forged}.{signature}", "InvalidSignature")],
+    )
+    add(
+        "certificate-wrong-type",
+        "A root endorsement offered as a key certificate.",
+        CERTIFIED.sign(L, license_claims()),
+        error("UnknownKey"),
+        certificates=[(ROOT.sign(R, endorsement_claims(NEXT_ROOT)), "WrongTokenType")],
+    )
+    add(
+        "certificate-wrong-issuer",
+        "A certificate from this root for another issuer.",
+        CERTIFIED.sign(L, license_claims()),
+        error("UnknownKey"),
+        certificates=[
+            (
+                ROOT.sign(K, certificate_claims(CERTIFIED, iss="https://licensing.other.example")),
+                "WrongIssuer",
+            )
+        ],
+    )
+    add(
+        "certificate-window-expired",
+        "The certificate ended (exp) an hour before the token was issued (iat): the key was "
+        "no longer certified to sign it.",
+        CERTIFIED.sign(L, license_claims()),
+        error("UnknownKey"),
+        certificates=[
+            (
+                ROOT.sign(
+                    K,
+                    certificate_claims(
+                        CERTIFIED, iat=NOW - 800 * 86400, nbf=NOW - 800 * 86400, exp=NOW - 7200
+                    ),
+                ),
+                "ok",
+            )
+        ],
+    )
+    add(
+        "certificate-window-not-started",
+        "The certificate starts (nbf) after the token's iat.",
+        CERTIFIED.sign(L, license_claims()),
+        error("UnknownKey"),
+        certificates=[
+            (ROOT.sign(K, certificate_claims(CERTIFIED, iat=NOW - 60, nbf=NOW - 60)), "ok")
+        ],
+    )
+    add(
+        "revoked-key",
+        "The key is certified, but the root's revocation list withdraws it.",
+        CERTIFIED.sign(L, license_claims()),
+        error("UnknownKey"),
+        certificates=[(certificate, "ok")],
+        revocations=[(ROOT.sign(V, revocation_claims(1, [CERTIFIED.kid])), "ok")],
+    )
+    add(
+        "revoked-key-old-list-replayed",
+        "After the list with seq 2 (which revokes the key), the older list with seq 1 (which "
+        "does not) is offered again: it is ignored and the key stays revoked.",
+        CERTIFIED.sign(L, license_claims()),
+        error("UnknownKey"),
+        certificates=[(certificate, "ok")],
+        revocations=[
+            (ROOT.sign(V, revocation_claims(2, [ATTACKER.kid, CERTIFIED.kid])), "ok"),
+            (ROOT.sign(V, revocation_claims(1, [ATTACKER.kid])), "ignored"),
+        ],
+    )
+    c = license_claims()
+    add(
+        "valid-certificate-revocation-of-another-key",
+        "A revocation list that withdraws another key does not affect this one.",
+        CERTIFIED.sign(L, c),
+        ok(c),
+        certificates=[(certificate, "ok")],
+        revocations=[
+            (ROOT.sign(V, revocation_claims(1, [ATTACKER.kid])), "ok"),
+            (OTHER_ROOT.sign(V, revocation_claims(5, [CERTIFIED.kid])), "UnknownKey"),
+        ],
+    )
+    c = license_claims()
+    add(
+        "valid-root-rotation",
+        "The product embeds the first root only. The next root, endorsed by it (root+jwt), "
+        "certifies the key that signed the token.",
+        NEXT_CERTIFIED.sign(L, c),
+        ok(c),
+        endorsements=[(ROOT.sign(R, endorsement_claims(NEXT_ROOT)), "ok")],
+        certificates=[(NEXT_ROOT.sign(K, certificate_claims(NEXT_CERTIFIED)), "ok")],
+    )
+    add(
+        "root-endorsement-untrusted",
+        "A root endorsed by a root the product does not trust: the endorsement is refused, "
+        "and so is everything the endorsed root signs.",
+        NEXT_CERTIFIED.sign(L, license_claims()),
+        error("UnknownKey"),
+        endorsements=[(OTHER_ROOT.sign(R, endorsement_claims(NEXT_ROOT)), "UnknownKey")],
+        certificates=[(NEXT_ROOT.sign(K, certificate_claims(NEXT_CERTIFIED)), "UnknownKey")],
+    )
+    return vectors
+
+
 def render(vector: dict[str, Any]) -> str:
     return json.dumps(vector, indent=2, ensure_ascii=True) + "\n"
 
 
+CERTIFICATES = HERE / "certificates"
+
+
 def main(argv: list[str]) -> int:
-    vectors = build()
-    expected = {f"{name}.json": render(v) for name, v in vectors.items()}
+    expected = {f"{name}.json": render(v) for name, v in build().items()}
+    expected |= {f"certificates/{name}.json": render(v) for name, v in build_certificates().items()}
     existing = {p.name for p in HERE.glob("*.json")}
+    existing |= {f"certificates/{p.name}" for p in CERTIFICATES.glob("*.json")}
     if "--check" in argv:
         stale = sorted(
             name
@@ -425,6 +670,7 @@ def main(argv: list[str]) -> int:
         return 0
     for name in existing - set(expected):
         (HERE / name).unlink()
+    CERTIFICATES.mkdir(exist_ok=True)
     for name, text in expected.items():
         (HERE / name).write_text(text)
     print(f"wrote {len(expected)} vectors to {HERE}")
