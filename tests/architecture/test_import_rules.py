@@ -33,6 +33,7 @@ CORE = {
     "server.models",
     "server.observability",
     "server.embedded",
+    "server.client_address",
 }
 SHARED = {
     "server.pagination",
