@@ -30,29 +30,19 @@ import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from keys.crypto import SigningKey
-from keys.tokens import (
-    TokenSubject,
-    fingerprint_hash,
-    issue_activation_token,
-    issue_license_token,
-)
+from keys.tokens import fingerprint_hash, issue_activation_token, issue_license_token
+from server import license_rules as rules
 from server import ratelimit
-from server.audit.service import record_on_connection
+from server.audit import service as audit
 from server.errors import (
     ActivationLimitReached,
-    DeactivationLimitReached,
     InvalidInput,
-    LicenseRefused,
     NotFound,
     ProductMismatch,
     RateLimited,
 )
-from server.license_admin.facts import (
-    effective_features,
-    effective_max_activations,
-    effective_status,
-    hash_license_key,
-)
+from server.license_rules import LicenseTerms, hash_license_key
+from server.license_rules import as_uuid as _uuid
 from server.product_licensing.schemas import (
     ActivateRequest,
     ActivationResponse,
@@ -133,10 +123,8 @@ _LICENSE_FROM = """
     JOIN tiers t ON t.id = l.tier_id
     WHERE l.key_hash = :hash AND l.organization_id = :org
 """
-_LIVE = (
-    "a.license_id = l.id AND a.organization_id = l.organization_id "
-    "AND a.deactivated_at IS NULL "
-    "AND a.lease_expires_at + make_interval(days => t.lease_grace_days) > :now"
+_LIVE = "a.license_id = l.id AND a.organization_id = l.organization_id AND " + rules.live_seat_sql(
+    "a", "t.lease_grace_days", ":now"
 )
 
 # Validation reads only: the seat count and this machine's seat come along as subqueries.
@@ -159,23 +147,26 @@ _LOCKS = {"none": _LICENSE, "seats": _LICENSE_FOR_UPDATE, "check_in": _LICENSE_F
 
 # Runs after the license row is locked: release stale seats, count the live ones.
 _SEATS = _Sql(
-    """
+    f"""
     WITH stale AS (
-        UPDATE activations
-        SET deactivated_at = :now, deactivation_reason = 'lease_expired'
-        WHERE license_id = :license_id AND organization_id = :org AND deactivated_at IS NULL
-          AND lease_expires_at + make_interval(days => :grace) <= :now
-        RETURNING id, license_id, organization_id
+        UPDATE activations a
+        SET deactivated_at = :now, deactivation_reason = '{rules.LEASE_EXPIRED}'
+        WHERE a.license_id = :license_id AND a.organization_id = :org
+          AND {rules.stale_seat_sql("a", ":grace", ":now")}
+        RETURNING a.id, a.license_id, a.organization_id
     ), audited AS (
-        INSERT INTO audit_events (organization_id, actor_type, action, target_type, target_id,
-                                  data)
-        SELECT organization_id, 'system', 'activation.expire', 'activation', id::text,
-               jsonb_build_object('license_id', license_id, 'reason', 'lease_expired')
-        FROM stale
+        {
+        audit.insert_select_sql(
+            "stale",
+            organization_id="organization_id",
+            target_id="id::text",
+            data="jsonb_build_object('license_id', license_id)",
+        )
+    }
     ), live AS (
-        SELECT id, fingerprint_hash FROM activations
-        WHERE license_id = :license_id AND organization_id = :org AND deactivated_at IS NULL
-          AND lease_expires_at + make_interval(days => :grace) > :now
+        SELECT a.id, a.fingerprint_hash FROM activations a
+        WHERE a.license_id = :license_id AND a.organization_id = :org
+          AND {rules.live_seat_sql("a", ":grace", ":now")}
     )
     SELECT (SELECT count(*) FROM live) AS seats,
            (SELECT id FROM live WHERE fingerprint_hash = :fp) AS seat,
@@ -205,30 +196,29 @@ _RENEW_BY_ID = _Sql(
 
 # Check-in: one conditional update; a seat already past its grace period is not revived.
 _CHECK_IN = _Sql(
-    """
-    UPDATE activations
+    f"""
+    UPDATE activations a
     SET lease_expires_at = :lease, last_check_in_at = :now
-    WHERE license_id = :license_id AND organization_id = :org AND fingerprint_hash = :fp
-      AND deactivated_at IS NULL
-      AND lease_expires_at + make_interval(days => :grace) > :now
-    RETURNING id
+    WHERE a.license_id = :license_id AND a.organization_id = :org AND a.fingerprint_hash = :fp
+      AND {rules.live_seat_sql("a", ":grace", ":now")}
+    RETURNING a.id
+    """
+)
+
+# The machine's seat and whether the daily limit allows freeing it, read under the lock.
+_DEACTIVATION = _Sql(
+    f"""
+    SELECT (SELECT a.id FROM activations a
+            WHERE a.license_id = :license_id AND a.organization_id = :org
+              AND a.fingerprint_hash = :fp AND a.deactivated_at IS NULL) AS seat,
+           {rules.deactivation_allowed_sql(":limit", ":license_id", ":org", ":now")} AS allowed
     """
 )
 
 _DEACTIVATE = _Sql(
-    """
-    UPDATE activations SET deactivated_at = :now, deactivation_reason = 'user'
-    WHERE license_id = :license_id AND organization_id = :org AND fingerprint_hash = :fp
-      AND deactivated_at IS NULL
-    RETURNING id
-    """
-)
-
-_RECENT_DEACTIVATIONS = _Sql(
-    """
-    SELECT count(*) FROM activations
-    WHERE license_id = :license_id AND organization_id = :org
-      AND deactivated_at > :since AND deactivation_reason = 'user'
+    f"""
+    UPDATE activations SET deactivated_at = :now, deactivation_reason = '{rules.USER_DEACTIVATION}'
+    WHERE id = :id AND organization_id = :org
     """
 )
 
@@ -241,26 +231,10 @@ _TIER_FEATURES = _Sql(
 
 # --- small facts ----------------------------------------------------------------------------
 
-_REFUSALS: Mapping[str, tuple[str, str]] = {
-    "expired": ("EXPIRED", "The license has expired"),
-    "suspended": ("SUSPENDED", "The license is suspended"),
-    "revoked": ("REVOKED", "The license has been revoked"),
-    "not_yet_valid": ("NOT_YET_VALID", "The license is not valid yet"),
-}
-
 
 def _now() -> datetime:
     """Whole seconds, like the tokens' ``iat``/``exp``, so a lease stored equals a token's."""
     return datetime.now(UTC).replace(microsecond=0)
-
-
-def _floor(value: datetime | None) -> datetime | None:
-    return value.replace(microsecond=0) if value is not None else None
-
-
-def _uuid(value: Any) -> uuid.UUID:
-    """asyncpg's own UUID type as the standard one (what schemas and tokens expect)."""
-    return value if type(value) is uuid.UUID else uuid.UUID(bytes=value.bytes)
 
 
 def _json(value: Any) -> dict[str, Any]:
@@ -270,80 +244,54 @@ def _json(value: Any) -> dict[str, Any]:
     return json.loads(value) if isinstance(value, str) else value
 
 
-@dataclass(frozen=True)
+def _refuse_other_product(lic: LicenseTerms, product: str) -> None:
+    if lic.product != product:
+        raise ProductMismatch(
+            f"This license is for another product, not {product!r}", code="PRODUCT_MISMATCH"
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class _License:
-    id: uuid.UUID
-    organization_id: uuid.UUID
-    product: str
-    tier: str
-    status: str
-    """``active``, ``expired``, ``suspended``, ``revoked`` or ``not_yet_valid``."""
-    features: dict[str, Any]
-    max_activations: int
-    expires_at: datetime | None
+    """The license row read by the hot path: its terms and its tier's seat settings."""
+
+    terms: LicenseTerms
+    status: rules.Status
     offline_lease_days: int
     lease_grace_days: int
     max_deactivations_per_day: int
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any], now: datetime) -> _License:
-        expires_at = _floor(row["expires_at"])
-        status = effective_status(row["status"], expires_at, now)
-        starts_at = row["starts_at"]
-        if status == "active" and starts_at is not None and _floor(starts_at) > now:
-            status = "not_yet_valid"
+        terms = LicenseTerms.from_row(row)
         return cls(
-            id=_uuid(row["id"]),
-            organization_id=_uuid(row["organization_id"]),
-            product=row["product"],
-            tier=row["tier"],
-            status=status,
-            features=effective_features(_json(row["tier_features"]), _json(row["features"])),
-            max_activations=effective_max_activations(
-                row["tier_max_activations"], row["max_activations"]
-            ),
-            expires_at=expires_at,
+            terms=terms,
+            status=terms.status(now),
             offline_lease_days=row["offline_lease_days"],
             lease_grace_days=row["lease_grace_days"],
             max_deactivations_per_day=row["max_deactivations_per_day"],
         )
 
-    def subject(self) -> TokenSubject:
-        return TokenSubject(
-            license_id=str(self.id),
-            organization_id=str(self.organization_id),
-            product=self.product,
-            tier=self.tier,
-            features=self.features,
-            max_activations=self.max_activations,
-            license_expires_at=self.expires_at,
-        )
-
     def summary(self, activations_count: int) -> LicenseSummary:
+        terms = self.terms
         return LicenseSummary(
-            id=self.id,
-            product=self.product,
-            tier=self.tier,
-            status="active" if self.status == "not_yet_valid" else self.status,  # type: ignore[arg-type]
-            features=self.features,
-            max_activations=self.max_activations,
+            id=terms.id,
+            product=terms.product,
+            tier=terms.tier,
+            status=rules.shown_status(self.status),
+            features=terms.features,
+            max_activations=terms.max_activations,
             activations_count=activations_count,
-            expires_at=self.expires_at,
+            expires_at=rules.whole_second(terms.expires_at) if terms.expires_at else None,
         )
 
     def lease_end(self, now: datetime) -> datetime:
-        end = now + timedelta(days=self.offline_lease_days)
-        return min(end, self.expires_at) if self.expires_at is not None else end
+        return self.terms.lease_end(now, self.offline_lease_days)
 
     def refuse_unless_usable(self, product: str) -> None:
         """Raise the refusal shared by activate, check-in and features."""
-        if self.product != product:
-            raise ProductMismatch(
-                f"This license is for another product, not {product!r}", code="PRODUCT_MISMATCH"
-            )
-        if self.status != "active":
-            code, detail = _REFUSALS[self.status]
-            raise LicenseRefused(detail, code=f"LICENSE_{code}")
+        _refuse_other_product(self.terms, product)
+        rules.refuse_unless_usable(self.status)
 
 
 async def _resolve_tenant(
@@ -402,7 +350,7 @@ async def _activation_token(
 ) -> str:
     return issue_activation_token(
         await caller.keyring.signer(),
-        lic.subject(),
+        lic.terms.subject(),
         issuer=caller.settings.issuer,
         activation_id=str(activation_id),
         fingerprint=fingerprint,
@@ -430,18 +378,18 @@ async def validate(
         return ValidateResponse(False, "NOT_FOUND", "No license has this key", None, None)
     lic = _License.from_row(row, now)
     summary = lic.summary(row["seats"])
-    if lic.product != data.product:
+    if lic.terms.product != data.product:
         detail = f"This license is for another product, not {data.product!r}"
         return ValidateResponse(False, "PRODUCT_MISMATCH", detail, summary, None)
-    if lic.status != "active":
-        code, detail = _REFUSALS[lic.status]
-        return ValidateResponse(False, code, detail, summary, None)  # type: ignore[arg-type]
+    refused = rules.refusal(lic.status)
+    if refused is not None:
+        return ValidateResponse(False, refused.code, refused.detail, summary, None)  # type: ignore[arg-type]
     if fp is not None and row["seat"] is None:
         detail = "This machine holds no seat of this license; activate it first"
         return ValidateResponse(False, "NOT_ACTIVATED", detail, summary, None)
     issued = issue_license_token(
         await caller.keyring.signer(),
-        lic.subject(),
+        lic.terms.subject(),
         issuer=caller.settings.issuer,
         now=now,
         lifetime=timedelta(seconds=caller.settings.license_token_ttl_seconds),
@@ -462,19 +410,28 @@ async def activate(conn: asyncpg.Connection, caller: Caller, data: ActivateReque
     now = _now()
     lic = await _license(conn, caller, data.license_key, now, lock="seats")
     lic.refuse_unless_usable(data.product)
+    terms = lic.terms
     fp = fingerprint_hash(data.fingerprint)
+    released = audit.event(
+        None,
+        "activation.expire",
+        "activation",
+        organization_id=terms.organization_id,
+        data={"reason": rules.LEASE_EXPIRED},
+    )
     seats = await _SEATS.row(
         conn,
-        license_id=lic.id,
-        org=lic.organization_id,
+        license_id=terms.id,
+        org=terms.organization_id,
         grace=lic.lease_grace_days,
         now=now,
         fp=fp,
+        **audit.insert_select_params(released),
     )
     assert seats is not None
     seat, live = seats["seat"], seats["seats"]
     lease_end = lic.lease_end(now)
-    params = {"org": lic.organization_id, "now": now, "lease": lease_end}
+    params = {"org": terms.organization_id, "now": now, "lease": lease_end}
     if seat is not None:
         activation_id = _uuid(seat)
         await _RENEW_BY_ID.value(
@@ -482,9 +439,9 @@ async def activate(conn: asyncpg.Connection, caller: Caller, data: ActivateReque
         )
         created, count = False, live
     else:
-        if live >= lic.max_activations:
+        if live >= terms.max_activations:
             raise ActivationLimitReached(
-                f"All {lic.max_activations} seat(s) of this license are taken; deactivate a "
+                f"All {terms.max_activations} seat(s) of this license are taken; deactivate a "
                 "machine first",
                 code="ACTIVATION_LIMIT",
             )
@@ -493,7 +450,7 @@ async def activate(conn: asyncpg.Connection, caller: Caller, data: ActivateReque
             conn,
             **params,
             id=activation_id,
-            license_id=lic.id,
+            license_id=terms.id,
             fp=fp,
             name=data.name,
             platform=data.platform,
@@ -501,14 +458,14 @@ async def activate(conn: asyncpg.Connection, caller: Caller, data: ActivateReque
         if inserted is None:  # cannot happen under the row lock; kept as a backstop
             raise ActivationLimitReached("Try again", code="ACTIVATION_CONFLICT")
         created, count = True, live + 1
-        await record_on_connection(
+        await audit.record_on_connection(
             conn,
-            ("license", str(lic.id)),
+            ("license", str(terms.id)),
             "activation.create",
             "activation",
             activation_id,
-            organization_id=lic.organization_id,
-            data={"license_id": str(lic.id), "name": data.name, "platform": data.platform},
+            organization_id=terms.organization_id,
+            data={"license_id": str(terms.id), "name": data.name, "platform": data.platform},
         )
     token = await _activation_token(caller, lic, activation_id, data.fingerprint, now, lease_end)
     response = ActivationResponse(
@@ -516,7 +473,7 @@ async def activate(conn: asyncpg.Connection, caller: Caller, data: ActivateReque
         token=token,
         lease_expires_at=lease_end,
         activations_count=count,
-        max_activations=lic.max_activations,
+        max_activations=terms.max_activations,
         nonce=data.nonce,
     )
     return Activated(response, created)
@@ -532,8 +489,8 @@ async def check_in(
     lease_end = lic.lease_end(now)
     activation_id = await _CHECK_IN.value(
         conn,
-        license_id=lic.id,
-        org=lic.organization_id,
+        license_id=lic.terms.id,
+        org=lic.terms.organization_id,
         fp=fingerprint_hash(data.fingerprint),
         grace=lic.lease_grace_days,
         now=now,
@@ -556,30 +513,31 @@ async def deactivate(
     """Free this machine's seat at once; at most N per license in 24 hours (tier setting)."""
     now = _now()
     lic = await _license(conn, caller, data.license_key, now, lock="seats")
-    if lic.product != data.product:
-        raise ProductMismatch(
-            f"This license is for another product, not {data.product!r}", code="PRODUCT_MISMATCH"
-        )
-    params = {"license_id": lic.id, "org": lic.organization_id}
-    found = await _DEACTIVATE.value(conn, **params, fp=fingerprint_hash(data.fingerprint), now=now)
-    if found is None:
-        raise NotFound("This machine holds no seat of this license", code="NOT_ACTIVATED")
-    activation_id = _uuid(found)
-    recent = await _RECENT_DEACTIVATIONS.value(conn, **params, since=now - timedelta(hours=24))
-    if recent > lic.max_deactivations_per_day:  # this one included; the rollback undoes it
-        raise DeactivationLimitReached(
-            f"This license allows {lic.max_deactivations_per_day} deactivation(s) in 24 hours; "
-            "try again later",
-            code="DEACTIVATION_LIMIT",
-        )
-    await record_on_connection(
+    terms = lic.terms
+    _refuse_other_product(terms, data.product)
+    params = {"license_id": terms.id, "org": terms.organization_id}
+    found = await _DEACTIVATION.row(
         conn,
-        ("license", str(lic.id)),
+        **params,
+        fp=fingerprint_hash(data.fingerprint),
+        now=now,
+        limit=lic.max_deactivations_per_day,
+    )
+    assert found is not None
+    if found["seat"] is None:
+        raise NotFound("This machine holds no seat of this license", code="NOT_ACTIVATED")
+    if not found["allowed"]:
+        raise rules.deactivation_limit_reached(lic.max_deactivations_per_day)
+    activation_id = _uuid(found["seat"])
+    await _DEACTIVATE.value(conn, id=activation_id, org=terms.organization_id, now=now)
+    await audit.record_on_connection(
+        conn,
+        ("license", str(terms.id)),
         "activation.deactivate",
         "activation",
         activation_id,
-        organization_id=lic.organization_id,
-        data={"license_id": str(lic.id), "reason": "user"},
+        organization_id=terms.organization_id,
+        data={"license_id": str(terms.id), "reason": rules.USER_DEACTIVATION},
     )
     return activation_id
 
@@ -598,7 +556,8 @@ async def features(
     if license_key is not None:
         lic = await _license(conn, caller, license_key, _now(), lock="none")
         lic.refuse_unless_usable(product)
-        return FeaturesResponse(product=lic.product, tier=lic.tier, features=lic.features)
+        terms = lic.terms
+        return FeaturesResponse(product=terms.product, tier=terms.tier, features=terms.features)
     found = await _TIER_FEATURES.row(conn, product=product, tier=tier)
     if found is None:
         raise NotFound(f"No tier {tier!r} of product {product!r}", code="TIER_NOT_FOUND")
