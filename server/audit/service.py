@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 from typing import Any
 
@@ -84,7 +83,8 @@ _INSERT_EVENT = (
 
 
 def _positional(row: dict[str, Any]) -> list[Any]:
-    return [json.dumps(row[c]) if c == "data" else row[c] for c in AUDIT_COLUMNS]
+    """The licensing pool encodes ``jsonb`` itself (``server.db.hot_pool``)."""
+    return [row[c] for c in AUDIT_COLUMNS]
 
 
 async def record_on_connection(

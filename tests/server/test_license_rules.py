@@ -245,3 +245,66 @@ def test_terms_from_a_row() -> None:
     assert subject.license_id == str(LICENSE) and subject.organization_id == str(ORG)
     assert subject.license_expires_at == rules.whole_second(NOW + DAY)
     assert terms.lease_end(NOW, 7) == rules.whole_second(NOW + DAY)
+
+
+# --- the frozen copy in the validation function (migration 0003) ----------------------------
+
+
+@pytest.mark.parametrize(
+    ("function", "fragments"),
+    [
+        ("licentia_validate", [rules.live_seat_sql("a", "t.lease_grace_days", "p_now")]),
+        ("licentia_check_in", [rules.live_seat_sql("a", "v_grace", "p_now")]),
+        (
+            "licentia_activate",
+            [
+                rules.live_seat_sql("a", "v_grace", "p_now"),
+                rules.stale_seat_sql("a", "v_grace", "p_now"),
+            ],
+        ),
+    ],
+)
+def test_functions_hold_the_current_seat_rules(database, function, fragments) -> None:
+    """The functions' copies of the rule are the rule's current text: a changed rule needs a
+    migration that redefines them."""
+    source = _query(
+        database, "SELECT prosrc FROM pg_proc WHERE proname = :name", {"name": function}
+    )
+    for fragment in fragments:
+        assert fragment in source
+
+
+@pytest.mark.parametrize(("deactivated", "lease", "grace", "expected"), SEAT_CASES)
+def test_validate_function_agrees_on_live_seats(
+    database, deactivated, lease, grace, expected
+) -> None:
+    product, tier, license_id = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    key_hash = rules.hash_license_key(f"LK-{license_id}")
+
+    def lit(value: Any) -> str:
+        return "NULL" if value is None else f"'{value}'"
+
+    setup = "\n".join(
+        [
+            f"INSERT INTO organizations (id, name) VALUES ('{ORG}', 'a');",
+            f"INSERT INTO products (id, code, name) VALUES ('{product}', 'p-{product}', 'p');",
+            "INSERT INTO tiers (id, product_id, code, name, max_activations, lease_grace_days) "
+            f"VALUES ('{tier}', '{product}', 't', 't', 5, {grace});",
+            "INSERT INTO licenses (id, organization_id, product_id, tier_id, key_hash, "
+            f"key_prefix) VALUES ('{license_id}', '{ORG}', '{product}', '{tier}', "
+            f"'\\x{key_hash.hex()}'::bytea, 'LK');",
+            "INSERT INTO activations (organization_id, license_id, fingerprint_hash, "
+            "lease_expires_at, deactivated_at) "
+            f"VALUES ('{ORG}', '{license_id}', 'fp', '{lease}', {lit(deactivated)});",
+        ]
+    )
+    seats = _query(
+        database,
+        "SELECT seats::text || ' ' || (seat IS NOT NULL)::text "
+        "FROM licentia_validate(:hash, 'fp', :now)",
+        {"hash": key_hash, "now": NOW},
+        setup,
+    )
+    python = rules.holds_seat(deactivated, lease, grace, NOW)
+    assert seats == f"{int(expected)} {str(expected).lower()}"
+    assert python == expected

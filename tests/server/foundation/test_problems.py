@@ -6,6 +6,8 @@ import psycopg
 from conftest import TestDatabase, bearer
 from litestar.testing import TestClient
 
+from server.db.migrations import head_revision
+
 PROBLEM = "application/problem+json"
 
 
@@ -112,7 +114,7 @@ def test_health_endpoints(client: TestClient, database: TestDatabase) -> None:
         _assert_problem(client.get("/health/ready"), 503, "SCHEMA_OUTDATED")
     finally:
         with psycopg.connect(database.owner_url, autocommit=True) as conn:
-            conn.execute("UPDATE alembic_version SET version_num = '0001'")
+            conn.execute("UPDATE alembic_version SET version_num = %s", (head_revision(),))
 
 
 def test_openapi_document_is_served(client: TestClient) -> None:
