@@ -13,7 +13,6 @@ import json
 import os
 from typing import Any
 
-import jwt
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -49,6 +48,10 @@ class KeyDecryptionError(Exception):
 
 def b64url_encode(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _b64(data: bytes) -> bytes:
+    return base64.urlsafe_b64encode(data).rstrip(b"=")
 
 
 def generate_private_key() -> Ed25519PrivateKey:
@@ -230,7 +233,7 @@ class SigningKey:
     ``sign``. Instances refuse to be pickled or copied so they cannot leak by accident.
     """
 
-    __slots__ = ("__key", "kid", "public_raw")
+    __slots__ = ("__key", "_headers", "kid", "public_raw")
 
     kid: str
     public_raw: bytes
@@ -241,6 +244,7 @@ class SigningKey:
         self.kid = kid
         self.public_raw = raw_public_key(private_key)
         self.__key = private_key
+        self._headers: dict[str, bytes] = {}
 
     @classmethod
     def from_raw(cls, kid: str, private_raw: bytes) -> SigningKey:
@@ -249,10 +253,19 @@ class SigningKey:
         return cls(kid, Ed25519PrivateKey.from_private_bytes(private_raw))
 
     def sign(self, typ: str, claims: dict[str, Any]) -> str:
-        """A JWS compact token whose header is exactly ``{"alg","kid","typ"}``."""
-        return jwt.encode(
-            claims, self.__key, algorithm="EdDSA", headers={"typ": typ, "kid": self.kid}
-        )
+        """A JWS compact token whose header is exactly ``{"alg","kid","typ"}``.
+
+        The same bytes PyJWT's ``jwt.encode`` produces (sorted compact header, compact
+        claims in their order), with the encoded header made once per ``typ``: tokens are
+        signed on every licensing call."""
+        header = self._headers.get(typ)
+        if header is None:
+            text = json.dumps(
+                {"alg": "EdDSA", "kid": self.kid, "typ": typ}, separators=(",", ":"), sort_keys=True
+            )
+            header = self._headers[typ] = _b64(text.encode())
+        signing_input = header + b"." + _b64(json.dumps(claims, separators=(",", ":")).encode())
+        return (signing_input + b"." + _b64(self.__key.sign(signing_input))).decode("ascii")
 
     def public_jwk(self) -> dict[str, str]:
         return public_jwk(self.public_raw, self.kid)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 from typing import Any
 
@@ -18,14 +17,17 @@ from server.pagination import Page, paginate
 Actor = Principal | tuple[str, str | None] | None
 
 
-def _event(
+def event(
     actor: Actor,
     action: str,
-    target_type: str | None,
-    target_id: object | None,
-    organization_id: uuid.UUID | None,
-    data: dict[str, Any] | None,
+    target_type: str | None = None,
+    target_id: object | None = None,
+    *,
+    organization_id: uuid.UUID | None = None,
+    data: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """The one way an audit row is built: every column of ``AUDIT_COLUMNS``, with the
+    request id and the client address of the request being served (when there is one)."""
     if isinstance(actor, Principal):
         actor_type, actor_id = actor.actor
         organization_id = organization_id or actor.organization_id
@@ -46,6 +48,19 @@ def _event(
     }
 
 
+AUDIT_COLUMNS = (
+    "organization_id",
+    "actor_type",
+    "actor_id",
+    "action",
+    "target_type",
+    "target_id",
+    "data",
+    "request_id",
+    "ip",
+)
+
+
 async def record(
     session: AsyncSession,
     actor: Actor,
@@ -57,25 +72,19 @@ async def record(
     data: dict[str, Any] | None = None,
 ) -> None:
     """Append an audit event. ``actor`` is a principal, ``(type, id)``, or ``None`` (system)."""
-    event = _event(actor, action, target_type, target_id, organization_id, data)
-    await session.execute(insert(AuditEvent).values(**event))
+    row = event(actor, action, target_type, target_id, organization_id=organization_id, data=data)
+    await session.execute(insert(AuditEvent).values(**row))
 
 
-_EVENT_COLUMNS = (
-    "organization_id",
-    "actor_type",
-    "actor_id",
-    "action",
-    "target_type",
-    "target_id",
-    "data",
-    "request_id",
-    "ip",
-)
 _INSERT_EVENT = (
-    f"INSERT INTO audit_events ({', '.join(_EVENT_COLUMNS)}) "
+    f"INSERT INTO audit_events ({', '.join(AUDIT_COLUMNS)}) "
     "VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9)"
 )
+
+
+def _positional(row: dict[str, Any]) -> list[Any]:
+    """The licensing pool encodes ``jsonb`` itself (``server.db.hot_pool``)."""
+    return [row[c] for c in AUDIT_COLUMNS]
 
 
 async def record_on_connection(
@@ -89,9 +98,35 @@ async def record_on_connection(
     data: dict[str, Any] | None = None,
 ) -> None:
     """``record`` for the licensing hot path, which runs on a plain asyncpg connection."""
-    event = _event(actor, action, target_type, target_id, organization_id, data)
-    event["data"] = json.dumps(event["data"])
-    await conn.execute(_INSERT_EVENT, *(event[column] for column in _EVENT_COLUMNS))
+    row = event(actor, action, target_type, target_id, organization_id=organization_id, data=data)
+    await conn.execute(_INSERT_EVENT, *_positional(row))
+
+
+def insert_select_sql(source: str, **per_row: str) -> str:
+    """An ``INSERT INTO audit_events ... SELECT ... FROM source`` writing one event per row
+    of ``source`` (a CTE in the same statement). Every column comes from an ``event()``
+    passed through ``insert_select_params``, except those given in ``per_row`` as SQL over
+    ``source``; ``data`` given there is merged into the event's own data."""
+    columns = []
+    for column in AUDIT_COLUMNS:
+        param = f":audit_{column}"
+        if column == "data":
+            base = f"CAST({param} AS jsonb)"
+            columns.append(f"{base} || {per_row['data']}" if "data" in per_row else base)
+        else:
+            columns.append(per_row.get(column, param))
+    unknown = set(per_row) - set(AUDIT_COLUMNS)
+    if unknown:
+        raise ValueError(f"not audit columns: {sorted(unknown)}")
+    return (
+        f"INSERT INTO audit_events ({', '.join(AUDIT_COLUMNS)}) "
+        f"SELECT {', '.join(columns)} FROM {source}"
+    )
+
+
+def insert_select_params(row: dict[str, Any]) -> dict[str, Any]:
+    """An ``event()`` as the named parameters of an ``insert_select_sql`` statement."""
+    return {f"audit_{c}": v for c, v in zip(AUDIT_COLUMNS, _positional(row), strict=True)}
 
 
 async def list_events(

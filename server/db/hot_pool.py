@@ -4,12 +4,17 @@ request (the same rule as the ORM session provider)."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 
 import asyncpg
-from litestar.datastructures import State
+import msgspec
 
 from server.settings import Settings
+
+_JSONB_VERSION = b"\x01"
+_encode_json = msgspec.json.encode
+_decode_json = msgspec.json.decode
 
 
 def _plain_dsn(url: str) -> str:
@@ -24,6 +29,26 @@ async def _rollback_if_open(connection: asyncpg.Connection) -> None:
         await connection.execute("ROLLBACK")
 
 
+def _encode_jsonb(value: Any) -> bytes:
+    return _JSONB_VERSION + _encode_json(value)
+
+
+def _decode_jsonb(data: bytes) -> Any:
+    return _decode_json(data[1:])
+
+
+async def _init_connection(connection: asyncpg.Connection) -> None:
+    """Once per connection: ``jsonb`` values in and out as Python objects (msgspec, binary
+    format), so no statement passes or parses JSON text itself."""
+    await connection.set_type_codec(
+        "jsonb",
+        schema="pg_catalog",
+        encoder=_encode_jsonb,
+        decoder=_decode_jsonb,
+        format="binary",
+    )
+
+
 async def create_hot_pool(settings: Settings) -> asyncpg.Pool:
     """Connections for the licensing routes, which products call far more than anything else.
 
@@ -36,13 +61,16 @@ async def create_hot_pool(settings: Settings) -> asyncpg.Pool:
         timeout=5,
         command_timeout=30,
         reset=_rollback_if_open,
+        init=_init_connection,
     )
 
 
 @contextlib.asynccontextmanager
 async def pooled_transaction(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
     """One transaction on a connection of ``pool``: commit when the block ends, roll back on
-    any error. What ``provide_connection`` gives each licensing request, and the CLI's
+    any error. The licensing routes that change state run their service call inside it (the
+    commit happens before the handler returns, so before the response is sent: the same rule
+    as ``provide_session``, without a generator dependency per request); so does the CLI's
     offline activation."""
     async with pool.acquire(timeout=10) as connection:
         transaction = connection.transaction()
@@ -56,11 +84,3 @@ async def pooled_transaction(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connec
             raise
         else:
             await transaction.commit()
-
-
-async def provide_connection(state: State) -> AsyncGenerator[asyncpg.Connection, None]:
-    """The same one-transaction-per-request rule as ``provide_session``, on a plain asyncpg
-    connection: begin, hand it to the handler, commit after it (before the response is sent),
-    roll back on any error."""
-    async with pooled_transaction(state.hot_pool) as connection:
-        yield connection

@@ -12,28 +12,17 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
-from sqlalchemy import Select, and_, func, or_, select
+from sqlalchemy import Select, and_, func, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from keys.tokens import IssuedToken, TokenSubject, issue_license_token
+from keys.tokens import IssuedToken, issue_license_token
+from server import license_rules as rules
 from server.audit.service import record
 from server.auth.principal import Principal
-from server.errors import (
-    Conflict,
-    DeactivationLimitReached,
-    InvalidInput,
-    InvalidTransition,
-    LicenseRefused,
-    NotFound,
-)
+from server.errors import Conflict, InvalidInput, InvalidTransition, NotFound
 from server.license_admin import idempotency
-from server.license_admin.facts import (
-    effective_features,
-    effective_max_activations,
-    effective_status,
-    new_license_key,
-)
+from server.license_admin.facts import new_license_key
 from server.license_admin.schemas import (
     ActivationRead,
     LicenseCreate,
@@ -50,14 +39,9 @@ from server.validation import check_datetime
 
 Actor = Principal | tuple[str, str | None]
 MAX_METADATA_BYTES = 8 * 1024
-DEACTIVATION_WINDOW = timedelta(days=1)
 
 
 # --- reading: one statement for licenses + product + tier + live seat counts -----------------
-
-
-def _grace(days: Any) -> Any:
-    return func.make_interval(0, 0, 0, days)
 
 
 def _license_select(now: datetime) -> Select[Any]:
@@ -66,8 +50,10 @@ def _license_select(now: datetime) -> Select[Any]:
         .select_from(Activation)
         .where(
             Activation.license_id == License.id,
-            Activation.deactivated_at.is_(None),
-            Activation.lease_expires_at + _grace(Tier.lease_grace_days) > now,
+            Activation.organization_id == License.organization_id,
+            text(rules.live_seat_sql("activations", "tiers.lease_grace_days", ":now")).bindparams(
+                now=now
+            ),
         )
         .correlate(License, Tier)
         .scalar_subquery()
@@ -96,15 +82,16 @@ def _license_select(now: datetime) -> Select[Any]:
 
 
 def _read(row: Any, now: datetime) -> LicenseRead:
+    terms = rules.LicenseTerms.from_row(row._mapping)
     return LicenseRead(
         id=row.id,
         key_prefix=row.key_prefix,
         organization_id=row.organization_id,
         product=row.product,
         tier=row.tier,
-        status=effective_status(row.status, row.expires_at, now),  # type: ignore[arg-type]
-        features=effective_features(row.tier_features, row.features),
-        max_activations=effective_max_activations(row.tier_max_activations, row.max_activations),
+        status=rules.shown_status(terms.status(now)),
+        features=terms.features,
+        max_activations=terms.max_activations,
         activations_count=row.activations_count,
         starts_at=row.starts_at,
         expires_at=row.expires_at,
@@ -124,6 +111,16 @@ def _not_found() -> NotFound:
     return NotFound("No such license", code="LICENSE_NOT_FOUND")
 
 
+async def _license_row(
+    session: AsyncSession, principal: Principal | None, license_id: uuid.UUID, now: datetime
+) -> Any:
+    query = _visible_to(_license_select(now).where(License.id == license_id), principal)
+    row = (await session.execute(query)).one_or_none()
+    if row is None:
+        raise _not_found()
+    return row
+
+
 async def get_license(
     session: AsyncSession,
     principal: Principal | None,
@@ -132,20 +129,13 @@ async def get_license(
     now: datetime | None = None,
 ) -> LicenseRead:
     now = now or datetime.now(UTC)
-    query = _visible_to(_license_select(now).where(License.id == license_id), principal)
-    row = (await session.execute(query)).one_or_none()
-    if row is None:
-        raise _not_found()
-    return _read(row, now)
+    return _read(await _license_row(session, principal, license_id, now), now)
 
 
 def _status_filter(status: Status, now: datetime) -> Any:
-    current = or_(License.expires_at.is_(None), License.expires_at > now)
-    if status == "active":
-        return and_(License.status == "active", current)
-    if status == "expired":
-        return and_(License.status == "active", License.expires_at <= now)
-    return License.status == status
+    return text(f"{rules.shown_status_sql('licenses', ':now')} = :status").bindparams(
+        now=now, status=status
+    )
 
 
 async def list_licenses(
@@ -469,29 +459,14 @@ async def license_token(
 
     Time is counted in whole seconds, as tokens count it (and as the licensing API does): a
     license that expires within the current second is already expired here."""
-    now = (now or datetime.now(UTC)).replace(microsecond=0)
-    license_ = await get_license(session, principal, license_id, now=now)
-    if license_.status != "active":
-        raise LicenseRefused(
-            f"The license is {license_.status}", code=f"LICENSE_{license_.status.upper()}"
-        )
-    expires_at = license_.expires_at
-    if expires_at is not None and expires_at.replace(microsecond=0) <= now:
-        raise LicenseRefused("The license is expired", code="LICENSE_EXPIRED")
-    if license_.starts_at.replace(microsecond=0) > now:
-        raise LicenseRefused("The license has not started yet", code="LICENSE_NOT_YET_VALID")
+    now = rules.whole_second(now or datetime.now(UTC))
+    row = await _license_row(session, principal, license_id, now)
+    terms = rules.LicenseTerms.from_row(row._mapping)
+    rules.refuse_unless_usable(terms.status(now))
     signer = await keyring.signer()
     issued = issue_license_token(
         signer,
-        TokenSubject(
-            license_id=str(license_.id),
-            organization_id=str(license_.organization_id),
-            product=license_.product,
-            tier=license_.tier,
-            features=license_.features,
-            max_activations=license_.max_activations,
-            license_expires_at=license_.expires_at,
-        ),
+        terms.subject(),
         issuer=issuer,
         now=now,
         lifetime=timedelta(seconds=lifetime_seconds),
@@ -501,8 +476,8 @@ async def license_token(
         principal,
         "license.token",
         "license",
-        license_.id,
-        organization_id=license_.organization_id,
+        terms.id,
+        organization_id=terms.organization_id,
         data={"jti": issued.jti, "expires_at": issued.expires_at.isoformat()},
     )
     return issued
@@ -534,9 +509,7 @@ async def _license_tier(
 
 def _activation(row: Activation, grace_days: int, now: datetime) -> ActivationRead:
     fields = {f: getattr(row, f) for f in ActivationRead.__struct_fields__ if f != "holds_seat"}
-    holds_seat = (
-        row.deactivated_at is None and row.lease_expires_at + timedelta(days=grace_days) > now
-    )
+    holds_seat = rules.holds_seat(row.deactivated_at, row.lease_expires_at, grace_days, now)
     return ActivationRead(**fields, holds_seat=holds_seat)
 
 
@@ -582,22 +555,14 @@ async def deactivate(
     if activation.deactivated_at is not None:
         raise Conflict("The machine is already deactivated", code="ALREADY_DEACTIVATED")
     if not principal.is_admin:
+        # the same limit, counted the same way, as the licensing API's deactivate
         recent = await session.scalar(
-            select(func.count())
-            .select_from(Activation)
-            .where(
-                Activation.license_id == license_.id,
-                Activation.deactivated_at > now - DEACTIVATION_WINDOW,
-                # seats freed by the customer, from the product or here; not expired leases
-                # nor the vendor's own interventions (the same rule as the licensing API)
-                Activation.deactivation_reason == "user",
-            )
+            text(rules.recent_deactivations_sql()),
+            {"license_id": license_.id, "org": license_.organization_id, "now": now},
         )
-        if (recent or 0) >= license_.max_deactivations_per_day:
-            raise DeactivationLimitReached(
-                "Too many machines were deactivated on this license in the last 24 hours"
-            )
-    reason = "admin" if principal.is_admin else "user"
+        if not rules.deactivation_allowed(recent or 0, license_.max_deactivations_per_day):
+            raise rules.deactivation_limit_reached(license_.max_deactivations_per_day)
+    reason = "admin" if principal.is_admin else rules.USER_DEACTIVATION
     activation.deactivated_at = now
     activation.deactivation_reason = reason
     await session.flush()

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-import asyncpg
 from litestar import Controller, Response, get, post
 from litestar.datastructures import State
-from litestar.di import Provide
 from litestar.params import Parameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
-from server.db.hot_pool import provide_connection
+from server.db.hot_pool import pooled_transaction
 from server.observability import current_client_ip
 from server.problems import problem_responses
 from server.product_licensing import service
@@ -48,7 +46,12 @@ _REFUSALS = (
 class LicensingController(Controller):
     path = "/licenses"
     tags = ["product licensing"]
-    dependencies = {"connection": Provide(provide_connection)}
+    # The license key authenticates these calls; skip the bearer-credential middleware.
+    opt = {"exclude_from_auth": True}
+    # Validate and features are one autocommit statement on the licensing pool; activate and
+    # check-in a read and then one autocommit statement that makes the change (its own
+    # transaction); deactivate runs in ``pooled_transaction``. Every change commits before
+    # the handler returns: no token is ever sent for a seat that did not commit.
 
     @post(
         "/validate",
@@ -62,10 +65,8 @@ class LicensingController(Controller):
             "Never changes a seat. 422 for a malformed body; 429 for too many unknown keys."
         ),
     )
-    async def validate(
-        self, connection: asyncpg.Connection, state: State, data: ValidateRequest
-    ) -> ValidateResponse:
-        return await service.validate(connection, _caller(state), data)
+    async def validate(self, state: State, data: ValidateRequest) -> ValidateResponse:
+        return await service.validate(state.hot_pool, _caller(state), data)
 
     @post(
         "/activate",
@@ -79,10 +80,8 @@ class LicensingController(Controller):
             + _REFUSALS
         ),
     )
-    async def activate(
-        self, connection: asyncpg.Connection, state: State, data: ActivateRequest
-    ) -> Response[ActivationResponse]:
-        activated = await service.activate(connection, _caller(state), data)
+    async def activate(self, state: State, data: ActivateRequest) -> Response[ActivationResponse]:
+        activated = await service.activate(state.hot_pool, _caller(state), data)
         status = HTTP_201_CREATED if activated.created else HTTP_200_OK
         return Response(activated.response, status_code=status)
 
@@ -97,10 +96,8 @@ class LicensingController(Controller):
             "grace period). " + _REFUSALS
         ),
     )
-    async def check_in(
-        self, connection: asyncpg.Connection, state: State, data: CheckInRequest
-    ) -> CheckInResponse:
-        return await service.check_in(connection, _caller(state), data)
+    async def check_in(self, state: State, data: CheckInRequest) -> CheckInResponse:
+        return await service.check_in(state.hot_pool, _caller(state), data)
 
     @post(
         "/deactivate",
@@ -113,10 +110,9 @@ class LicensingController(Controller):
             "offline deactivation request file as it is."
         ),
     )
-    async def deactivate(
-        self, connection: asyncpg.Connection, state: State, data: DeactivateRequest
-    ) -> None:
-        await service.deactivate(connection, _caller(state), data)
+    async def deactivate(self, state: State, data: DeactivateRequest) -> None:
+        async with pooled_transaction(state.hot_pool) as connection:
+            await service.deactivate(connection, _caller(state), data)
 
     @get(
         "/features",
@@ -130,7 +126,6 @@ class LicensingController(Controller):
     )
     async def features(
         self,
-        connection: asyncpg.Connection,
         state: State,
         product: Annotated[str, Parameter(min_length=1, max_length=64, pattern=NO_NUL)],
         tier: Annotated[str | None, Parameter(min_length=1, max_length=64, pattern=NO_NUL)] = None,
@@ -139,7 +134,7 @@ class LicensingController(Controller):
         ] = None,
     ) -> FeaturesResponse:
         return await service.features(
-            connection,
+            state.hot_pool,
             _caller(state),
             product=product,
             tier=tier,

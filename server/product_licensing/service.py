@@ -18,6 +18,7 @@ The hot path (idiom 8): a handful of indexed statements per call, no ORM objects
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import uuid
@@ -30,29 +31,21 @@ import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from keys.crypto import SigningKey
-from keys.tokens import (
-    TokenSubject,
-    fingerprint_hash,
-    issue_activation_token,
-    issue_license_token,
-)
+from keys.tokens import fingerprint_hash, issue_activation_token, issue_license_token
+from server import license_rules as rules
 from server import ratelimit
-from server.audit.service import record_on_connection
+from server.audit import service as audit
 from server.errors import (
     ActivationLimitReached,
-    DeactivationLimitReached,
+    Conflict,
     InvalidInput,
-    LicenseRefused,
+    NoSigningKey,
     NotFound,
     ProductMismatch,
     RateLimited,
 )
-from server.license_admin.facts import (
-    effective_features,
-    effective_max_activations,
-    effective_status,
-    hash_license_key,
-)
+from server.license_rules import LicenseTerms, hash_license_key
+from server.license_rules import as_uuid as _uuid
 from server.product_licensing.schemas import (
     ActivateRequest,
     ActivationResponse,
@@ -116,119 +109,49 @@ class _Sql:
         return await conn.fetchval(self.sql, *self._args(params))
 
 
-_RESOLVE_TENANT = _Sql(
-    "SELECT set_config('app.organization_id', "
-    "coalesce(licentia_license_org(:hash)::text, ''), true) AS org"
+# Both look-ups set the transaction's tenant from the key hash and return the license row in
+# one round trip (migrations/versions/0004: SECURITY INVOKER, so row-level security applies
+# to every row they read; no row for an unknown key).
+_LOCK = {"none": "none", "seats": "update", "check_in": "key_share"}
+# Check-ins of one license run side by side ("key_share"), but never interleave with a seat
+# decision ("update"): a check-in renewing a seat on the edge of its grace period must not let
+# an activation running at the same moment see that seat as neither stale nor live.
+_LICENSE = _Sql("SELECT * FROM licentia_license(:hash, :lock)")
+
+# Validation is one autocommit statement: the license, the seat count and this machine's seat
+# (the live-seat rule is the frozen copy in the function; tests/server/test_license_rules.py).
+_VALIDATE = _Sql("SELECT * FROM licentia_validate(:hash, :fp, :now)")
+
+# Activation and check-in: the seat change in one autocommit statement (one transaction) for a
+# license read and judged just before; the function locks the license row and goes ahead only
+# if it is still that version (migrations/versions/0004; the live-seat rule there is a frozen
+# copy, checked by tests/server/test_license_rules.py).
+_ACTIVATE = _Sql(
+    "SELECT * FROM licentia_activate(:hash, :license_id, :version, :fp, :now, :lease, :max, "
+    ":new_id, :name, :platform, :expired, :created)"
 )
+_CHECK_IN = _Sql("SELECT * FROM licentia_check_in(:hash, :license_id, :version, :fp, :now, :lease)")
 
-_LICENSE_COLUMNS = """
-    l.id, l.organization_id, l.status, l.starts_at, l.expires_at,
-    l.max_activations, l.features, p.code AS product, t.code AS tier,
-    t.features AS tier_features, t.max_activations AS tier_max_activations,
-    t.offline_lease_days, t.lease_grace_days, t.max_deactivations_per_day
-"""
-_LICENSE_FROM = """
-    FROM licenses l
-    JOIN products p ON p.id = l.product_id
-    JOIN tiers t ON t.id = l.tier_id
-    WHERE l.key_hash = :hash AND l.organization_id = :org
-"""
-_LIVE = (
-    "a.license_id = l.id AND a.organization_id = l.organization_id "
-    "AND a.deactivated_at IS NULL "
-    "AND a.lease_expires_at + make_interval(days => t.lease_grace_days) > :now"
-)
-
-# Validation reads only: the seat count and this machine's seat come along as subqueries.
-_VALIDATE = _Sql(
-    f"""
-    SELECT {_LICENSE_COLUMNS},
-        (SELECT count(*) FROM activations a WHERE {_LIVE}) AS seats,
-        (SELECT a.id FROM activations a WHERE {_LIVE} AND a.fingerprint_hash = :fp) AS seat
-    {_LICENSE_FROM}
-    """
-)
-
-_LICENSE = _Sql(f"SELECT {_LICENSE_COLUMNS} {_LICENSE_FROM}")
-_LICENSE_FOR_UPDATE = _Sql(f"SELECT {_LICENSE_COLUMNS} {_LICENSE_FROM} FOR UPDATE OF l")
-# Check-ins of one license run side by side, but never interleave with a seat decision: a
-# check-in renewing a seat on the edge of its grace period must not let an activation
-# running at the same moment see that seat as neither stale nor live.
-_LICENSE_FOR_KEY_SHARE = _Sql(f"SELECT {_LICENSE_COLUMNS} {_LICENSE_FROM} FOR KEY SHARE OF l")
-_LOCKS = {"none": _LICENSE, "seats": _LICENSE_FOR_UPDATE, "check_in": _LICENSE_FOR_KEY_SHARE}
-
-# Runs after the license row is locked: release stale seats, count the live ones.
-_SEATS = _Sql(
-    """
-    WITH stale AS (
-        UPDATE activations
-        SET deactivated_at = :now, deactivation_reason = 'lease_expired'
-        WHERE license_id = :license_id AND organization_id = :org AND deactivated_at IS NULL
-          AND lease_expires_at + make_interval(days => :grace) <= :now
-        RETURNING id, license_id, organization_id
-    ), audited AS (
-        INSERT INTO audit_events (organization_id, actor_type, action, target_type, target_id,
-                                  data)
-        SELECT organization_id, 'system', 'activation.expire', 'activation', id::text,
-               jsonb_build_object('license_id', license_id, 'reason', 'lease_expired')
-        FROM stale
-    ), live AS (
-        SELECT id, fingerprint_hash FROM activations
-        WHERE license_id = :license_id AND organization_id = :org AND deactivated_at IS NULL
-          AND lease_expires_at + make_interval(days => :grace) > :now
-    )
-    SELECT (SELECT count(*) FROM live) AS seats,
-           (SELECT id FROM live WHERE fingerprint_hash = :fp) AS seat,
-           (SELECT count(*) FROM stale) AS released
-    """
-)
-
-_INSERT_ACTIVATION = _Sql(
-    """
-    INSERT INTO activations (id, organization_id, license_id, fingerprint_hash, name, platform,
-                             activated_at, last_check_in_at, lease_expires_at)
-    VALUES (:id, :org, :license_id, :fp, :name, :platform, :now, :now, :lease)
-    ON CONFLICT (license_id, fingerprint_hash) WHERE deactivated_at IS NULL DO NOTHING
-    RETURNING id
-    """
-)
-
-_RENEW_BY_ID = _Sql(
-    """
-    UPDATE activations
-    SET lease_expires_at = :lease, last_check_in_at = :now,
-        name = coalesce(:name, name), platform = coalesce(:platform, platform)
-    WHERE id = :id AND organization_id = :org AND deactivated_at IS NULL
-    RETURNING id
-    """
-)
-
-# Check-in: one conditional update; a seat already past its grace period is not revived.
-_CHECK_IN = _Sql(
-    """
-    UPDATE activations
-    SET lease_expires_at = :lease, last_check_in_at = :now
-    WHERE license_id = :license_id AND organization_id = :org AND fingerprint_hash = :fp
-      AND deactivated_at IS NULL
-      AND lease_expires_at + make_interval(days => :grace) > :now
-    RETURNING id
-    """
-)
-
+# Deactivation, under the license's lock: the machine's seat, whether the daily limit allows
+# freeing it, and (when both hold) the update and its audit event, in one statement.
 _DEACTIVATE = _Sql(
-    """
-    UPDATE activations SET deactivated_at = :now, deactivation_reason = 'user'
-    WHERE license_id = :license_id AND organization_id = :org AND fingerprint_hash = :fp
-      AND deactivated_at IS NULL
-    RETURNING id
-    """
-)
-
-_RECENT_DEACTIVATIONS = _Sql(
-    """
-    SELECT count(*) FROM activations
-    WHERE license_id = :license_id AND organization_id = :org
-      AND deactivated_at > :since AND deactivation_reason = 'user'
+    f"""
+    WITH seat AS (
+        SELECT a.id FROM activations a
+        WHERE a.license_id = :license_id AND a.organization_id = :org
+          AND a.fingerprint_hash = :fp AND a.deactivated_at IS NULL
+    ), allowed AS (
+        SELECT {rules.deactivation_allowed_sql(":limit", ":license_id", ":org", ":now")} AS ok
+    ), freed AS (
+        UPDATE activations
+        SET deactivated_at = :now, deactivation_reason = '{rules.USER_DEACTIVATION}'
+        WHERE id = (SELECT id FROM seat) AND organization_id = :org
+          AND (SELECT ok FROM allowed)
+        RETURNING id
+    ), audited AS (
+        {audit.insert_select_sql("freed", target_id="id::text")}
+    )
+    SELECT (SELECT id FROM seat) AS seat, (SELECT ok FROM allowed) AS allowed
     """
 )
 
@@ -241,26 +164,10 @@ _TIER_FEATURES = _Sql(
 
 # --- small facts ----------------------------------------------------------------------------
 
-_REFUSALS: Mapping[str, tuple[str, str]] = {
-    "expired": ("EXPIRED", "The license has expired"),
-    "suspended": ("SUSPENDED", "The license is suspended"),
-    "revoked": ("REVOKED", "The license has been revoked"),
-    "not_yet_valid": ("NOT_YET_VALID", "The license is not valid yet"),
-}
-
 
 def _now() -> datetime:
     """Whole seconds, like the tokens' ``iat``/``exp``, so a lease stored equals a token's."""
     return datetime.now(UTC).replace(microsecond=0)
-
-
-def _floor(value: datetime | None) -> datetime | None:
-    return value.replace(microsecond=0) if value is not None else None
-
-
-def _uuid(value: Any) -> uuid.UUID:
-    """asyncpg's own UUID type as the standard one (what schemas and tokens expect)."""
-    return value if type(value) is uuid.UUID else uuid.UUID(bytes=value.bytes)
 
 
 def _json(value: Any) -> dict[str, Any]:
@@ -270,105 +177,72 @@ def _json(value: Any) -> dict[str, Any]:
     return json.loads(value) if isinstance(value, str) else value
 
 
-@dataclass(frozen=True)
+def _refuse_other_product(lic: LicenseTerms, product: str) -> None:
+    if lic.product != product:
+        raise ProductMismatch(
+            f"This license is for another product, not {product!r}", code="PRODUCT_MISMATCH"
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class _License:
-    id: uuid.UUID
-    organization_id: uuid.UUID
-    product: str
-    tier: str
-    status: str
-    """``active``, ``expired``, ``suspended``, ``revoked`` or ``not_yet_valid``."""
-    features: dict[str, Any]
-    max_activations: int
-    expires_at: datetime | None
+    """The license row read by the hot path: its terms and its tier's seat settings."""
+
+    terms: LicenseTerms
+    status: rules.Status
     offline_lease_days: int
     lease_grace_days: int
     max_deactivations_per_day: int
+    version: str
+    """The row's ``xmin``: a change is made only if the row is still this version."""
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any], now: datetime) -> _License:
-        expires_at = _floor(row["expires_at"])
-        status = effective_status(row["status"], expires_at, now)
-        starts_at = row["starts_at"]
-        if status == "active" and starts_at is not None and _floor(starts_at) > now:
-            status = "not_yet_valid"
+        terms = LicenseTerms.from_row(row)
         return cls(
-            id=_uuid(row["id"]),
-            organization_id=_uuid(row["organization_id"]),
-            product=row["product"],
-            tier=row["tier"],
-            status=status,
-            features=effective_features(_json(row["tier_features"]), _json(row["features"])),
-            max_activations=effective_max_activations(
-                row["tier_max_activations"], row["max_activations"]
-            ),
-            expires_at=expires_at,
+            terms=terms,
+            status=terms.status(now),
             offline_lease_days=row["offline_lease_days"],
             lease_grace_days=row["lease_grace_days"],
             max_deactivations_per_day=row["max_deactivations_per_day"],
-        )
-
-    def subject(self) -> TokenSubject:
-        return TokenSubject(
-            license_id=str(self.id),
-            organization_id=str(self.organization_id),
-            product=self.product,
-            tier=self.tier,
-            features=self.features,
-            max_activations=self.max_activations,
-            license_expires_at=self.expires_at,
+            version=row["version"],
         )
 
     def summary(self, activations_count: int) -> LicenseSummary:
+        terms = self.terms
         return LicenseSummary(
-            id=self.id,
-            product=self.product,
-            tier=self.tier,
-            status="active" if self.status == "not_yet_valid" else self.status,  # type: ignore[arg-type]
-            features=self.features,
-            max_activations=self.max_activations,
+            id=terms.id,
+            product=terms.product,
+            tier=terms.tier,
+            status=rules.shown_status(self.status),
+            features=terms.features,
+            max_activations=terms.max_activations,
             activations_count=activations_count,
-            expires_at=self.expires_at,
+            expires_at=rules.whole_second(terms.expires_at) if terms.expires_at else None,
         )
 
     def lease_end(self, now: datetime) -> datetime:
-        end = now + timedelta(days=self.offline_lease_days)
-        return min(end, self.expires_at) if self.expires_at is not None else end
+        return self.terms.lease_end(now, self.offline_lease_days)
 
     def refuse_unless_usable(self, product: str) -> None:
         """Raise the refusal shared by activate, check-in and features."""
-        if self.product != product:
-            raise ProductMismatch(
-                f"This license is for another product, not {product!r}", code="PRODUCT_MISMATCH"
-            )
-        if self.status != "active":
-            code, detail = _REFUSALS[self.status]
-            raise LicenseRefused(detail, code=f"LICENSE_{code}")
-
-
-async def _resolve_tenant(
-    conn: asyncpg.Connection, caller: Caller, key: str
-) -> tuple[bytes, uuid.UUID]:
-    """Set the transaction's tenant from the key; count and refuse an unknown key."""
-    key_hash = hash_license_key(key)
-    org = await _RESOLVE_TENANT.value(conn, hash=key_hash)
-    if not org:
-        await count_unknown_key(caller)
-        raise NotFound("No license has this key", code="LICENSE_NOT_FOUND")
-    return key_hash, uuid.UUID(org)
+        _refuse_other_product(self.terms, product)
+        rules.refuse_unless_usable(self.status)
 
 
 async def _license(
-    conn: asyncpg.Connection,
+    conn: asyncpg.Connection | asyncpg.Pool,
     caller: Caller,
     key: str,
     now: datetime,
     *,
     lock: Literal["none", "seats", "check_in"],
 ) -> _License:
-    key_hash, org = await _resolve_tenant(conn, caller, key)
-    row = await _LOCKS[lock].row(conn, hash=key_hash, org=org)
-    if row is None:  # deleted between the two statements
+    """Set the transaction's tenant from the key and read (and lock) the license; count and
+    refuse an unknown key."""
+    row = await _LICENSE.row(conn, hash=hash_license_key(key), lock=_LOCK[lock])
+    if row is None:
+        await count_unknown_key(caller)
         raise NotFound("No license has this key", code="LICENSE_NOT_FOUND")
     return _License.from_row(row, now)
 
@@ -392,17 +266,18 @@ async def count_unknown_key(caller: Caller) -> None:
         )
 
 
-async def _activation_token(
+def _activation_token(
+    signer: SigningKey,
     caller: Caller,
     lic: _License,
     activation_id: uuid.UUID,
     fingerprint: str,
     now: datetime,
-    lease_end: datetime,
 ) -> str:
+    lease_end = lic.lease_end(now)
     return issue_activation_token(
-        await caller.keyring.signer(),
-        lic.subject(),
+        signer,
+        lic.terms.subject(),
         issuer=caller.settings.issuer,
         activation_id=str(activation_id),
         fingerprint=fingerprint,
@@ -415,33 +290,31 @@ async def _activation_token(
 
 
 async def validate(
-    conn: asyncpg.Connection, caller: Caller, data: ValidateRequest
+    pool: asyncpg.Pool | asyncpg.Connection, caller: Caller, data: ValidateRequest
 ) -> ValidateResponse:
-    """Every license outcome is an answer (``valid`` + ``code``); validation changes nothing."""
+    """Every license outcome is an answer (``valid`` + ``code``); validation changes nothing.
+
+    One statement in autocommit (its own transaction, read only): give it the pool."""
     now = _now()
-    key_hash = hash_license_key(data.license_key)
-    org = await _RESOLVE_TENANT.value(conn, hash=key_hash)
-    if not org:
-        await count_unknown_key(caller)
-        return ValidateResponse(False, "NOT_FOUND", "No license has this key", None, None)
     fp = fingerprint_hash(data.fingerprint) if data.fingerprint is not None else None
-    row = await _VALIDATE.row(conn, hash=key_hash, org=uuid.UUID(org), now=now, fp=fp)
+    row = await _VALIDATE.row(pool, hash=hash_license_key(data.license_key), fp=fp, now=now)
     if row is None:
+        await count_unknown_key(caller)
         return ValidateResponse(False, "NOT_FOUND", "No license has this key", None, None)
     lic = _License.from_row(row, now)
     summary = lic.summary(row["seats"])
-    if lic.product != data.product:
+    if lic.terms.product != data.product:
         detail = f"This license is for another product, not {data.product!r}"
         return ValidateResponse(False, "PRODUCT_MISMATCH", detail, summary, None)
-    if lic.status != "active":
-        code, detail = _REFUSALS[lic.status]
-        return ValidateResponse(False, code, detail, summary, None)  # type: ignore[arg-type]
+    refused = rules.refusal(lic.status)
+    if refused is not None:
+        return ValidateResponse(False, refused.code, refused.detail, summary, None)  # type: ignore[arg-type]
     if fp is not None and row["seat"] is None:
         detail = "This machine holds no seat of this license; activate it first"
         return ValidateResponse(False, "NOT_ACTIVATED", detail, summary, None)
     issued = issue_license_token(
         await caller.keyring.signer(),
-        lic.subject(),
+        lic.terms.subject(),
         issuer=caller.settings.issuer,
         now=now,
         lifetime=timedelta(seconds=caller.settings.license_token_ttl_seconds),
@@ -457,97 +330,149 @@ class Activated:
     """``False`` when this machine already held a seat (idempotent repeat)."""
 
 
-async def activate(conn: asyncpg.Connection, caller: Caller, data: ActivateRequest) -> Activated:
-    """Take a seat for this machine, or renew the one it holds; never oversell."""
-    now = _now()
-    lic = await _license(conn, caller, data.license_key, now, lock="seats")
-    lic.refuse_unless_usable(data.product)
-    fp = fingerprint_hash(data.fingerprint)
-    seats = await _SEATS.row(
-        conn,
-        license_id=lic.id,
-        org=lic.organization_id,
-        grace=lic.lease_grace_days,
-        now=now,
-        fp=fp,
-    )
-    assert seats is not None
-    seat, live = seats["seat"], seats["seats"]
-    lease_end = lic.lease_end(now)
-    params = {"org": lic.organization_id, "now": now, "lease": lease_end}
-    if seat is not None:
-        activation_id = _uuid(seat)
-        await _RENEW_BY_ID.value(
-            conn, **params, id=activation_id, name=data.name, platform=data.platform
-        )
-        created, count = False, live
+_CHANGE_ATTEMPTS = 3
+
+
+async def _change(
+    pool: asyncpg.Pool | asyncpg.Connection, caller: Caller, statement: _Sql, **params: Any
+) -> tuple[asyncpg.Record, SigningKey | None]:
+    """Run a seat change, with the signer fetched first: a change is made only when its token
+    can be signed. Without a signing key the change runs in a transaction that is rolled back,
+    so that the caller still answers with the refusal (no seat, ...) when there is one."""
+    try:
+        signer: SigningKey | None = await caller.keyring.signer()
+    except NoSigningKey:
+        signer = None
+    if signer is not None:
+        row = await statement.row(pool, **params)
     else:
-        if live >= lic.max_activations:
+        async with contextlib.AsyncExitStack() as stack:
+            conn = (
+                await stack.enter_async_context(pool.acquire())
+                if isinstance(pool, asyncpg.Pool)
+                else pool
+            )
+            transaction = conn.transaction()  # a savepoint inside the CLI's transaction
+            await transaction.start()
+            try:
+                row = await statement.row(conn, **params)
+            finally:
+                await transaction.rollback()
+    assert row is not None
+    return row, signer
+
+
+async def _signer(signer: SigningKey | None, caller: Caller) -> SigningKey:
+    return signer if signer is not None else await caller.keyring.signer()  # raises
+
+
+async def activate(
+    pool: asyncpg.Pool | asyncpg.Connection, caller: Caller, data: ActivateRequest
+) -> Activated:
+    """Take a seat for this machine, or renew the one it holds; never oversell.
+
+    Two statements, each its own transaction when given the pool: read the license and judge
+    it (the rules, in Python), then ``licentia_activate``, which locks the license row, goes
+    ahead only if it is still the version judged, releases stale seats, counts the live ones
+    and renews or inserts, audited, all in one transaction."""
+    fp = fingerprint_hash(data.fingerprint)
+    for _ in range(_CHANGE_ATTEMPTS):
+        now = _now()
+        lic = await _license(pool, caller, data.license_key, now, lock="none")
+        lic.refuse_unless_usable(data.product)
+        terms = lic.terms
+        lease_end = lic.lease_end(now)
+        new_id = uuid.uuid4()
+        row, signer = await _change(
+            pool,
+            caller,
+            _ACTIVATE,
+            hash=hash_license_key(data.license_key),
+            license_id=terms.id,
+            version=lic.version,
+            fp=fp,
+            now=now,
+            lease=lease_end,
+            max=terms.max_activations,
+            new_id=new_id,
+            name=data.name,
+            platform=data.platform,
+            expired=audit.event(
+                None,
+                "activation.expire",
+                "activation",
+                organization_id=terms.organization_id,
+                data={"reason": rules.LEASE_EXPIRED},
+            ),
+            created=audit.event(
+                ("license", str(terms.id)),
+                "activation.create",
+                "activation",
+                organization_id=terms.organization_id,
+                data={"license_id": str(terms.id), "name": data.name, "platform": data.platform},
+            ),
+        )
+        outcome = row["outcome"]
+        if outcome == "changed":  # suspended, revoked or edited since it was read: again
+            continue
+        if outcome == "limit":
             raise ActivationLimitReached(
-                f"All {lic.max_activations} seat(s) of this license are taken; deactivate a "
+                f"All {terms.max_activations} seat(s) of this license are taken; deactivate a "
                 "machine first",
                 code="ACTIVATION_LIMIT",
             )
-        activation_id = uuid.uuid4()
-        inserted = await _INSERT_ACTIVATION.value(
-            conn,
-            **params,
-            id=activation_id,
-            license_id=lic.id,
-            fp=fp,
-            name=data.name,
-            platform=data.platform,
-        )
-        if inserted is None:  # cannot happen under the row lock; kept as a backstop
+        if outcome == "conflict":  # cannot happen under the row lock; kept as a backstop
             raise ActivationLimitReached("Try again", code="ACTIVATION_CONFLICT")
-        created, count = True, live + 1
-        await record_on_connection(
-            conn,
-            ("license", str(lic.id)),
-            "activation.create",
-            "activation",
-            activation_id,
-            organization_id=lic.organization_id,
-            data={"license_id": str(lic.id), "name": data.name, "platform": data.platform},
+        activation_id = _uuid(row["activation_id"])
+        signer = await _signer(signer, caller)
+        token = _activation_token(signer, caller, lic, activation_id, data.fingerprint, now)
+        response = ActivationResponse(
+            activation_id=activation_id,
+            token=token,
+            lease_expires_at=lease_end,
+            activations_count=row["seats"],
+            max_activations=terms.max_activations,
+            nonce=data.nonce,
         )
-    token = await _activation_token(caller, lic, activation_id, data.fingerprint, now, lease_end)
-    response = ActivationResponse(
-        activation_id=activation_id,
-        token=token,
-        lease_expires_at=lease_end,
-        activations_count=count,
-        max_activations=lic.max_activations,
-        nonce=data.nonce,
-    )
-    return Activated(response, created)
+        return Activated(response, outcome == "created")
+    raise Conflict("The license changed during the call; try again", code="LICENSE_CHANGED")
 
 
 async def check_in(
-    conn: asyncpg.Connection, caller: Caller, data: CheckInRequest
+    pool: asyncpg.Pool | asyncpg.Connection, caller: Caller, data: CheckInRequest
 ) -> CheckInResponse:
-    """Renew the lease of a live seat with a fresh activation token."""
-    now = _now()
-    lic = await _license(conn, caller, data.license_key, now, lock="check_in")
-    lic.refuse_unless_usable(data.product)
-    lease_end = lic.lease_end(now)
-    activation_id = await _CHECK_IN.value(
-        conn,
-        license_id=lic.id,
-        org=lic.organization_id,
-        fp=fingerprint_hash(data.fingerprint),
-        grace=lic.lease_grace_days,
-        now=now,
-        lease=lease_end,
-    )
-    if activation_id is None:
-        raise NotFound(
-            "This machine holds no seat of this license; activate it again",
-            code="NOT_ACTIVATED",
+    """Renew the lease of a live seat with a fresh activation token (like ``activate``: read
+    and judge, then ``licentia_check_in`` under the license's lock, if still as judged)."""
+    fp = fingerprint_hash(data.fingerprint)
+    for _ in range(_CHANGE_ATTEMPTS):
+        now = _now()
+        lic = await _license(pool, caller, data.license_key, now, lock="none")
+        lic.refuse_unless_usable(data.product)
+        lease_end = lic.lease_end(now)
+        row, signer = await _change(
+            pool,
+            caller,
+            _CHECK_IN,
+            hash=hash_license_key(data.license_key),
+            license_id=lic.terms.id,
+            version=lic.version,
+            fp=fp,
+            now=now,
+            lease=lease_end,
         )
-    token = await _activation_token(
-        caller, lic, _uuid(activation_id), data.fingerprint, now, lease_end
-    )
-    return CheckInResponse(token=token, lease_expires_at=lease_end)
+        if row["outcome"] == "changed":
+            continue
+        if row["activation_id"] is None:
+            raise NotFound(
+                "This machine holds no seat of this license; activate it again",
+                code="NOT_ACTIVATED",
+            )
+        signer = await _signer(signer, caller)
+        token = _activation_token(
+            signer, caller, lic, _uuid(row["activation_id"]), data.fingerprint, now
+        )
+        return CheckInResponse(token=token, lease_expires_at=lease_end)
+    raise Conflict("The license changed during the call; try again", code="LICENSE_CHANGED")
 
 
 async def deactivate(
@@ -556,36 +481,34 @@ async def deactivate(
     """Free this machine's seat at once; at most N per license in 24 hours (tier setting)."""
     now = _now()
     lic = await _license(conn, caller, data.license_key, now, lock="seats")
-    if lic.product != data.product:
-        raise ProductMismatch(
-            f"This license is for another product, not {data.product!r}", code="PRODUCT_MISMATCH"
-        )
-    params = {"license_id": lic.id, "org": lic.organization_id}
-    found = await _DEACTIVATE.value(conn, **params, fp=fingerprint_hash(data.fingerprint), now=now)
-    if found is None:
-        raise NotFound("This machine holds no seat of this license", code="NOT_ACTIVATED")
-    activation_id = _uuid(found)
-    recent = await _RECENT_DEACTIVATIONS.value(conn, **params, since=now - timedelta(hours=24))
-    if recent > lic.max_deactivations_per_day:  # this one included; the rollback undoes it
-        raise DeactivationLimitReached(
-            f"This license allows {lic.max_deactivations_per_day} deactivation(s) in 24 hours; "
-            "try again later",
-            code="DEACTIVATION_LIMIT",
-        )
-    await record_on_connection(
-        conn,
-        ("license", str(lic.id)),
+    terms = lic.terms
+    _refuse_other_product(terms, data.product)
+    event = audit.event(
+        ("license", str(terms.id)),
         "activation.deactivate",
         "activation",
-        activation_id,
-        organization_id=lic.organization_id,
-        data={"license_id": str(lic.id), "reason": "user"},
+        organization_id=terms.organization_id,
+        data={"license_id": str(terms.id), "reason": rules.USER_DEACTIVATION},
     )
-    return activation_id
+    found = await _DEACTIVATE.row(
+        conn,
+        **audit.insert_select_params(event),
+        license_id=terms.id,
+        org=terms.organization_id,
+        fp=fingerprint_hash(data.fingerprint),
+        now=now,
+        limit=lic.max_deactivations_per_day,
+    )
+    assert found is not None
+    if found["seat"] is None:
+        raise NotFound("This machine holds no seat of this license", code="NOT_ACTIVATED")
+    if not found["allowed"]:  # nothing was changed
+        raise rules.deactivation_limit_reached(lic.max_deactivations_per_day)
+    return _uuid(found["seat"])
 
 
 async def features(
-    conn: asyncpg.Connection,
+    conn: asyncpg.Connection | asyncpg.Pool,
     caller: Caller,
     *,
     product: str,
@@ -598,7 +521,8 @@ async def features(
     if license_key is not None:
         lic = await _license(conn, caller, license_key, _now(), lock="none")
         lic.refuse_unless_usable(product)
-        return FeaturesResponse(product=lic.product, tier=lic.tier, features=lic.features)
+        terms = lic.terms
+        return FeaturesResponse(product=terms.product, tier=terms.tier, features=terms.features)
     found = await _TIER_FEATURES.row(conn, product=product, tier=tier)
     if found is None:
         raise NotFound(f"No tier {tier!r} of product {product!r}", code="TIER_NOT_FOUND")

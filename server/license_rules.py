@@ -1,0 +1,320 @@
+"""The license rules, each written once, for the admin API (ORM) and the product API (asyncpg).
+
+- **status**: stored (``active``/``suspended``/``revoked``), derived expiry, not yet valid,
+  usable now, and the refusal (code + message) for each status that is not usable;
+- **the live seat**: an activation holds a seat while it is not deactivated and its lease plus
+  the tier's grace days has not run out;
+- **the deactivation limit**: deactivations the customer made (reason ``user``) in the last
+  24 hours, per license and organization, at most the tier's number;
+- **the lease end** of an activation token, and **the token subject** of a license.
+
+A rule that must also run inside PostgreSQL is written here twice, side by side, from the same
+constants: a Python function, and the SQL fragment the statements embed (``..._sql``). The
+fragments use ``:named`` parameters (SQLAlchemy ``text()`` and ``server.product_licensing``'s
+statements both take them) and table aliases given by the caller.
+tests/server/test_license_rules.py runs one table of cases through both, against the real
+PostgreSQL, and fails on any disagreement.
+
+Time is counted in whole seconds for the license's own bounds (``starts_at``, ``expires_at``),
+as tokens count it: a license that expires within the current second is already expired.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Literal, NamedTuple
+
+from keys.tokens import TokenSubject
+from server.errors import DeactivationLimitReached, LicenseRefused
+
+Status = Literal["active", "expired", "suspended", "revoked", "not_yet_valid"]
+ShownStatus = Literal["active", "expired", "suspended", "revoked"]
+
+# --- license keys ------------------------------------------------------------------------
+
+
+def normalize_license_key(key: str) -> str:
+    return key.strip().upper()
+
+
+def hash_license_key(key: str) -> bytes:
+    """What ``licenses.key_hash`` stores: SHA-256 of the normalized key."""
+    return hashlib.sha256(normalize_license_key(key).encode()).digest()
+
+
+# --- time ----------------------------------------------------------------------------------
+
+
+def whole_second(value: datetime) -> datetime:
+    return value.replace(microsecond=0)
+
+
+def _second_sql(expression: str) -> str:
+    return f"date_trunc('second', CAST({expression} AS timestamptz))"
+
+
+# --- status --------------------------------------------------------------------------------
+
+
+class Refusal(NamedTuple):
+    code: str
+    """``EXPIRED`` ...; validate answers with it, the other calls raise ``LICENSE_<code>``."""
+    detail: str
+
+
+REFUSALS: Mapping[str, Refusal] = {
+    "expired": Refusal("EXPIRED", "The license has expired"),
+    "suspended": Refusal("SUSPENDED", "The license is suspended"),
+    "revoked": Refusal("REVOKED", "The license has been revoked"),
+    "not_yet_valid": Refusal("NOT_YET_VALID", "The license is not valid yet"),
+}
+
+
+def _expired(expires_at: datetime | None, now: datetime) -> bool:
+    return expires_at is not None and whole_second(expires_at) <= whole_second(now)
+
+
+def _expired_sql(license: str, now: str) -> str:
+    return (
+        f"{license}.expires_at IS NOT NULL "
+        f"AND {_second_sql(f'{license}.expires_at')} <= {_second_sql(now)}"
+    )
+
+
+def _not_started(starts_at: datetime | None, now: datetime) -> bool:
+    return starts_at is not None and whole_second(starts_at) > whole_second(now)
+
+
+def _not_started_sql(license: str, now: str) -> str:
+    return f"{_second_sql(f'{license}.starts_at')} > {_second_sql(now)}"
+
+
+def license_status(
+    stored: str, starts_at: datetime | None, expires_at: datetime | None, now: datetime
+) -> Status:
+    """Suspended or revoked as stored; else expired, else not yet valid, else active."""
+    if stored != "active":
+        return stored  # type: ignore[return-value]
+    if _expired(expires_at, now):
+        return "expired"
+    if _not_started(starts_at, now):
+        return "not_yet_valid"
+    return "active"
+
+
+def license_status_sql(license: str = "l", now: str = ":now") -> str:
+    """``license_status`` as a SQL expression over the ``licenses`` row aliased ``license``."""
+    return (
+        f"CASE WHEN {license}.status <> 'active' THEN {license}.status "
+        f"WHEN {_expired_sql(license, now)} THEN 'expired' "
+        f"WHEN {_not_started_sql(license, now)} THEN 'not_yet_valid' "
+        "ELSE 'active' END"
+    )
+
+
+def shown_status(status: Status) -> ShownStatus:
+    """What reads show: a license that has not started yet is ``active`` (with its
+    ``starts_at``); only using it is refused."""
+    return "active" if status == "not_yet_valid" else status
+
+
+def shown_status_sql(license: str = "l", now: str = ":now") -> str:
+    """``shown_status(license_status(...))`` in SQL (the admin list's status filter)."""
+    return (
+        f"CASE WHEN {license}.status <> 'active' THEN {license}.status "
+        f"WHEN {_expired_sql(license, now)} THEN 'expired' ELSE 'active' END"
+    )
+
+
+def usable(status: Status) -> bool:
+    return status == "active"
+
+
+def refusal(status: Status) -> Refusal | None:
+    """``None`` when the license can be used now, else why not."""
+    return None if usable(status) else REFUSALS[status]
+
+
+def refuse_unless_usable(status: Status) -> None:
+    """Raise ``LicenseRefused`` (``LICENSE_EXPIRED`` ...) unless the license can be used now."""
+    refused = refusal(status)
+    if refused is not None:
+        raise LicenseRefused(refused.detail, code=f"LICENSE_{refused.code}")
+
+
+# --- the live seat -------------------------------------------------------------------------
+
+
+def holds_seat(
+    deactivated_at: datetime | None, lease_expires_at: datetime, grace_days: int, now: datetime
+) -> bool:
+    """Not deactivated, and the lease plus the tier's grace days has not run out."""
+    return deactivated_at is None and lease_expires_at + timedelta(days=grace_days) > now
+
+
+def _lease_holds_sql(activation: str, grace_days: str, now: str) -> str:
+    return f"{activation}.lease_expires_at + make_interval(days => {grace_days}) > {now}"
+
+
+def live_seat_sql(
+    activation: str = "a", grace_days: str = "t.lease_grace_days", now: str = ":now"
+) -> str:
+    """``holds_seat`` over the ``activations`` row aliased ``activation``."""
+    return (
+        f"{activation}.deactivated_at IS NULL AND {_lease_holds_sql(activation, grace_days, now)}"
+    )
+
+
+def stale_seat_sql(
+    activation: str = "a", grace_days: str = "t.lease_grace_days", now: str = ":now"
+) -> str:
+    """Not deactivated yet, but no longer holding a seat: the lease ran out past its grace."""
+    return (
+        f"{activation}.deactivated_at IS NULL "
+        f"AND NOT ({_lease_holds_sql(activation, grace_days, now)})"
+    )
+
+
+LEASE_EXPIRED = "lease_expired"
+"""``deactivation_reason`` of a seat released because its lease ran out past the grace."""
+
+
+def lease_end(now: datetime, offline_lease_days: int, expires_at: datetime | None) -> datetime:
+    """The end of an activation token's offline lease: min(license expiry, now + lease)."""
+    end = now + timedelta(days=offline_lease_days)
+    return min(end, expires_at) if expires_at is not None else end
+
+
+# --- the deactivation limit ----------------------------------------------------------------
+
+DEACTIVATION_WINDOW = timedelta(hours=24)
+USER_DEACTIVATION = "user"
+"""The reason counted by the limit: seats the customer freed (from the product or the
+portal/API as an organization's owner or admin); not expired leases, not the vendor's own."""
+
+
+def counts_toward_limit(deactivated_at: datetime | None, reason: str | None, now: datetime) -> bool:
+    return (
+        reason == USER_DEACTIVATION
+        and deactivated_at is not None
+        and deactivated_at > now - DEACTIVATION_WINDOW
+    )
+
+
+def deactivation_allowed(recent: int, limit: int) -> bool:
+    """``recent``: deactivations that count toward the limit, not including this one."""
+    return recent < limit
+
+
+def deactivation_limit_reached(limit: int) -> DeactivationLimitReached:
+    return DeactivationLimitReached(
+        f"This license allows {limit} deactivation(s) in 24 hours; try again later",
+        code="DEACTIVATION_LIMIT",
+    )
+
+
+def recent_deactivations_sql(
+    license_id: str = ":license_id", organization_id: str = ":org", now: str = ":now"
+) -> str:
+    """How many deactivations of one license count toward the limit (``counts_toward_limit``)."""
+    window = int(DEACTIVATION_WINDOW.total_seconds())
+    return (
+        "SELECT count(*) FROM activations d "
+        f"WHERE d.license_id = {license_id} AND d.organization_id = {organization_id} "
+        f"AND d.deactivation_reason = '{USER_DEACTIVATION}' "
+        f"AND d.deactivated_at > CAST({now} AS timestamptz) - make_interval(secs => {window})"
+    )
+
+
+def deactivation_allowed_sql(
+    limit: str = ":limit",
+    license_id: str = ":license_id",
+    organization_id: str = ":org",
+    now: str = ":now",
+) -> str:
+    return f"({recent_deactivations_sql(license_id, organization_id, now)}) < {limit}"
+
+
+# --- what a license says -------------------------------------------------------------------
+
+
+def effective_features(tier_features: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict:
+    """The tier's features overlaid by the license's own."""
+    return {**tier_features, **overrides}
+
+
+def effective_max_activations(tier_max: int, override: int | None) -> int:
+    return tier_max if override is None else override
+
+
+def _json_object(value: Any) -> dict[str, Any]:
+    if value is None:
+        return {}
+    return json.loads(value) if isinstance(value, str | bytes) else value
+
+
+def as_uuid(value: Any) -> uuid.UUID:
+    """asyncpg's own UUID type as the standard one (what schemas and tokens expect)."""
+    return value if type(value) is uuid.UUID else uuid.UUID(bytes=value.bytes)
+
+
+@dataclass(frozen=True, slots=True)
+class LicenseTerms:
+    """A license as both APIs see it: the stored row with the tier's defaults applied."""
+
+    id: uuid.UUID
+    organization_id: uuid.UUID
+    product: str
+    tier: str
+    stored_status: str
+    starts_at: datetime | None
+    expires_at: datetime | None
+    features: dict[str, Any]
+    max_activations: int
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> LicenseTerms:
+        """From a row with the columns ``id``, ``organization_id``, ``product`` (code), ``tier``
+        (code), ``status``, ``starts_at``, ``expires_at``, ``features``, ``tier_features``,
+        ``max_activations`` and ``tier_max_activations`` (an asyncpg record or a mapping)."""
+        return cls(
+            id=as_uuid(row["id"]),
+            organization_id=as_uuid(row["organization_id"]),
+            product=row["product"],
+            tier=row["tier"],
+            stored_status=row["status"],
+            starts_at=row["starts_at"],
+            expires_at=row["expires_at"],
+            features=effective_features(
+                _json_object(row["tier_features"]), _json_object(row["features"])
+            ),
+            max_activations=effective_max_activations(
+                row["tier_max_activations"], row["max_activations"]
+            ),
+        )
+
+    def status(self, now: datetime) -> Status:
+        return license_status(self.stored_status, self.starts_at, self.expires_at, now)
+
+    def subject(self) -> TokenSubject:
+        """The claims every token of this license carries."""
+        return TokenSubject(
+            license_id=str(self.id),
+            organization_id=str(self.organization_id),
+            product=self.product,
+            tier=self.tier,
+            features=self.features,
+            max_activations=self.max_activations,
+            license_expires_at=(
+                whole_second(self.expires_at) if self.expires_at is not None else None
+            ),
+        )
+
+    def lease_end(self, now: datetime, offline_lease_days: int) -> datetime:
+        expires_at = whole_second(self.expires_at) if self.expires_at is not None else None
+        return lease_end(now, offline_lease_days, expires_at)

@@ -1,0 +1,310 @@
+"""Every license rule that exists in SQL and in Python agrees with itself.
+
+One table of cases per rule runs through the Python function and through the SQL fragment
+(on the real PostgreSQL of the test session); any disagreement fails. The admin API (ORM) and
+the product API (asyncpg) embed these same fragments and call these same functions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import pytest
+
+from server import license_rules as rules
+from server.product_licensing.service import _Sql
+
+NOW = datetime(2027, 3, 10, 12, 0, 0, 400_000, tzinfo=UTC)
+S = timedelta(seconds=1)
+US = timedelta(microseconds=1)
+DAY = timedelta(days=1)
+
+
+def _query(database, sql: str, params: dict[str, Any], setup: str | None = None) -> Any:
+    async def work() -> Any:
+        conn = await asyncpg.connect(database.sync(database.owner_url))
+        try:
+            async with conn.transaction():
+                if setup:
+                    await conn.execute(setup)
+                statement = _Sql(sql)
+                value = await statement.value(conn, **params)
+                raise _Rollback(value)
+        except _Rollback as done:
+            return done.value
+        finally:
+            await conn.close()
+
+    return asyncio.run(work())
+
+
+class _Rollback(Exception):
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
+# --- status, derived expiry, not yet valid -------------------------------------------------
+
+STATUS_CASES = [
+    # stored, starts_at, expires_at, expected
+    ("active", NOW - DAY, None, "active"),
+    ("active", NOW - DAY, NOW + DAY, "active"),
+    ("active", NOW - DAY, NOW + S, "active"),
+    ("active", NOW - DAY, NOW, "expired"),
+    ("active", NOW - DAY, NOW + 500_000 * US, "expired"),  # same whole second as now
+    ("active", NOW - DAY, NOW - 400_000 * US, "expired"),
+    ("active", NOW - DAY, NOW - DAY, "expired"),
+    ("active", NOW, None, "active"),
+    ("active", NOW + 500_000 * US, None, "active"),  # started within this second
+    ("active", NOW + S, None, "not_yet_valid"),
+    ("active", NOW + DAY, NOW + 2 * DAY, "not_yet_valid"),
+    ("active", NOW + DAY, NOW - DAY, "expired"),  # expired wins over not yet valid
+    ("suspended", NOW - DAY, None, "suspended"),
+    ("suspended", NOW - DAY, NOW - DAY, "suspended"),
+    ("suspended", NOW + DAY, None, "suspended"),
+    ("revoked", NOW - DAY, NOW - DAY, "revoked"),
+    ("revoked", NOW + DAY, None, "revoked"),
+]
+
+
+def _status_sql(fragment: str) -> str:
+    return (
+        f"SELECT {fragment} FROM (VALUES (CAST(:stored AS text), CAST(:starts AS timestamptz), "
+        "CAST(:expires AS timestamptz))) AS l(status, starts_at, expires_at)"
+    )
+
+
+@pytest.mark.parametrize(("stored", "starts", "expires", "expected"), STATUS_CASES)
+def test_status_agrees(database, stored, starts, expires, expected) -> None:
+    params = {"stored": stored, "starts": starts, "expires": expires, "now": NOW}
+    python = rules.license_status(stored, starts, expires, NOW)
+    sql = _query(database, _status_sql(rules.license_status_sql("l", ":now")), params)
+    assert (python, sql) == (expected, expected)
+    shown = _query(database, _status_sql(rules.shown_status_sql("l", ":now")), params)
+    assert rules.shown_status(python) == shown
+    assert rules.usable(python) == (expected == "active")
+    if expected != "active":
+        assert rules.refusal(python) == rules.REFUSALS[expected]
+
+
+def test_every_refusal_has_a_code_and_a_message() -> None:
+    for status in ("expired", "suspended", "revoked", "not_yet_valid"):
+        refused = rules.refusal(status)  # type: ignore[arg-type]
+        assert refused is not None and refused.code == status.upper() and refused.detail
+        with pytest.raises(rules.LicenseRefused) as caught:
+            rules.refuse_unless_usable(status)  # type: ignore[arg-type]
+        assert caught.value.code == f"LICENSE_{refused.code}"
+    assert rules.refusal("active") is None
+
+
+# --- the live seat ---------------------------------------------------------------------------
+
+SEAT_CASES = [
+    # deactivated_at, lease_expires_at, grace_days, expected
+    (None, NOW + DAY, 7, True),
+    (None, NOW - DAY, 7, True),
+    (None, NOW - 7 * DAY + US, 7, True),
+    (None, NOW - 7 * DAY, 7, False),  # exactly at the end of the grace period
+    (None, NOW - 8 * DAY, 7, False),
+    (None, NOW + US, 0, True),
+    (None, NOW, 0, False),
+    (None, NOW - S, 0, False),
+    (NOW - DAY, NOW + DAY, 7, False),
+    (NOW, NOW + DAY, 0, False),
+]
+
+
+@pytest.mark.parametrize(("deactivated", "lease", "grace", "expected"), SEAT_CASES)
+def test_live_seat_agrees(database, deactivated, lease, grace, expected) -> None:
+    source = (
+        "FROM (VALUES (CAST(:deactivated AS timestamptz), CAST(:lease AS timestamptz))) "
+        "AS a(deactivated_at, lease_expires_at)"
+    )
+    params = {"deactivated": deactivated, "lease": lease, "grace": grace, "now": NOW}
+    live = _query(database, f"SELECT {rules.live_seat_sql('a', ':grace', ':now')} {source}", params)
+    stale = _query(
+        database, f"SELECT {rules.stale_seat_sql('a', ':grace', ':now')} {source}", params
+    )
+    python = rules.holds_seat(deactivated, lease, grace, NOW)
+    assert (python, live) == (expected, expected)
+    assert stale == (deactivated is None and not expected)
+
+
+# --- the deactivation limit ------------------------------------------------------------------
+
+ORG, OTHER_ORG, LICENSE, OTHER_LICENSE = (uuid.uuid4() for _ in range(4))
+
+# (deactivated_at, reason, organization, license)
+HISTORY = {
+    "none": [],
+    "live seats only": [(None, None, ORG, LICENSE), (None, None, ORG, LICENSE)],
+    "two by the user today": [
+        (NOW - S, "user", ORG, LICENSE),
+        (NOW - 23 * 3600 * S, "user", ORG, LICENSE),
+    ],
+    "one exactly 24 hours ago": [
+        (NOW - DAY, "user", ORG, LICENSE),
+        (NOW - S, "user", ORG, LICENSE),
+    ],
+    "one a microsecond inside": [(NOW - DAY + US, "user", ORG, LICENSE)],
+    "expired leases and the vendor": [
+        (NOW - S, "lease_expired", ORG, LICENSE),
+        (NOW - S, "admin", ORG, LICENSE),
+        (NOW - S, "user", ORG, LICENSE),
+    ],
+    "another organization's rows": [
+        (NOW - S, "user", OTHER_ORG, LICENSE),
+        (NOW - S, "user", OTHER_ORG, LICENSE),
+        (NOW - S, "user", ORG, LICENSE),
+    ],
+    "another license": [
+        (NOW - S, "user", ORG, OTHER_LICENSE),
+        (NOW - S, "user", ORG, OTHER_LICENSE),
+    ],
+}
+
+
+def _setup(history: list[tuple[Any, ...]]) -> str:
+    """The rows in one script (the owner bypasses row-level security as superuser)."""
+    product, tier = uuid.uuid4(), uuid.uuid4()
+
+    def lit(value: Any) -> str:
+        return "NULL" if value is None else f"'{value}'"
+
+    lines = [
+        f"INSERT INTO organizations (id, name) VALUES ('{ORG}', 'a'), ('{OTHER_ORG}', 'b');",
+        f"INSERT INTO products (id, code, name) VALUES ('{product}', 'p-{product}', 'p');",
+        f"INSERT INTO tiers (id, product_id, code, name, max_activations) "
+        f"VALUES ('{tier}', '{product}', 't', 't', 5);",
+    ]
+    for license_id in (LICENSE, OTHER_LICENSE):
+        lines.append(
+            "INSERT INTO licenses (id, organization_id, product_id, tier_id, key_hash, key_prefix) "
+            f"VALUES ('{license_id}', '{ORG}', '{product}', '{tier}', "
+            f"'\\x{license_id.hex}'::bytea, 'LK');"
+        )
+    for i, (deactivated, reason, org, license_id) in enumerate(history):
+        lines.append(
+            "INSERT INTO activations (organization_id, license_id, fingerprint_hash, "
+            "lease_expires_at, deactivated_at, deactivation_reason) "
+            f"VALUES ('{org}', '{license_id}', 'fp{i}', '{NOW + DAY}', {lit(deactivated)}, "
+            f"{lit(reason)});"
+        )
+    return "\n".join(lines)
+
+
+@pytest.mark.parametrize("history", HISTORY)
+@pytest.mark.parametrize("limit", [0, 1, 2, 3])
+def test_deactivation_limit_agrees(database, history, limit) -> None:
+    rows = HISTORY[history]
+    python_recent = sum(
+        rules.counts_toward_limit(deactivated, reason, NOW)
+        for deactivated, reason, org, license_id in rows
+        if org == ORG and license_id == LICENSE
+    )
+    params = {"license_id": LICENSE, "org": ORG, "now": NOW, "limit": limit}
+    sql_recent = _query(database, rules.recent_deactivations_sql(), params, _setup(rows))
+    sql_allowed = _query(
+        database, f"SELECT {rules.deactivation_allowed_sql()}", params, _setup(rows)
+    )
+    assert sql_recent == python_recent
+    assert sql_allowed == rules.deactivation_allowed(python_recent, limit)
+
+
+# --- lease end and token subject -------------------------------------------------------------
+
+
+def test_lease_end_is_capped_by_the_license_expiry() -> None:
+    assert rules.lease_end(NOW, 7, None) == NOW + 7 * DAY
+    assert rules.lease_end(NOW, 7, NOW + DAY) == NOW + DAY
+    assert rules.lease_end(NOW, 7, NOW + 8 * DAY) == NOW + 7 * DAY
+
+
+def test_terms_from_a_row() -> None:
+    row = {
+        "id": LICENSE,
+        "organization_id": ORG,
+        "product": "p",
+        "tier": "t",
+        "status": "active",
+        "starts_at": NOW - DAY,
+        "expires_at": NOW + DAY,
+        "features": '{"b": 2}',
+        "tier_features": {"a": 1, "b": 1},
+        "max_activations": None,
+        "tier_max_activations": 3,
+    }
+    terms = rules.LicenseTerms.from_row(row)
+    assert terms.features == {"a": 1, "b": 2} and terms.max_activations == 3
+    assert terms.status(NOW) == "active" and terms.status(NOW + DAY) == "expired"
+    subject = terms.subject()
+    assert subject.license_id == str(LICENSE) and subject.organization_id == str(ORG)
+    assert subject.license_expires_at == rules.whole_second(NOW + DAY)
+    assert terms.lease_end(NOW, 7) == rules.whole_second(NOW + DAY)
+
+
+# --- the frozen copy in the validation function (migration 0004) ----------------------------
+
+
+@pytest.mark.parametrize(
+    ("function", "fragments"),
+    [
+        ("licentia_validate", [rules.live_seat_sql("a", "t.lease_grace_days", "p_now")]),
+        ("licentia_check_in", [rules.live_seat_sql("a", "v_grace", "p_now")]),
+        (
+            "licentia_activate",
+            [
+                rules.live_seat_sql("a", "v_grace", "p_now"),
+                rules.stale_seat_sql("a", "v_grace", "p_now"),
+            ],
+        ),
+    ],
+)
+def test_functions_hold_the_current_seat_rules(database, function, fragments) -> None:
+    """The functions' copies of the rule are the rule's current text: a changed rule needs a
+    migration that redefines them."""
+    source = _query(
+        database, "SELECT prosrc FROM pg_proc WHERE proname = :name", {"name": function}
+    )
+    for fragment in fragments:
+        assert fragment in source
+
+
+@pytest.mark.parametrize(("deactivated", "lease", "grace", "expected"), SEAT_CASES)
+def test_validate_function_agrees_on_live_seats(
+    database, deactivated, lease, grace, expected
+) -> None:
+    product, tier, license_id = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    key_hash = rules.hash_license_key(f"LK-{license_id}")
+
+    def lit(value: Any) -> str:
+        return "NULL" if value is None else f"'{value}'"
+
+    setup = "\n".join(
+        [
+            f"INSERT INTO organizations (id, name) VALUES ('{ORG}', 'a');",
+            f"INSERT INTO products (id, code, name) VALUES ('{product}', 'p-{product}', 'p');",
+            "INSERT INTO tiers (id, product_id, code, name, max_activations, lease_grace_days) "
+            f"VALUES ('{tier}', '{product}', 't', 't', 5, {grace});",
+            "INSERT INTO licenses (id, organization_id, product_id, tier_id, key_hash, "
+            f"key_prefix) VALUES ('{license_id}', '{ORG}', '{product}', '{tier}', "
+            f"'\\x{key_hash.hex()}'::bytea, 'LK');",
+            "INSERT INTO activations (organization_id, license_id, fingerprint_hash, "
+            "lease_expires_at, deactivated_at) "
+            f"VALUES ('{ORG}', '{license_id}', 'fp', '{lease}', {lit(deactivated)});",
+        ]
+    )
+    seats = _query(
+        database,
+        "SELECT seats::text || ' ' || (seat IS NOT NULL)::text "
+        "FROM licentia_validate(:hash, 'fp', :now)",
+        {"hash": key_hash, "now": NOW},
+        setup,
+    )
+    python = rules.holds_seat(deactivated, lease, grace, NOW)
+    assert seats == f"{int(expected)} {str(expected).lower()}"
+    assert python == expected
