@@ -111,7 +111,7 @@ def json_nesting_exceeds(value: Any, limit: int = MAX_JSON_DEPTH) -> bool:
     return False
 
 
-class JsonRequest(Request):  # type: ignore[type-arg]
+class JsonRequest(Request):
     """Litestar's request, whose JSON body is refused as malformed (400 ``MALFORMED_JSON``)
     when it is not UTF-8 or nests too deeply.
 
