@@ -102,11 +102,16 @@ def domain_problem(error: DomainError) -> ProblemDetailsException:
 
 def _validation_errors(error: ValidationException) -> list[dict[str, Any]]:
     extra = error.extra if isinstance(error.extra, list) else []
-    return [
+    errors = [
         {k: v for k, v in item.items() if k in ("key", "message", "source")}
         for item in extra
         if isinstance(item, dict)
     ]
+    for item in errors:
+        if item.get("key") == "data" and item.get("message") == "'data'":
+            # Litestar's KeyError when a route that needs a body got none.
+            item["message"] = "a JSON body is required"
+    return errors
 
 
 def _is_malformed_body(error: ValidationException, errors: list[dict[str, Any]]) -> bool:

@@ -78,6 +78,15 @@ def test_nesting_up_to_the_limit_is_decoded(client: TestClient, admin_key: str) 
     assert response.json()["code"] == "VALIDATION_ERROR"
 
 
+def test_a_missing_body_is_a_422_saying_so(client: TestClient, admin_key: str) -> None:
+    for path, headers in [("/api/v1/api-keys", bearer(admin_key)), (PUBLIC[0], {})]:
+        response = client.post(path, content=b"", headers=headers)
+        assert response.status_code == 422, response.text
+        body = response.json()
+        assert body["code"] == "VALIDATION_ERROR"
+        assert body["detail"] == "data: a JSON body is required"
+
+
 def test_nesting_depth_is_counted_without_recursion() -> None:
     value: object = 1
     for _ in range(100_000):
