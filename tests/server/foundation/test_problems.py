@@ -107,12 +107,13 @@ def test_health_endpoints(client: TestClient, database: TestDatabase) -> None:
     assert client.get("/health/live").json() == {"status": "ok"}
     assert client.get("/health/ready").status_code == 200
     with psycopg.connect(database.owner_url, autocommit=True) as conn:
+        [current] = conn.execute("SELECT version_num FROM alembic_version").fetchone()
         conn.execute("UPDATE alembic_version SET version_num = '0000'")
     try:
         _assert_problem(client.get("/health/ready"), 503, "SCHEMA_OUTDATED")
     finally:
         with psycopg.connect(database.owner_url, autocommit=True) as conn:
-            conn.execute("UPDATE alembic_version SET version_num = '0001'")
+            conn.execute("UPDATE alembic_version SET version_num = %s", (current,))
 
 
 def test_openapi_document_is_served(client: TestClient) -> None:
