@@ -105,7 +105,7 @@ def test_db_cleanup_removes_only_expired_rows(settings: Settings, database: Test
     with psycopg.connect(database.owner_url) as conn:
         conn.execute(
             "INSERT INTO rate_limits (bucket, window_start, hits) VALUES "
-            "('old', now() - interval '2 hours', 3), ('new', now(), 1)"
+            "('old', now() - interval '3 days', 3), ('new', now(), 1)"
         )
         conn.execute(
             "INSERT INTO idempotency_keys (scope, key, request_hash, response_status, "
