@@ -451,6 +451,7 @@ def test_a_live_server_that_does_not_answer_is_a_clear_error(
         env=_env(),
         cwd=REPO,
         stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,  # its KeyboardInterrupt when stopped with SIGINT
         text=True,
         start_new_session=True,
     )
@@ -475,3 +476,62 @@ def test_a_live_server_that_does_not_answer_is_a_clear_error(
     assert len(error) == 1, refused.stderr
     assert f"held by another PostgreSQL server (pid {postmaster})" in error[0]
     assert elapsed < 30
+
+
+def test_a_server_still_starting_is_waited_for(initialized: Path, scratch: Path) -> None:
+    """A live postmaster that answers but is not ready yet (crash recovery): wait, attach."""
+    data_dir = _copy(initialized, scratch)
+    runner = subprocess.Popen(
+        [sys.executable, "-c", _RUN_UNTIL_KILLED, str(data_dir), "1", ""],
+        env=_env(),
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,  # its KeyboardInterrupt when stopped with SIGINT
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        assert runner.stdout is not None and runner.stdout.readline() == "up\n"
+        pid_file = data_dir / "pgdata" / "postmaster.pid"
+        ready = pid_file.read_text()
+        assert ready.splitlines()[7].strip() == "ready"
+        pid_file.write_text(ready.replace("ready", "starting"))  # as during recovery
+        threading.Timer(1.0, pid_file.write_text, [ready]).start()
+        began = time.monotonic()
+        embedded.recover_stale_server(data_dir / "pgdata")
+        assert time.monotonic() - began >= 0.9
+        assert pid_file.read_text() == ready, "a live server's pid file is left alone"
+    finally:
+        runner.send_signal(signal.SIGINT)  # a clean exit: the runner stops the database
+        runner.wait(30)
+
+
+def test_connecting_retries_while_the_server_starts_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+
+    import asyncpg
+
+    attempts: list[float] = []
+
+    async def connect(url: str, timeout: float) -> str:
+        attempts.append(time.monotonic())
+        if len(attempts) < 4:
+            raise asyncpg.CannotConnectNowError("the database system is starting up")
+        return "connection"
+
+    monkeypatch.setattr(asyncpg, "connect", connect)
+    assert asyncio.run(embedded._connect("postgresql://x", "/sock")) == "connection"
+    assert len(attempts) == 4
+
+    attempts.clear()
+    monkeypatch.setattr(embedded, "CONNECT_TIMEOUT", 0.5)
+
+    async def refused(url: str, timeout: float) -> str:
+        attempts.append(time.monotonic())
+        raise ConnectionRefusedError(111, "Connection refused")
+
+    monkeypatch.setattr(asyncpg, "connect", refused)
+    with pytest.raises(embedded.EmbeddedUnavailable, match="did not accept connections") as err:
+        asyncio.run(embedded._connect("postgresql://x", "/sock"))
+    assert "\n" not in str(err.value)
+    assert 2 < len(attempts) < 20, "bounded, with a growing delay"
