@@ -13,7 +13,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from conftest import TestDatabase, run
+from support import TestDatabase, run
 
 from server.license_admin.facts import new_license_key
 from server.settings import Settings

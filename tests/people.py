@@ -6,8 +6,8 @@ import uuid
 
 import pytest
 from argon2 import PasswordHasher
-from conftest import bearer
 from litestar.testing import TestClient
+from support import bearer
 
 from server.auth import service as auth_service
 

@@ -7,7 +7,7 @@ import os
 
 import psycopg
 import pytest
-from conftest import TestDatabase, _with
+from support import TestDatabase, with_credentials
 
 from server.db.migrations import downgrade, upgrade
 from server.settings import async_url
@@ -45,7 +45,7 @@ def scratch_url(database: TestDatabase):
     with psycopg.connect(database.admin_url, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
         conn.execute(f'CREATE DATABASE "{name}"')
-    yield _with(database.admin_url, db=name)
+    yield with_credentials(database.admin_url, db=name)
     with psycopg.connect(database.admin_url, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 

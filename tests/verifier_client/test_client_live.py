@@ -12,7 +12,6 @@ import urllib.request
 from typing import Any
 
 import pytest
-from conftest import stop_server
 from licentia_verifier import Expired, Verifier
 from licentia_verifier.client import (
     ActivationRefused,
@@ -20,6 +19,7 @@ from licentia_verifier.client import (
     NotActivated,
     ServerUnavailable,
 )
+from support import stop_server
 
 from server.license_admin.facts import new_license_key
 

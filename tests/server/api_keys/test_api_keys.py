@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from conftest import bearer, make_api_key
 from litestar.testing import TestClient
+from support import bearer, make_api_key
 
 from server.settings import Settings
 

@@ -7,8 +7,8 @@ import uuid
 import psycopg
 import pytest
 from argon2 import PasswordHasher
-from conftest import TestDatabase, bearer, make_api_key
 from litestar.testing import TestClient
+from support import TestDatabase, bearer, make_api_key
 
 from server.auth import service as auth_service
 from server.settings import Settings

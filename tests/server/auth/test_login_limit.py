@@ -16,10 +16,10 @@ from typing import TypeVar
 
 import httpx
 import pytest
-from conftest import TestDatabase, run
 from litestar.testing import TestClient
 from msgspec.structs import replace
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
+from support import TestDatabase, run
 
 from server.auth import service as auth_service
 from server.auth.principal import Principal, confirm_user

@@ -7,9 +7,9 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from conftest import bearer
 from litestar.testing import TestClient
 from people import API, PASSWORD, add_user, assert_problem, cheap_argon2, signup  # noqa: F401
+from support import bearer
 
 from server import passwords
 from server.errors import InvalidInput

@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import psycopg
-from conftest import TestDatabase, run
 from sqlalchemy.ext.asyncio import create_async_engine
+from support import TestDatabase, run
 
 from server import ratelimit
 from server.settings import Settings

@@ -9,9 +9,9 @@ import uuid
 
 import psycopg
 import pytest
-from conftest import TestDatabase, run
 from litestar.testing import TestClient
 from people import API, cheap_argon2, signup  # noqa: F401
+from support import TestDatabase, run
 
 from server.maintenance import purge_expired
 from server.settings import Settings

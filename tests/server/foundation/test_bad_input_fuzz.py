@@ -16,11 +16,11 @@ import uuid
 from typing import Any
 
 import pytest
-from conftest import bearer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from litestar.testing import TestClient
 from people import PASSWORD, cheap_argon2  # noqa: F401
+from support import bearer
 
 pytestmark = pytest.mark.usefixtures("cheap_argon2")
 

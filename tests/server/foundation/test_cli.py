@@ -6,7 +6,7 @@ import hashlib
 
 import psycopg
 from click.testing import CliRunner
-from conftest import TestDatabase
+from support import TestDatabase
 
 from server.cli import main
 from server.db.migrations import head_revision

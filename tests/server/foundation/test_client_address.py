@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import httpx
 import psycopg
 import pytest
-from conftest import TestDatabase
+from support import TestDatabase
 
 from server.client_address import client_address, parse_address, parse_networks
 from server.observability import _client_ip

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import free_port
+from support import free_port
 
 from server import embedded
 

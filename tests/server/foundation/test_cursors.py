@@ -5,8 +5,8 @@ from __future__ import annotations
 import base64
 
 import pytest
-from conftest import bearer
 from litestar.testing import TestClient
+from support import bearer
 
 from server.errors import InvalidInput
 from server.pagination import decode_cursor

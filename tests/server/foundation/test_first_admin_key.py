@@ -19,7 +19,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import free_port, server_env, start_server, stop_server
+from support import free_port, server_env, start_server, stop_server
 
 from server import cli
 from server.settings import Settings

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 from argon2 import PasswordHasher
-from conftest import bearer
 from litestar.testing import TestClient
+from support import bearer
 
 from server.auth import service as auth_service
 

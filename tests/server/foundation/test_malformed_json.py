@@ -8,8 +8,8 @@ from pathlib import Path
 
 import click
 import pytest
-from conftest import bearer
 from litestar.testing import TestClient
+from support import bearer
 
 from server.product_licensing.cli import _read_request
 from server.product_licensing.schemas import ActivateRequest

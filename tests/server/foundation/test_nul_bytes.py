@@ -8,10 +8,10 @@ from urllib.parse import quote
 
 import pytest
 from argon2 import PasswordHasher
-from conftest import bearer, run
 from litestar.testing import TestClient
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
+from support import bearer, run
 
 from server.auth import service as auth_service
 from server.problems import unexpected_problem

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import psycopg
-from conftest import TestDatabase, bearer
 from litestar.testing import TestClient
+from support import TestDatabase, bearer
 
 PROBLEM = "application/problem+json"
 

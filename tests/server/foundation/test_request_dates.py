@@ -10,9 +10,9 @@ from typing import Any, get_args
 
 import msgspec
 import pytest
-from conftest import bearer
 from litestar import Litestar
 from litestar.testing import TestClient
+from support import bearer
 
 from keys.crypto import new_kek_text
 from server.app import create_app

@@ -6,7 +6,7 @@ import uuid
 
 import psycopg
 import pytest
-from conftest import TestDatabase
+from support import TestDatabase
 
 TENANT_TABLES = ("organizations", "users", "licenses", "activations", "projects", "audit_events")
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import httpx
 import psycopg
 import pytest
-from conftest import TestDatabase, server_env, start_server, stop_server
 from litestar.testing import TestClient
+from support import TestDatabase, server_env, start_server, stop_server
 
 from server.app import create_app
 from server.db.roles import UnsafeRuntimeRole

@@ -14,8 +14,8 @@ from typing import Any
 
 import psycopg
 import pytest
-from conftest import TestDatabase, bearer
 from litestar.testing import TestClient
+from support import TestDatabase, bearer
 
 from keys.crypto import parse_kek
 from server.auth.principal import access_token_secret, issue_access_token

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import bearer
+from support import bearer
 
 LONG = "x" * 10_000
 

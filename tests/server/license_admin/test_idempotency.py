@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-from conftest import bearer, make_api_key
+from support import bearer, make_api_key
 
 from server.auth.principal import Principal
 from server.db.session import create_engine, create_sessionmaker, set_tenant

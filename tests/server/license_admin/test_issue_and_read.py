@@ -7,7 +7,7 @@ import re
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from conftest import bearer, make_api_key
+from support import bearer, make_api_key
 
 KEY_RE = re.compile(r"^LK(-[0-9A-HJKMNP-TV-Z]{5}){7}$")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from conftest import run
+from support import run
 
 from server.db.session import create_engine, create_sessionmaker, set_tenant
 from server.errors import NotFound

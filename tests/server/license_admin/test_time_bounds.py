@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from conftest import bearer
+from support import bearer
 
 from server.license_admin import service as license_service
 

@@ -6,8 +6,8 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from conftest import bearer, make_api_key
 from licentia_verifier import Verifier
+from support import bearer, make_api_key
 
 
 def test_token_verifies_offline(client, settings, admin_key, issue, make_org, user_headers):

@@ -6,7 +6,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from conftest import bearer
+from support import bearer
 
 
 def _at(value: str) -> datetime:

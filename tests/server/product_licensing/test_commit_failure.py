@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import psycopg
-from conftest import TestDatabase
 from litestar.testing import TestClient
+from support import TestDatabase
 
 API = "/api/v1/licenses"
 

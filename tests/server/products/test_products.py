@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import psycopg
 import pytest
-from conftest import bearer, make_api_key
+from support import bearer, make_api_key
 
 LONG = "x" * 10_000
 TIER = {

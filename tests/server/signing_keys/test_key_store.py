@@ -11,10 +11,10 @@ from pathlib import Path
 import psycopg
 import pytest
 from click.testing import CliRunner
-from conftest import TestDatabase, bearer, make_api_key, run
 from licentia_verifier import InvalidSignature, UnknownKey, Verifier
 from litestar.testing import TestClient
 from sqlalchemy.ext.asyncio import create_async_engine
+from support import TestDatabase, bearer, make_api_key, run
 
 from keys.crypto import KeyDecryptionError, parse_kek
 from keys.tokens import TokenSubject, issue_license_token

@@ -11,8 +11,8 @@ from pathlib import Path
 import jwt
 import psycopg
 from click.testing import CliRunner
-from conftest import TestDatabase, bearer
 from litestar.testing import TestClient
+from support import TestDatabase, bearer
 
 from server.cli import main
 from server.settings import Settings

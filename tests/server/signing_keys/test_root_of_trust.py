@@ -14,10 +14,10 @@ from typing import Any
 import jwt
 import psycopg
 import pytest
-from conftest import TestDatabase, bearer, run
 from litestar.testing import TestClient
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import create_async_engine
+from support import TestDatabase, bearer, run
 
 from keys.crypto import SigningKey, parse_kek
 from keys.tokens import TokenSubject, issue_license_token

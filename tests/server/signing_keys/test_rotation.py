@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 import jwt
 import psycopg
 import pytest
-from conftest import TestDatabase, bearer
 from litestar.testing import TestClient
+from support import TestDatabase, bearer
 
 from server.signing_keys.keyring import Keyring
 

@@ -11,9 +11,9 @@ with accounts in several organizations logs in to the oldest one unless the requ
 from __future__ import annotations
 
 import pytest
-from conftest import bearer
 from litestar.testing import TestClient
 from people import API, PASSWORD, assert_problem, cheap_argon2, signup  # noqa: F401
+from support import bearer
 
 pytestmark = pytest.mark.usefixtures("cheap_argon2")
 

@@ -9,9 +9,9 @@ powers map to (``server.auth.principal.ROLE_SCOPES``), or ``*``.
 from __future__ import annotations
 
 import pytest
-from conftest import bearer, make_api_key
 from litestar.testing import TestClient
 from people import API, PASSWORD, add_user, assert_problem, cheap_argon2, signup  # noqa: F401
+from support import bearer, make_api_key
 
 from server.auth.principal import ROLE_SCOPES
 from server.settings import Settings

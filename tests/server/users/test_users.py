@@ -6,9 +6,9 @@ import uuid
 
 import psycopg
 import pytest
-from conftest import TestDatabase, bearer, make_api_key
 from litestar.testing import TestClient
 from people import API, PASSWORD, add_user, assert_problem, cheap_argon2, signup  # noqa: F401
+from support import TestDatabase, bearer, make_api_key
 
 from server.auth.principal import ROLE_SCOPES
 from server.settings import Settings
