@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-import asyncpg
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -76,30 +75,9 @@ async def record(
     await session.execute(insert(AuditEvent).values(**row))
 
 
-_INSERT_EVENT = (
-    f"INSERT INTO audit_events ({', '.join(AUDIT_COLUMNS)}) "
-    "VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9)"
-)
-
-
 def _positional(row: dict[str, Any]) -> list[Any]:
     """The licensing pool encodes ``jsonb`` itself (``server.db.hot_pool``)."""
     return [row[c] for c in AUDIT_COLUMNS]
-
-
-async def record_on_connection(
-    conn: asyncpg.Connection,
-    actor: Actor,
-    action: str,
-    target_type: str | None = None,
-    target_id: object | None = None,
-    *,
-    organization_id: uuid.UUID | None = None,
-    data: dict[str, Any] | None = None,
-) -> None:
-    """``record`` for the licensing hot path, which runs on a plain asyncpg connection."""
-    row = event(actor, action, target_type, target_id, organization_id=organization_id, data=data)
-    await conn.execute(_INSERT_EVENT, *_positional(row))
 
 
 def insert_select_sql(source: str, **per_row: str) -> str:

@@ -1,19 +1,23 @@
 """What products call: validate, activate, check in, deactivate, features.
 
-The hot path (idiom 8): a handful of indexed statements per call, no ORM objects.
+The hot path (idiom 8): one or two statements per call, no ORM objects; the functions named
+here are migrations/versions/0003 (``SECURITY INVOKER``: row-level security applies to all they
+read; they learn the tenant through the narrow ``licentia_license_org`` look-up and set it
+transaction-locally). Every rule comes from ``server.license_rules``.
 
-1. ``set_config('app.organization_id', licentia_license_org(hash), true)`` sets the tenant
-   from the key hash (the SECURITY DEFINER look-up returns only the organization id); an
-   empty result means an unknown key, which counts against the caller's address.
-2. One joined SELECT of license + product + tier, filtered by the organization as well as by
-   row-level security; activation and deactivation take ``FOR UPDATE`` on the license row so
-   every seat decision for one license is serialised by PostgreSQL, across workers and
-   replicas alike.
-3. After the lock, one statement releases seats whose lease ran out longer ago than the
-   tier's grace period and counts the live ones (a new statement, hence a fresh snapshot in
-   READ COMMITTED: it sees every activation committed before the lock was granted).
-4. Insert (``ON CONFLICT DO NOTHING`` on the partial unique index of live fingerprints) or
-   renew; sign the token.
+- validate: ``licentia_validate`` in autocommit, one round trip; no row means an unknown key,
+  which counts against the caller's address.
+- activate / check-in: ``licentia_license`` (read) and the rules judge the license in Python;
+  then ``licentia_activate`` / ``licentia_check_in``, one autocommit statement (so one
+  transaction), lock the license row (``FOR UPDATE`` for a seat decision, so every seat
+  decision for one license is serialised by PostgreSQL across workers and replicas;
+  ``FOR KEY SHARE`` for a check-in) and go ahead only if it is still the version judged.
+  Activation releases stale seats, counts the live ones in a new statement after the lock
+  (a fresh snapshot in READ COMMITTED: it sees every activation committed before the lock
+  was granted), then renews or inserts, with audit events. The token is signed after the
+  commit.
+- deactivate: ``licentia_license(hash, 'update')`` then one statement (seat, daily limit,
+  update, audit) in ``pooled_transaction``.
 """
 
 from __future__ import annotations
