@@ -243,7 +243,9 @@ def deactivation_allowed_sql(
 # --- what a license says -------------------------------------------------------------------
 
 
-def effective_features(tier_features: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict:
+def effective_features(
+    tier_features: Mapping[str, Any], overrides: Mapping[str, Any]
+) -> dict[str, Any]:
     """The tier's features overlaid by the license's own."""
     return {**tier_features, **overrides}
 
@@ -252,10 +254,14 @@ def effective_max_activations(tier_max: int, override: int | None) -> int:
     return tier_max if override is None else override
 
 
-def _json_object(value: Any) -> dict[str, Any]:
+def json_object(value: Any) -> dict[str, Any]:
+    """A jsonb object as a dict: decoded already by a codec, else JSON text; ``{}`` for null."""
     if value is None:
         return {}
-    return json.loads(value) if isinstance(value, str | bytes) else value
+    decoded = json.loads(value) if isinstance(value, str | bytes) else value
+    if not isinstance(decoded, dict):
+        raise TypeError(f"expected a JSON object, got {type(decoded).__name__}")
+    return decoded
 
 
 def as_uuid(value: Any) -> uuid.UUID:
@@ -291,7 +297,7 @@ class LicenseTerms:
             starts_at=row["starts_at"],
             expires_at=row["expires_at"],
             features=effective_features(
-                _json_object(row["tier_features"]), _json_object(row["features"])
+                json_object(row["tier_features"]), json_object(row["features"])
             ),
             max_activations=effective_max_activations(
                 row["tier_max_activations"], row["max_activations"]

@@ -130,7 +130,7 @@ _encode = msgspec.json.Encoder().encode
 def _log_access(
     request_id: str, scope: Scope, status: int, duration_ms: float, client: str | None
 ) -> None:
-    method, path = scope["method"], scope["path"]
+    method, path = scope.get("method", "WEBSOCKET"), scope["path"]
     writer = _access_lines
     if writer is None or not access_log.isEnabledFor(logging.INFO):
         if access_log.isEnabledFor(logging.INFO):

@@ -9,7 +9,7 @@ import math
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 from sqlalchemy import Select, and_, func, select, text
@@ -100,7 +100,10 @@ def _read(row: Any, now: datetime) -> LicenseRead:
     )
 
 
-def _visible_to(query: Select[Any], principal: Principal | None) -> Select[Any]:
+_Query = TypeVar("_Query", bound=Select)
+
+
+def _visible_to(query: _Query, principal: Principal | None) -> _Query:
     """Tenancy in the query itself (row-level security is the backstop)."""
     if principal is not None and not principal.is_admin:
         return query.where(License.organization_id == principal.organization_id)
@@ -233,23 +236,25 @@ async def issue_license(
         raise InvalidInput("expires_at must be in the future", code="EXPIRES_IN_PAST")
 
     key, prefix, key_hash = new_license_key()
-    license_id = await session.scalar(
-        insert(License)
-        .values(
-            organization_id=data.organization_id,
-            product_id=product_id,
-            tier_id=tier.id,
-            key_hash=key_hash,
-            key_prefix=prefix,
-            status="active",
-            starts_at=now,
-            expires_at=expires_at,
-            max_activations=data.max_activations,
-            features=data.features,
-            metadata_=data.metadata,
+    license_id = (
+        await session.execute(
+            insert(License)
+            .values(
+                organization_id=data.organization_id,
+                product_id=product_id,
+                tier_id=tier.id,
+                key_hash=key_hash,
+                key_prefix=prefix,
+                status="active",
+                starts_at=now,
+                expires_at=expires_at,
+                max_activations=data.max_activations,
+                features=data.features,
+                metadata_=data.metadata,
+            )
+            .returning(License.id)
         )
-        .returning(License.id)
-    )
+    ).scalar_one()
     await record(
         session,
         actor,

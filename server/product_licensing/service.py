@@ -23,7 +23,6 @@ transaction-locally). Every rule comes from ``server.license_rules``.
 from __future__ import annotations
 
 import contextlib
-import json
 import re
 import uuid
 from collections.abc import Mapping
@@ -48,7 +47,7 @@ from server.errors import (
     ProductMismatch,
     RateLimited,
 )
-from server.license_rules import LicenseTerms, hash_license_key
+from server.license_rules import LicenseTerms, hash_license_key, json_object
 from server.license_rules import as_uuid as _uuid
 from server.product_licensing.schemas import (
     ActivateRequest,
@@ -172,13 +171,6 @@ _TIER_FEATURES = _Sql(
 def _now() -> datetime:
     """Whole seconds, like the tokens' ``iat``/``exp``, so a lease stored equals a token's."""
     return datetime.now(UTC).replace(microsecond=0)
-
-
-def _json(value: Any) -> dict[str, Any]:
-    """A jsonb value: decoded already by the codec SQLAlchemy installs, else text."""
-    if value is None:
-        return {}
-    return json.loads(value) if isinstance(value, str) else value
 
 
 def _refuse_other_product(lic: LicenseTerms, product: str) -> None:
@@ -530,4 +522,6 @@ async def features(
     found = await _TIER_FEATURES.row(conn, product=product, tier=tier)
     if found is None:
         raise NotFound(f"No tier {tier!r} of product {product!r}", code="TIER_NOT_FOUND")
-    return FeaturesResponse(product=product, tier=tier or "", features=_json(found["features"]))
+    return FeaturesResponse(
+        product=product, tier=tier or "", features=json_object(found["features"])
+    )
