@@ -88,8 +88,10 @@ def _macos_platform_uuid() -> bytes:
 
 
 def _windows_machine_guid() -> bytes:
+    if sys.platform != "win32":  # cygwin has no winreg; the check also guides type checkers
+        raise FingerprintUnavailable("could not read MachineGuid: winreg is Windows only")
     try:
-        import winreg  # type: ignore[import-not-found,unused-ignore]
+        import winreg
 
         flags = winreg.KEY_READ | getattr(winreg, "KEY_WOW64_64KEY", 0)
         with winreg.OpenKey(

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import sys
 import tempfile
 import threading
 from datetime import datetime, timedelta, timezone
@@ -148,9 +149,11 @@ def _lock_file(path: str) -> int | None:
 
     POSIX only (fcntl); elsewhere, and when the lock cannot be taken, writes go unlocked.
     """
+    if sys.platform == "win32":  # pragma: no cover - no fcntl on Windows
+        return None
     try:
         import fcntl
-    except ImportError:  # pragma: no cover - Windows
+    except ImportError:  # pragma: no cover - another platform without fcntl
         return None
     try:
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)

@@ -77,24 +77,24 @@ def _b64url_decode_portable(segment: bytes, what: str) -> bytes:
         raise MalformedToken(f"the {what} is not canonical unpadded base64url") from None
 
 
-# "+", "/" and "=" are not base64url: map them to a byte strict mode rejects.
-_URL_TO_STD_STRICT = bytes.maketrans(b"-_+/=", b"+/!!!")
+if sys.version_info >= (3, 11):
+    # "+", "/" and "=" are not base64url: map them to a byte strict mode rejects.
+    _URL_TO_STD_STRICT = bytes.maketrans(b"-_+/=", b"+/!!!")
 
+    def _b64url_decode(segment: bytes, what: str) -> bytes:
+        """Same contract, using binascii's strict mode (Python 3.11+): one pass fewer."""
+        rest = len(segment) & 3
+        if rest and (rest == 1 or _SIXBIT[segment[-1]] & _UNUSED_BITS_MASK[rest]):
+            raise MalformedToken(f"the {what} is not canonical unpadded base64url")
+        try:
+            return binascii.a2b_base64(
+                segment.translate(_URL_TO_STD_STRICT) + _PADDING[rest], strict_mode=True
+            )
+        except binascii.Error:
+            raise MalformedToken(f"the {what} is not canonical unpadded base64url") from None
 
-def _b64url_decode_strict(segment: bytes, what: str) -> bytes:
-    """Same contract, using binascii's strict mode (Python 3.11+): one pass fewer."""
-    rest = len(segment) & 3
-    if rest and (rest == 1 or _SIXBIT[segment[-1]] & _UNUSED_BITS_MASK[rest]):
-        raise MalformedToken(f"the {what} is not canonical unpadded base64url")
-    try:
-        return binascii.a2b_base64(
-            segment.translate(_URL_TO_STD_STRICT) + _PADDING[rest], strict_mode=True
-        )
-    except binascii.Error:
-        raise MalformedToken(f"the {what} is not canonical unpadded base64url") from None
-
-
-_b64url_decode = _b64url_decode_strict if sys.version_info >= (3, 11) else _b64url_decode_portable
+else:
+    _b64url_decode = _b64url_decode_portable
 
 
 def _uuid_text(claim: str) -> str:
@@ -130,7 +130,8 @@ def _json_scanner() -> Any:
         def reject_constant(name: str) -> Any:
             raise ValueError(f"{name} is not valid JSON")
 
-        _json_scan = json.JSONDecoder(parse_constant=reject_constant).scan_once
+        # scan_once is the decoder's (C) scanner; typeshed does not declare it.
+        _json_scan = json.JSONDecoder(parse_constant=reject_constant).scan_once  # type: ignore[attr-defined]
     return _json_scan
 
 
@@ -416,11 +417,13 @@ class License:
 
     @property
     def product(self) -> str:
-        return self._claims["aud"]
+        product: str = self._claims["aud"]
+        return product
 
     @property
     def tier(self) -> str:
-        return self._claims["tier"]
+        tier: str = self._claims["tier"]
+        return tier
 
     @property
     def features(self) -> Mapping[str, bool | int | float | str]:
@@ -428,7 +431,8 @@ class License:
 
     @property
     def max_activations(self) -> int:
-        return self._claims["max_activations"]
+        count: int = self._claims["max_activations"]
+        return count
 
     @property
     def issued_at(self) -> datetime:
@@ -445,7 +449,8 @@ class License:
 
     @property
     def token_id(self) -> str:
-        return self._claims["jti"]
+        jti: str = self._claims["jti"]
+        return jti
 
     @property
     def nonce(self) -> str | None:

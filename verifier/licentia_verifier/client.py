@@ -169,7 +169,7 @@ def _bounded_post(url: str, body: Json, timeout: float) -> tuple[int, dict[str, 
     urllib's own timeout applies per socket operation and not to name resolution, so a slow
     DNS server or a server that trickles bytes could otherwise hold the caller much longer.
     """
-    outcome: list[Any] = []
+    outcome: list[tuple[int, dict[str, str], bytes] | BaseException] = []
 
     def work() -> None:
         try:
@@ -213,7 +213,7 @@ class LicenseClient:
         *,
         product: str,
         verifier: Verifier,
-        cache_dir: str | os.PathLike,
+        cache_dir: str | os.PathLike[str],
         fingerprint: str | None = None,
         timeout: float = 3.0,
         retry_interval: float = 300.0,
@@ -425,7 +425,7 @@ class LicenseClient:
 
     def write_offline_request(
         self,
-        path: str | os.PathLike,
+        path: str | os.PathLike[str],
         license_key: str,
         *,
         name: str | None = None,
@@ -438,7 +438,7 @@ class LicenseClient:
 
     def install(
         self,
-        response: str | os.PathLike | Json,
+        response: str | os.PathLike[str] | Json,
         *,
         license_key: str | None = None,
         now: datetime | float | None = None,
@@ -452,7 +452,8 @@ class LicenseClient:
         data = _load_response(response)
         with self._lock:
             state = self._read()
-            pending = state.get("request") if isinstance(state.get("request"), dict) else {}
+            request = state.get("request")
+            pending: Json = request if isinstance(request, dict) else {}
             expected = pending.get("nonce")
             received = data.get("nonce")
             if isinstance(expected, str) and received is not None and received != expected:
@@ -479,7 +480,7 @@ class LicenseClient:
         return self._offline_deactivation(license_key, None)
 
     def write_offline_deactivation_request(
-        self, path: str | os.PathLike, *, license_key: str | None = None
+        self, path: str | os.PathLike[str], *, license_key: str | None = None
     ) -> Json:
         """``offline_deactivation_request`` written to ``path`` (mode 0600: it holds the key).
         The local token is removed only once the file is written."""
@@ -637,7 +638,7 @@ class LicenseClient:
             os.unlink(self._cache_path)
 
 
-def _load_response(response: str | os.PathLike | Json) -> Json:
+def _load_response(response: str | os.PathLike[str] | Json) -> Json:
     if isinstance(response, dict):
         data: Any = response
     elif isinstance(response, (str, os.PathLike)):
