@@ -185,7 +185,7 @@ def _epoch_seconds(now: Any) -> float:
         seconds = time.time()
         if 0 <= seconds < _TIME_LIMIT:
             return seconds
-        raise LicenseError(f"the local clock is not between 1970 and 9999: {seconds!r}")
+        raise _clock_out_of_range(seconds)
     kind = type(now)
     if kind is int or kind is float:
         if 0 <= now < _TIME_LIMIT:
@@ -210,6 +210,10 @@ def _epoch_seconds(now: Any) -> float:
     )
 
 
+def _clock_out_of_range(seconds: float) -> LicenseError:
+    return LicenseError(f"the local clock is not between 1970 and 9999: {seconds!r}")
+
+
 def _utc(seconds: int) -> datetime:
     return _EPOCH + timedelta(seconds=seconds)
 
@@ -226,7 +230,7 @@ def _iso(seconds: int | float) -> str:
 # A rule is (claim, kind): the claim must be present (except a kind that says "when present")
 # and its JSON value of that kind. ``_claims_error`` is the only code that checks claims: the
 # verifier refuses a token exactly when it returns a message, and that message is the error,
-# so a refusal always names the rule that failed. A kind is the phrase its message uses.
+# so a refusal always names a rule that failed. A kind is the phrase its message uses.
 
 _STRING = "a string"
 _TIME = f"integer seconds since the epoch, from 0 to {_MAX_EPOCH}"
@@ -254,73 +258,79 @@ _COMMON_RULES = (
 _LICENSE_RULES = _COMMON_RULES
 _ACTIVATION_RULES = (*_COMMON_RULES, ("act", _ID), ("fp", _STRING))
 
-# ``_claims_error`` checks kind by kind, in this order (the cheap, frequent kinds first).
-_KINDS = (_STRING, _TIME, _ID, _INTEGER, _TIME_OR_NULL, _FEATURES, _OPTIONAL_STRING)
-_Checks = tuple[tuple[str, ...], ...]
-
-
-def _by_kind(rules: tuple[tuple[str, str], ...]) -> _Checks:
-    """The claims of ``rules`` grouped by kind, in the order of ``_KINDS``."""
-    unknown = {kind for _, kind in rules} - set(_KINDS)
-    if unknown:  # a rule nothing would check: refuse to import rather than accept it
-        raise ValueError(f"no check for the claim kind(s) {sorted(unknown)}")
-    return tuple(tuple(claim for claim, k in rules if k is kind) for kind in _KINDS)
-
-
-_LICENSE_CHECKS = _by_kind(_LICENSE_RULES)
-_ACTIVATION_CHECKS = _by_kind(_ACTIVATION_RULES)
-
 _MISSING: Any = object()
 # In a canonical 22-character id the last character carries 2 bits of the UUID and 4 unused
 # bits that must be zero: it is one of these (docs/token-format.md, "Identifiers").
 _ID_LAST = "AQgw"
 
+# How ``_claims_error`` checks each kind. A kind checked by type alone: (type, what stands in
+# for an absent claim: a value of the wrong type, unless absence is allowed). A time:
+# whether null is allowed.
+_BY_TYPE = {_STRING: (str, _MISSING), _INTEGER: (int, _MISSING), _OPTIONAL_STRING: (str, "")}
+_BY_RANGE = {_TIME: False, _TIME_OR_NULL: True}
+_Plan = tuple[
+    tuple[tuple[str, type, Any, str], ...],  # by type: claim, type, stand-in, kind
+    tuple[tuple[str, bool, str], ...],  # times: claim, null allowed, kind
+    tuple[str, ...],  # ids
+    tuple[str, ...],  # features
+]
 
-def _claims_error(claims: dict[str, Any], checks: _Checks) -> str | None:
-    """The message of the first rule (kind by kind, see ``_KINDS``) that ``claims`` breaks,
-    or None when it breaks none."""
-    strings, times, ids, integers, times_or_null, features, optional_strings = checks
+
+def _plan(rules: tuple[tuple[str, str], ...]) -> _Plan:
+    """The rules of a table arranged the way ``_claims_error`` walks them."""
+    unknown = {kind for _, kind in rules} - {*_BY_TYPE, *_BY_RANGE, _ID, _FEATURES}
+    if unknown:  # a rule nothing would check: refuse to import rather than accept it
+        raise ValueError(f"no check for the claim kind(s) {sorted(unknown)}")
+    return (
+        tuple((claim, *_BY_TYPE[kind], kind) for claim, kind in rules if kind in _BY_TYPE),
+        tuple((claim, _BY_RANGE[kind], kind) for claim, kind in rules if kind in _BY_RANGE),
+        tuple(claim for claim, kind in rules if kind is _ID),
+        tuple(claim for claim, kind in rules if kind is _FEATURES),
+    )
+
+
+_LICENSE_PLAN = _plan(_LICENSE_RULES)
+_ACTIVATION_PLAN = _plan(_ACTIVATION_RULES)
+
+
+def _claims_error(claims: dict[str, Any], plan: _Plan) -> str | None:
+    """The message of a rule that ``claims`` break (the first found), or None when they
+    break none. ``plan`` is ``_LICENSE_PLAN`` or ``_ACTIVATION_PLAN``."""
+    by_type, times, ids, features = plan
     get = claims.get
-    for claim in strings:
-        if type(get(claim)) is not str:
-            return _broken(claims, claim, _STRING)
-    for claim in times:
-        value = get(claim)
+    for claim, kind_type, absent, kind in by_type:
+        if type(get(claim, absent)) is not kind_type:
+            return _broken(claims, claim, kind)
+    for claim, nullable, kind in times:
+        value = get(claim, _MISSING)
         if type(value) is not int or not 0 <= value <= _MAX_EPOCH:
-            return _broken(claims, claim, _TIME)
+            if value is None and nullable:
+                continue
+            return _broken(claims, claim, kind)
+    text = ""
     for claim in ids:
         value = get(claim)
-        if (
-            type(value) is not str
-            or len(value) != 22
-            or value[21] not in _ID_LAST
-            or value.encode("ascii", "replace").translate(None, _B64URL_ALPHABET)
-        ):
+        if type(value) is not str or len(value) != 22 or value[21] not in _ID_LAST:
             return _broken(claims, claim, _ID)
-    for claim in integers:
-        if type(get(claim)) is not int:
-            return _broken(claims, claim, _INTEGER)
-    for claim in times_or_null:
-        value = get(claim, _MISSING)
-        if value is not None and (type(value) is not int or not 0 <= value <= _MAX_EPOCH):
-            return _broken(claims, claim, _TIME_OR_NULL)
+        text += value
+    # Every character in the base64url alphabet: all ids at once, then the culprit.
+    if text.encode("ascii", "replace").translate(None, _B64URL_ALPHABET):
+        for claim in ids:
+            if claims[claim].encode("ascii", "replace").translate(None, _B64URL_ALPHABET):
+                return _broken(claims, claim, _ID)
     for claim in features:
         value = get(claim)
         if type(value) is not dict:
             return _broken(claims, claim, _FEATURES)
         for feature in value.values():
-            kind = type(feature)
+            kind_type = type(feature)
             if (
-                kind is not bool
-                and kind is not str
-                and kind is not int
-                and (kind is not float or feature - feature != 0.0)
+                kind_type is not bool
+                and kind_type is not str
+                and kind_type is not int
+                and (kind_type is not float or feature - feature != 0.0)
             ):
                 return _broken(claims, claim, _FEATURES)
-    for claim in optional_strings:
-        value = get(claim, "")
-        if type(value) is not str:
-            return _broken(claims, claim, _OPTIONAL_STRING)
     return None
 
 
@@ -719,7 +729,7 @@ class Verifier:
         # 4. Claims: every rule of the table for this token type holds.
         claims = _parse_json_object(_b64url_decode(payload_segment, "payload"), "payload")
         activation = typ == ACTIVATION_TYP
-        problem = _claims_error(claims, _ACTIVATION_CHECKS if activation else _LICENSE_CHECKS)
+        problem = _claims_error(claims, _ACTIVATION_PLAN if activation else _LICENSE_PLAN)
         if problem is not None:
             raise MalformedToken(problem)
         if not activation and "act" in claims:
@@ -735,7 +745,9 @@ class Verifier:
 
         # 6. When. ``now`` comes from the caller when given, else the local clock; only the
         # local clock moves the high-water mark.
-        current = _epoch_seconds(now)
+        current = time.time() if now is None else _epoch_seconds(now)
+        if not 0 <= current < _TIME_LIMIT:  # only the local clock can be out of range here
+            raise _clock_out_of_range(current)
         leeway = self._leeway
         iat = claims["iat"]
         if current < iat - leeway:
