@@ -399,8 +399,8 @@ class License:
 
     @classmethod
     def _from_claims(cls, claims: dict[str, Any]) -> License:
-        self = object.__new__(cls)
-        object.__setattr__(self, "_claims", claims)
+        self = _new_object(cls)
+        _set_claims(self, claims)
         return self
 
     def __setattr__(self, name: str, value: Any) -> None:
@@ -491,6 +491,11 @@ class License:
             f"product={self.product!r}, tier={self.tier!r}, "
             f"expires_at={self.expires_at.isoformat()!r})"
         )
+
+
+# The hot path builds a License from verified claims without a call to _from_claims.
+_new_object = object.__new__
+_set_claims = License.__dict__["_claims"].__set__  # the slot's descriptor
 
 
 def _load_jwks(jwks: Any) -> dict[str, Any]:
@@ -647,7 +652,9 @@ class Verifier:
 
     def verify_license(self, token: str, *, now: datetime | float | None = None) -> License:
         """Verify a ``license+jwt`` token. Raises a ``LicenseError`` subclass on failure."""
-        return License._from_claims(self._verify(token, LICENSE_TYP, now))
+        license = _new_object(License)
+        _set_claims(license, self._verify(token, LICENSE_TYP, now))
+        return license
 
     def verify_activation(
         self, token: str, *, fingerprint: str, now: datetime | float | None = None
@@ -668,7 +675,9 @@ class Verifier:
             self._fp_cache = (fingerprint, expected)
         if claims["fp"] != expected:
             raise WrongMachine("the activation token belongs to another machine")
-        return License._from_claims(claims)
+        license = _new_object(License)
+        _set_claims(license, claims)
+        return license
 
     def _header(self, segment: bytes) -> tuple[str, Ed25519PublicKey]:
         header = _strict_json_object(_b64url_decode(segment, "header"), "header")
