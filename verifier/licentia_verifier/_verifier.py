@@ -514,7 +514,7 @@ def _load_jwks(jwks: Any) -> dict[str, Any]:
         raise TypeError("jwks must be a dict, JSON text, or a path to a JSON file")
     try:
         data = json.loads(text)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: nested too deep to parse
         raise ValueError(f"the key set is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
         raise ValueError('the key set must be a JSON object with a "keys" array')

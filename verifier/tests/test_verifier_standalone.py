@@ -435,6 +435,7 @@ def test_from_jwks_accepts_dict_text_path_and_ignores_other_keys(env, tmp_path):
         {"keys": [{"kty": "OKP", "crv": "Ed25519", "kid": "k", "x": "A" * 43, "d": "A" * 43}]},
         "[1, 2]",
         "{not json",
+        "[" * 100_000 + "]" * 100_000,  # nested too deep to parse: not RecursionError
     ],
 )
 def test_unusable_key_sets_are_refused(jwks):
