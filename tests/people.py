@@ -51,10 +51,3 @@ def add_user(client: TestClient, headers: dict, role: str = "member") -> dict:
     token = client.post(f"{API}/auth/login", json={"email": email, "password": PASSWORD})
     assert token.status_code == 200, token.text
     return {**response.json(), "headers": bearer(token.json()["access_token"])}
-
-
-def assert_problem(response, status: int, code: str | None = None) -> None:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("application/problem+json")
-    if code:
-        assert response.json()["code"] == code

@@ -164,3 +164,17 @@ def stop_server(server: LiveServer, timeout: float = 20.0) -> int:
             server.process.kill()
             server.process.wait()
     return server.process.returncode
+
+
+# --- answers ---------------------------------------------------------------------------------
+
+
+def assert_problem(response: Any, status: int, code: str | None = None) -> dict[str, Any]:
+    """An RFC 9457 problem with this status (and ``code``, when given); returns its body."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    body: dict[str, Any] = response.json()
+    assert body["status"] == status and body["title"], body
+    if code is not None:
+        assert body["code"] == code, body
+    return body

@@ -8,8 +8,8 @@ import uuid
 
 import pytest
 from litestar.testing import TestClient
-from people import API, PASSWORD, add_user, assert_problem, cheap_argon2, signup  # noqa: F401
-from support import bearer
+from people import API, PASSWORD, add_user, cheap_argon2, signup  # noqa: F401
+from support import assert_problem, bearer
 
 from server import passwords
 from server.errors import InvalidInput

@@ -9,8 +9,8 @@ from concurrent.futures import ThreadPoolExecutor, wait
 import psycopg
 import pytest
 from litestar.testing import TestClient
-from people import API, PASSWORD, add_user, assert_problem, cheap_argon2, signup  # noqa: F401
-from support import TestDatabase, bearer, make_api_key
+from people import API, PASSWORD, add_user, cheap_argon2, signup  # noqa: F401
+from support import TestDatabase, assert_problem, bearer, make_api_key
 
 from server.settings import Settings
 

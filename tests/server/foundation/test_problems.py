@@ -4,27 +4,17 @@ from __future__ import annotations
 
 import psycopg
 from litestar.testing import TestClient
-from support import TestDatabase, bearer
+from support import TestDatabase, assert_problem, bearer
 
 PROBLEM = "application/problem+json"
 
 
-def _assert_problem(response, status: int, code: str) -> dict:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith(PROBLEM)
-    body = response.json()
-    assert body["status"] == status
-    assert body["code"] == code
-    assert body["title"]
-    return body
-
-
 def test_unknown_route_is_404_problem(client: TestClient) -> None:
-    _assert_problem(client.get("/no/such/route"), 404, "NOT_FOUND")
+    assert_problem(client.get("/no/such/route"), 404, "NOT_FOUND")
 
 
 def test_wrong_method_is_405_problem(client: TestClient) -> None:
-    _assert_problem(client.delete("/health/live"), 405, "METHOD_NOT_ALLOWED")
+    assert_problem(client.delete("/health/live"), 405, "METHOD_NOT_ALLOWED")
 
 
 def test_malformed_json_is_400(client: TestClient, admin_key: str) -> None:
@@ -33,29 +23,29 @@ def test_malformed_json_is_400(client: TestClient, admin_key: str) -> None:
         content=b'{"name": "x",',
         headers={**bearer(admin_key), "content-type": "application/json"},
     )
-    _assert_problem(response, 400, "MALFORMED_JSON")
+    assert_problem(response, 400, "MALFORMED_JSON")
 
 
 def test_schema_violation_is_422_naming_the_field(client: TestClient, admin_key: str) -> None:
     response = client.post("/api/v1/api-keys", json={"name": 12}, headers=bearer(admin_key))
-    body = _assert_problem(response, 422, "VALIDATION_ERROR")
+    body = assert_problem(response, 422, "VALIDATION_ERROR")
     assert "name" in body["detail"]
     response = client.post("/api/v1/api-keys", json={}, headers=bearer(admin_key))
-    assert "name" in _assert_problem(response, 422, "VALIDATION_ERROR")["detail"]
+    assert "name" in assert_problem(response, 422, "VALIDATION_ERROR")["detail"]
 
 
 def test_body_over_64_kib_is_413(client: TestClient, admin_key: str) -> None:
     big = {"name": "x" * (65 * 1024)}
     response = client.post("/api/v1/api-keys", json=big, headers=bearer(admin_key))
-    _assert_problem(response, 413, "PAYLOAD_TOO_LARGE")
+    assert_problem(response, 413, "PAYLOAD_TOO_LARGE")
 
 
 def test_missing_and_bad_credentials_are_401(client: TestClient) -> None:
-    _assert_problem(client.get("/api/v1/api-keys"), 401, "UNAUTHENTICATED")
+    assert_problem(client.get("/api/v1/api-keys"), 401, "UNAUTHENTICATED")
     response = client.get("/api/v1/api-keys", headers=bearer("lic_admin_nope"))
-    _assert_problem(response, 401, "INVALID_API_KEY")
+    assert_problem(response, 401, "INVALID_API_KEY")
     response = client.get("/api/v1/api-keys", headers={"Authorization": "Basic abc"})
-    _assert_problem(response, 401, "INVALID_CREDENTIALS")
+    assert_problem(response, 401, "INVALID_CREDENTIALS")
 
 
 def test_request_id_is_echoed_or_generated(client: TestClient) -> None:
@@ -88,7 +78,7 @@ def test_failed_commit_is_5xx_and_nothing_is_kept(
         with psycopg.connect(database.owner_url, autocommit=True) as conn:
             conn.execute("DROP TRIGGER test_fail_commit ON api_keys")
             conn.execute("DROP FUNCTION test_fail_commit()")
-    body = _assert_problem(response, 500, "INTERNAL_ERROR")
+    body = assert_problem(response, 500, "INTERNAL_ERROR")
     text = response.text.lower()
     for leak in ("traceback", "insert", "commit refused", "sqlalchemy", "asyncpg", "lic_admin_"):
         assert leak not in text, leak
@@ -110,7 +100,7 @@ def test_health_endpoints(client: TestClient, database: TestDatabase) -> None:
         head = conn.execute("SELECT version_num FROM alembic_version").fetchone()[0]
         conn.execute("UPDATE alembic_version SET version_num = '0000'")
     try:
-        _assert_problem(client.get("/health/ready"), 503, "SCHEMA_OUTDATED")
+        assert_problem(client.get("/health/ready"), 503, "SCHEMA_OUTDATED")
     finally:
         with psycopg.connect(database.owner_url, autocommit=True) as conn:
             conn.execute("UPDATE alembic_version SET version_num = %s", (head,))

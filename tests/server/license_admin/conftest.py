@@ -133,17 +133,3 @@ def add_activation(owner_db: psycopg.Connection) -> Callable[..., uuid.UUID]:
         ).fetchone()[0]
 
     return factory
-
-
-def problem(response: Any, status: int, code: str | None = None) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("application/problem+json")
-    body = response.json()
-    if code is not None:
-        assert body["code"] == code, body
-    return body
-
-
-@pytest.fixture
-def expect_problem() -> Callable[..., dict[str, Any]]:
-    return problem

@@ -7,7 +7,7 @@ import re
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from support import bearer, make_api_key
+from support import assert_problem, bearer, make_api_key
 
 KEY_RE = re.compile(r"^LK(-[0-9A-HJKMNP-TV-Z]{5}){7}$")
 
@@ -80,7 +80,7 @@ def test_overrides_overlay_the_tier(issue, make_org):
     }
 
 
-def test_issue_refusals_have_codes(client, admin_key, catalog, make_org, expect_problem):
+def test_issue_refusals_have_codes(client, admin_key, catalog, make_org):
     org = str(make_org())
     base = {"organization_id": org, "product": "local_cli", "tier": "pro"}
     cases = [
@@ -93,37 +93,35 @@ def test_issue_refusals_have_codes(client, admin_key, catalog, make_org, expect_
         ({**base, "metadata": {"nested": {"a": "nul\u0000"}}}, "INVALID_METADATA"),
     ]
     for body, code in cases:
-        expect_problem(
+        assert_problem(
             client.post("/api/v1/licenses", json=body, headers=bearer(admin_key)), 422, code
         )
 
 
-def test_scopes_and_roles(client, settings, issue, make_org, user_headers, expect_problem):
+def test_scopes_and_roles(client, settings, issue, make_org, user_headers):
     org = make_org()
     created = issue(org)
     body = {"organization_id": str(org), "product": "local_cli", "tier": "pro"}
-    expect_problem(client.post("/api/v1/licenses", json=body), 401)
-    expect_problem(client.get("/api/v1/licenses"), 401)
+    assert_problem(client.post("/api/v1/licenses", json=body), 401)
+    assert_problem(client.get("/api/v1/licenses"), 401)
     read_only = bearer(make_api_key(settings, ["licenses:read"]))
-    expect_problem(
+    assert_problem(
         client.post("/api/v1/licenses", json=body, headers=read_only), 403, "MISSING_SCOPE"
     )
     assert client.get(f"/api/v1/licenses/{created['id']}", headers=read_only).status_code == 200
     products_only = bearer(make_api_key(settings, ["products:read"]))
-    expect_problem(client.get("/api/v1/licenses", headers=products_only), 403, "MISSING_SCOPE")
+    assert_problem(client.get("/api/v1/licenses", headers=products_only), 403, "MISSING_SCOPE")
     owner = user_headers(org, "owner")
-    expect_problem(client.post("/api/v1/licenses", json=body, headers=owner), 403)
+    assert_problem(client.post("/api/v1/licenses", json=body, headers=owner), 403)
     path = f"/api/v1/licenses/{created['id']}"
-    expect_problem(client.patch(path, json={"metadata": {}}, headers=owner), 403)
+    assert_problem(client.patch(path, json={"metadata": {}}, headers=owner), 403)
     for action in ("suspend", "reinstate", "revoke"):
-        expect_problem(client.post(f"{path}/{action}", headers=owner), 403)
-        expect_problem(client.post(f"{path}/{action}", headers=read_only), 403)
-    expect_problem(client.post(f"{path}/renew", json={"duration_days": 1}, headers=owner), 403)
+        assert_problem(client.post(f"{path}/{action}", headers=owner), 403)
+        assert_problem(client.post(f"{path}/{action}", headers=read_only), 403)
+    assert_problem(client.post(f"{path}/renew", json={"duration_days": 1}, headers=owner), 403)
 
 
-def test_users_see_only_their_organization(
-    client, admin_key, issue, make_org, user_headers, expect_problem
-):
+def test_users_see_only_their_organization(client, admin_key, issue, make_org, user_headers):
     org_a, org_b = make_org("A"), make_org("B")
     mine = issue(org_a)
     theirs = issue(org_b)
@@ -140,15 +138,15 @@ def test_users_see_only_their_organization(
     assert spying["items"] == []
     assert client.get(f"/api/v1/licenses/{mine['id']}", headers=member_a).status_code == 200
     for path in ("", "/activations", "/token"):
-        expect_problem(
+        assert_problem(
             client.get(f"/api/v1/licenses/{theirs['id']}{path}", headers=owner_a),
             404,
             "LICENSE_NOT_FOUND",
         )
-    expect_problem(
+    assert_problem(
         client.get(f"/api/v1/licenses/{mine['id']}", headers=member_b), 404, "LICENSE_NOT_FOUND"
     )
-    expect_problem(
+    assert_problem(
         client.get(f"/api/v1/licenses/{uuid.uuid4()}", headers=bearer(admin_key)),
         404,
         "LICENSE_NOT_FOUND",

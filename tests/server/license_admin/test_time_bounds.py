@@ -6,13 +6,13 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from support import bearer
+from support import assert_problem, bearer
 
 from server.license_admin import service as license_service
 
 
 def test_renew_past_the_last_representable_day_is_a_422(
-    client, admin_key, issue, make_org, owner_db, expect_problem
+    client, admin_key, issue, make_org, owner_db
 ):
     lic = issue(make_org())["id"]
     auth = bearer(admin_key)
@@ -21,11 +21,11 @@ def test_renew_past_the_last_representable_day_is_a_422(
         "UPDATE licenses SET expires_at = '9999-12-31T00:00:00Z' WHERE id = %s", (lic,)
     )
     response = client.post(f"/api/v1/licenses/{lic}/renew", json={"duration_days": 1}, headers=auth)
-    expect_problem(response, 422, "DATE_OUT_OF_RANGE")
+    assert_problem(response, 422, "DATE_OUT_OF_RANGE")
     response = client.post(
         f"/api/v1/licenses/{lic}/renew", json={"duration_days": 36_500}, headers=auth
     )
-    expect_problem(response, 422, "DATE_OUT_OF_RANGE")
+    assert_problem(response, 422, "DATE_OUT_OF_RANGE")
 
 
 @pytest.mark.parametrize(
@@ -86,7 +86,7 @@ class _Frozen(datetime):
 
 
 def test_token_in_the_last_second_before_expiry_is_license_expired(
-    client, admin_key, issue, make_org, owner_db, expect_problem, monkeypatch
+    client, admin_key, issue, make_org, owner_db, monkeypatch
 ):
     lic = issue(make_org())["id"]
     second = (datetime.now(UTC) + timedelta(hours=1)).replace(microsecond=0)
@@ -97,7 +97,7 @@ def test_token_in_the_last_second_before_expiry_is_license_expired(
     _Frozen.at = second + timedelta(microseconds=300_000)
     monkeypatch.setattr(license_service, "datetime", _Frozen)
     response = client.get(f"/api/v1/licenses/{lic}/token", headers=bearer(admin_key))
-    expect_problem(response, 403, "LICENSE_EXPIRED")
+    assert_problem(response, 403, "LICENSE_EXPIRED")
 
 
 def test_token_of_a_license_started_within_this_second(

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from licentia_verifier import Verifier
-from support import bearer, make_api_key
+from support import assert_problem, bearer, make_api_key
 
 
 def test_token_verifies_offline(client, settings, admin_key, issue, make_org, user_headers):
@@ -38,7 +38,7 @@ def test_token_of_a_license_ending_soon_ends_with_it(client, admin_key, issue, m
 
 
 def test_token_refused_when_the_license_cannot_be_used(
-    client, admin_key, issue, make_org, owner_db, expect_problem
+    client, admin_key, issue, make_org, owner_db
 ):
     org = make_org()
     auth = bearer(admin_key)
@@ -57,19 +57,17 @@ def test_token_refused_when_the_license_cannot_be_used(
         (expired, "LICENSE_EXPIRED"),
         (future, "LICENSE_NOT_YET_VALID"),
     ):
-        expect_problem(client.get(f"/api/v1/licenses/{lic}/token", headers=auth), 403, code)
+        assert_problem(client.get(f"/api/v1/licenses/{lic}/token", headers=auth), 403, code)
 
 
-def test_token_needs_a_manager_or_the_scope(
-    client, settings, issue, make_org, user_headers, expect_problem
-):
+def test_token_needs_a_manager_or_the_scope(client, settings, issue, make_org, user_headers):
     org = make_org()
     lic = issue(org)["id"]
-    expect_problem(
+    assert_problem(
         client.get(f"/api/v1/licenses/{lic}/token", headers=user_headers(org, "member")), 403
     )
     no_scope = bearer(make_api_key(settings, ["products:read"]))
-    expect_problem(client.get(f"/api/v1/licenses/{lic}/token", headers=no_scope), 403)
+    assert_problem(client.get(f"/api/v1/licenses/{lic}/token", headers=no_scope), 403)
 
 
 @pytest.fixture
@@ -112,12 +110,10 @@ def test_activations_count_and_list(client, admin_key, seats, user_headers):
     assert page["next_cursor"]
 
 
-def test_owner_and_admin_free_seats_members_cannot(
-    client, seats, user_headers, owner_db, expect_problem
-):
+def test_owner_and_admin_free_seats_members_cannot(client, seats, user_headers, owner_db):
     org, lic, ids = seats
     path = f"/api/v1/licenses/{lic['id']}/activations"
-    expect_problem(
+    assert_problem(
         client.delete(f"{path}/{ids['live']}", headers=user_headers(org, "member")),
         403,
         "INSUFFICIENT_ROLE",
@@ -129,7 +125,7 @@ def test_owner_and_admin_free_seats_members_cannot(
         (ids["live"],),
     ).fetchone()
     assert row == (True, "user")
-    expect_problem(
+    assert_problem(
         client.delete(f"{path}/{ids['live']}", headers=user_headers(org, "admin")),
         409,
         "ALREADY_DEACTIVATED",
@@ -141,13 +137,11 @@ def test_owner_and_admin_free_seats_members_cannot(
     assert audit == [("user", org, {"license_id": lic["id"], "reason": "user"})]
 
 
-def test_admin_key_frees_seats_and_the_count_drops(
-    client, settings, admin_key, seats, owner_db, expect_problem
-):
+def test_admin_key_frees_seats_and_the_count_drops(client, settings, admin_key, seats, owner_db):
     _, lic, ids = seats
     path = f"/api/v1/licenses/{lic['id']}/activations"
     read_only = bearer(make_api_key(settings, ["licenses:read"]))
-    expect_problem(client.delete(f"{path}/{ids['live']}", headers=read_only), 403)
+    assert_problem(client.delete(f"{path}/{ids['live']}", headers=read_only), 403)
     assert client.delete(f"{path}/{ids['live']}", headers=bearer(admin_key)).status_code == 204
     reason = owner_db.execute(
         "SELECT deactivation_reason FROM activations WHERE id = %s", (ids["live"],)
@@ -158,7 +152,7 @@ def test_admin_key_frees_seats_and_the_count_drops(
 
 
 def test_users_are_held_to_the_daily_deactivation_limit(
-    client, admin_key, issue, make_org, add_activation, user_headers, expect_problem
+    client, admin_key, issue, make_org, add_activation, user_headers
 ):
     org = make_org()
     lic = issue(org)  # the test tier allows 2 deactivations a day
@@ -167,30 +161,30 @@ def test_users_are_held_to_the_daily_deactivation_limit(
     path = f"/api/v1/licenses/{lic['id']}/activations"
     assert client.delete(f"{path}/{machines[0]}", headers=owner).status_code == 204
     assert client.delete(f"{path}/{machines[1]}", headers=owner).status_code == 204
-    expect_problem(client.delete(f"{path}/{machines[2]}", headers=owner), 409, "DEACTIVATION_LIMIT")
+    assert_problem(client.delete(f"{path}/{machines[2]}", headers=owner), 409, "DEACTIVATION_LIMIT")
     # The vendor's admins are not limited.
     assert client.delete(f"{path}/{machines[2]}", headers=bearer(admin_key)).status_code == 204
 
 
 def test_activations_of_other_tenants_and_licenses_are_404(
-    client, admin_key, seats, issue, make_org, user_headers, expect_problem
+    client, admin_key, seats, issue, make_org, user_headers
 ):
     _, lic, ids = seats
     other_org = make_org("B")
     other_lic = issue(other_org)
     owner_b = user_headers(other_org, "owner")
     path = f"/api/v1/licenses/{lic['id']}/activations"
-    expect_problem(client.get(path, headers=owner_b), 404, "LICENSE_NOT_FOUND")
-    expect_problem(client.delete(f"{path}/{ids['live']}", headers=owner_b), 404)
+    assert_problem(client.get(path, headers=owner_b), 404, "LICENSE_NOT_FOUND")
+    assert_problem(client.delete(f"{path}/{ids['live']}", headers=owner_b), 404)
     # B's owner naming their own license with A's activation: still nothing.
-    expect_problem(
+    assert_problem(
         client.delete(
             f"/api/v1/licenses/{other_lic['id']}/activations/{ids['live']}", headers=owner_b
         ),
         404,
         "ACTIVATION_NOT_FOUND",
     )
-    expect_problem(
+    assert_problem(
         client.delete(f"{path}/{uuid.uuid4()}", headers=bearer(admin_key)),
         404,
         "ACTIVATION_NOT_FOUND",

@@ -6,7 +6,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from support import bearer
+from support import assert_problem, bearer
 
 
 def _at(value: str) -> datetime:
@@ -23,22 +23,22 @@ def act(client, admin_key):
     return call
 
 
-def test_suspend_reinstate_revoke(act, issue, make_org, expect_problem, owner_db):
+def test_suspend_reinstate_revoke(act, issue, make_org, owner_db):
     lic = issue(make_org())["id"]
-    expect_problem(act(lic, "reinstate"), 409, "NOT_SUSPENDED")
+    assert_problem(act(lic, "reinstate"), 409, "NOT_SUSPENDED")
     suspended = act(lic, "suspend")
     assert suspended.status_code == 200, suspended.text
     assert suspended.json()["status"] == "suspended"
-    expect_problem(act(lic, "suspend"), 409, "ALREADY_SUSPENDED")
+    assert_problem(act(lic, "suspend"), 409, "ALREADY_SUSPENDED")
     reinstated = act(lic, "reinstate")
     assert reinstated.status_code == 200
     assert reinstated.json()["status"] == "active"
     revoked = act(lic, "revoke")
     assert revoked.json()["status"] == "revoked"
-    expect_problem(act(lic, "revoke"), 409, "ALREADY_REVOKED")
-    expect_problem(act(lic, "suspend"), 409, "LICENSE_REVOKED")
-    expect_problem(act(lic, "reinstate"), 409, "LICENSE_REVOKED")
-    expect_problem(act(lic, "renew", {"duration_days": 30}), 409, "LICENSE_REVOKED")
+    assert_problem(act(lic, "revoke"), 409, "ALREADY_REVOKED")
+    assert_problem(act(lic, "suspend"), 409, "LICENSE_REVOKED")
+    assert_problem(act(lic, "reinstate"), 409, "LICENSE_REVOKED")
+    assert_problem(act(lic, "renew", {"duration_days": 30}), 409, "LICENSE_REVOKED")
     actions = [
         row[0]
         for row in owner_db.execute(
@@ -48,23 +48,21 @@ def test_suspend_reinstate_revoke(act, issue, make_org, expect_problem, owner_db
     assert actions == ["license.issue", "license.suspend", "license.reinstate", "license.revoke"]
 
 
-def test_revoke_a_suspended_license_and_patch_after_revoke(
-    act, client, admin_key, issue, make_org, expect_problem
-):
+def test_revoke_a_suspended_license_and_patch_after_revoke(act, client, admin_key, issue, make_org):
     lic = issue(make_org())["id"]
     act(lic, "suspend")
     assert act(lic, "revoke").json()["status"] == "revoked"
-    expect_problem(
+    assert_problem(
         client.patch(f"/api/v1/licenses/{lic}", json={"metadata": {}}, headers=bearer(admin_key)),
         409,
         "LICENSE_REVOKED",
     )
 
 
-def test_unknown_license(act, catalog, expect_problem):
+def test_unknown_license(act, catalog):
     for action in ("suspend", "reinstate", "revoke"):
-        expect_problem(act(str(uuid.uuid4()), action), 404, "LICENSE_NOT_FOUND")
-    expect_problem(act(str(uuid.uuid4()), "renew", {"duration_days": 1}), 404, "LICENSE_NOT_FOUND")
+        assert_problem(act(str(uuid.uuid4()), action), 404, "LICENSE_NOT_FOUND")
+    assert_problem(act(str(uuid.uuid4()), "renew", {"duration_days": 1}), 404, "LICENSE_NOT_FOUND")
 
 
 def test_renew_by_days_extends_from_the_current_expiry(act, issue, make_org, owner_db):
@@ -90,33 +88,33 @@ def test_renew_an_expired_license_counts_from_now(act, issue, make_org, owner_db
     assert abs(_at(renewed["expires_at"]) - expected) < timedelta(minutes=5)
 
 
-def test_renew_to_a_date(act, issue, make_org, expect_problem):
+def test_renew_to_a_date(act, issue, make_org):
     created = issue(make_org(), duration_days=10)
     renewed = act(created["id"], "renew", {"expires_at": "2099-12-31T00:00:00Z"})
     assert _at(renewed.json()["expires_at"]) == datetime(2099, 12, 31, tzinfo=UTC)
-    expect_problem(
+    assert_problem(
         act(created["id"], "renew", {"expires_at": "2099-01-01T00:00:00Z"}),
         422,
         "RENEWAL_NOT_LATER",
     )
-    expect_problem(
+    assert_problem(
         act(created["id"], "renew", {"expires_at": "2001-01-01T00:00:00Z"}),
         422,
         "RENEWAL_NOT_LATER",
     )
 
 
-def test_renew_refusals(act, issue, make_org, expect_problem):
+def test_renew_refusals(act, issue, make_org):
     org = make_org()
     lic = issue(org)["id"]
-    expect_problem(act(lic, "renew", {}), 422, "RENEW_TERM")
-    expect_problem(
+    assert_problem(act(lic, "renew", {}), 422, "RENEW_TERM")
+    assert_problem(
         act(lic, "renew", {"duration_days": 3, "expires_at": "2099-01-01T00:00:00Z"}),
         422,
         "RENEW_TERM",
     )
     perpetual = issue(org, tier="free")["id"]
-    expect_problem(act(perpetual, "renew", {"duration_days": 3}), 409, "LICENSE_PERPETUAL")
+    assert_problem(act(perpetual, "renew", {"duration_days": 3}), 409, "LICENSE_PERPETUAL")
 
 
 def test_a_suspended_license_can_be_renewed_and_stays_suspended(act, issue, make_org):

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from licentia_verifier import Verifier, WrongMachine
+from support import assert_problem
 
 API = "/api/v1/licenses"
 
@@ -24,14 +25,6 @@ def body(lic, fingerprint: str | None = "machine-1", **extra):
 def verifier(client, settings, product: str = "local_cli") -> Verifier:
     jwks = client.get("/.well-known/jwks.json").json()
     return Verifier.from_jwks(jwks, product=product, issuer=settings.issuer)
-
-
-def problem(response, status: int, code: str) -> dict:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("application/problem+json")
-    payload = response.json()
-    assert payload["code"] == code, payload
-    return payload
 
 
 # --- validate -------------------------------------------------------------------------------
@@ -119,7 +112,7 @@ def test_validate_never_changes_a_seat(client, sql, make_license) -> None:
 def test_not_yet_started_license(client, make_license) -> None:
     lic = make_license(starts_at=in_days(2))
     assert client.post(f"{API}/validate", json=body(lic, None)).json()["code"] == "NOT_YET_VALID"
-    problem(client.post(f"{API}/activate", json=body(lic)), 403, "LICENSE_NOT_YET_VALID")
+    assert_problem(client.post(f"{API}/activate", json=body(lic)), 403, "LICENSE_NOT_YET_VALID")
 
 
 # --- activate -------------------------------------------------------------------------------
@@ -158,7 +151,7 @@ def test_activation_limit(client, sql, make_license) -> None:
     lic = make_license(max_activations=2)
     for fp in ("a", "b"):
         assert client.post(f"{API}/activate", json=body(lic, fp)).status_code == 201
-    problem(client.post(f"{API}/activate", json=body(lic, "c")), 409, "ACTIVATION_LIMIT")
+    assert_problem(client.post(f"{API}/activate", json=body(lic, "c")), 409, "ACTIVATION_LIMIT")
     assert client.post(f"{API}/activate", json=body(lic, "a")).status_code == 200
     assert sql.live(lic.id) == 2
 
@@ -166,7 +159,7 @@ def test_activation_limit(client, sql, make_license) -> None:
 def test_license_override_of_max_activations(client, make_license) -> None:
     lic = make_license(max_activations=5, license_max_activations=1)
     assert client.post(f"{API}/activate", json=body(lic, "a")).json()["max_activations"] == 1
-    problem(client.post(f"{API}/activate", json=body(lic, "b")), 409, "ACTIVATION_LIMIT")
+    assert_problem(client.post(f"{API}/activate", json=body(lic, "b")), 409, "ACTIVATION_LIMIT")
 
 
 @pytest.mark.parametrize(
@@ -179,9 +172,9 @@ def test_license_override_of_max_activations(client, make_license) -> None:
 )
 def test_activate_and_check_in_refusals(client, make_license, kwargs, code) -> None:
     lic = make_license(**kwargs)
-    problem(client.post(f"{API}/activate", json=body(lic)), 403, code)
-    problem(client.post(f"{API}/check-in", json=body(lic)), 403, code)
-    problem(
+    assert_problem(client.post(f"{API}/activate", json=body(lic)), 403, code)
+    assert_problem(client.post(f"{API}/check-in", json=body(lic)), 403, code)
+    assert_problem(
         client.get(f"{API}/features", params={"product": lic.product, "license_key": lic.key}),
         403,
         code,
@@ -192,8 +185,8 @@ def test_unknown_key_and_product_mismatch(client, make_license) -> None:
     lic = make_license()
     unknown = {"license_key": "LK-UNKNOWN", "product": "local_cli", "fingerprint": "f"}
     for route in ("activate", "check-in", "deactivate"):
-        problem(client.post(f"{API}/{route}", json=unknown), 404, "LICENSE_NOT_FOUND")
-        problem(
+        assert_problem(client.post(f"{API}/{route}", json=unknown), 404, "LICENSE_NOT_FOUND")
+        assert_problem(
             client.post(f"{API}/{route}", json={**body(lic), "product": "cloud_ide"}),
             422,
             "PRODUCT_MISMATCH",
@@ -215,7 +208,7 @@ def test_revoked_later_stops_check_in(client, sql, make_license) -> None:
     lic = make_license()
     assert client.post(f"{API}/activate", json=body(lic)).status_code == 201
     sql.all("UPDATE licenses SET status = 'revoked' WHERE id = %s", lic.id)
-    problem(client.post(f"{API}/check-in", json=body(lic)), 403, "LICENSE_REVOKED")
+    assert_problem(client.post(f"{API}/check-in", json=body(lic)), 403, "LICENSE_REVOKED")
 
 
 # --- check-in, deactivate, leases -------------------------------------------------------------
@@ -236,17 +229,17 @@ def test_check_in_renews_the_lease(client, settings, sql, make_license) -> None:
         renewed["token"], fingerprint="machine-1"
     )
     assert verified.activation_id == created["activation_id"]
-    problem(client.post(f"{API}/check-in", json=body(lic, "other")), 404, "NOT_ACTIVATED")
+    assert_problem(client.post(f"{API}/check-in", json=body(lic, "other")), 404, "NOT_ACTIVATED")
 
 
 def test_deactivate_frees_the_seat(client, sql, make_license) -> None:
     lic = make_license(max_activations=1)
     created = client.post(f"{API}/activate", json=body(lic, "a")).json()
-    problem(client.post(f"{API}/activate", json=body(lic, "b")), 409, "ACTIVATION_LIMIT")
+    assert_problem(client.post(f"{API}/activate", json=body(lic, "b")), 409, "ACTIVATION_LIMIT")
     response = client.post(f"{API}/deactivate", json=body(lic, "a"))
     assert response.status_code == 204 and response.content == b""
-    problem(client.post(f"{API}/deactivate", json=body(lic, "a")), 404, "NOT_ACTIVATED")
-    problem(client.post(f"{API}/check-in", json=body(lic, "a")), 404, "NOT_ACTIVATED")
+    assert_problem(client.post(f"{API}/deactivate", json=body(lic, "a")), 404, "NOT_ACTIVATED")
+    assert_problem(client.post(f"{API}/check-in", json=body(lic, "a")), 404, "NOT_ACTIVATED")
     assert client.post(f"{API}/activate", json=body(lic, "b")).status_code == 201
     assert (
         sql.one(
@@ -263,11 +256,11 @@ def test_expired_lease_past_grace_releases_the_seat(client, sql, make_license) -
     old = client.post(f"{API}/activate", json=body(lic, "gone")).json()
     # Lease over, but still inside the grace period: the seat is held.
     sql.all("UPDATE activations SET lease_expires_at = now() - interval '2 days'")
-    problem(client.post(f"{API}/activate", json=body(lic, "new")), 409, "ACTIVATION_LIMIT")
+    assert_problem(client.post(f"{API}/activate", json=body(lic, "new")), 409, "ACTIVATION_LIMIT")
     assert client.post(f"{API}/check-in", json=body(lic, "gone")).status_code == 200
     # Lease over for longer than the grace period: the seat is free again.
     sql.all("UPDATE activations SET lease_expires_at = now() - interval '4 days'")
-    problem(client.post(f"{API}/check-in", json=body(lic, "gone")), 404, "NOT_ACTIVATED")
+    assert_problem(client.post(f"{API}/check-in", json=body(lic, "gone")), 404, "NOT_ACTIVATED")
     assert client.post(f"{API}/activate", json=body(lic, "new")).status_code == 201
     assert (
         sql.one("SELECT deactivation_reason FROM activations WHERE id = %s", old["activation_id"])
@@ -280,7 +273,7 @@ def test_expired_lease_past_grace_releases_the_seat(client, sql, make_license) -
     )
     assert expired == [("system", old["activation_id"], str(lic.id))]
     # The vanished machine comes back: it is a new activation, and the limit holds.
-    problem(client.post(f"{API}/activate", json=body(lic, "gone")), 409, "ACTIVATION_LIMIT")
+    assert_problem(client.post(f"{API}/activate", json=body(lic, "gone")), 409, "ACTIVATION_LIMIT")
 
 
 def test_same_fingerprint_after_expiry_gets_a_new_activation(client, sql, make_license) -> None:
@@ -300,7 +293,7 @@ def test_deactivation_limit_per_day(client, sql, make_license) -> None:
         client.post(f"{API}/activate", json=body(lic, fp))
         assert client.post(f"{API}/deactivate", json=body(lic, fp)).status_code == 204
     client.post(f"{API}/activate", json=body(lic, "c"))
-    problem(client.post(f"{API}/deactivate", json=body(lic, "c")), 409, "DEACTIVATION_LIMIT")
+    assert_problem(client.post(f"{API}/deactivate", json=body(lic, "c")), 409, "DEACTIVATION_LIMIT")
     assert sql.live(lic.id) == 1  # the refused deactivation did not free the seat
     # Deactivations older than 24 hours no longer count.
     sql.all(
@@ -324,17 +317,17 @@ def test_features_by_tier_and_by_license(client, make_license) -> None:
     }
     by_key = client.get(f"{API}/features", params={"product": "local_cli", "license_key": lic.key})
     assert by_key.json()["features"]["support"] == "priority"
-    problem(
+    assert_problem(
         client.get(f"{API}/features", params={"product": "local_cli", "tier": "gold"}),
         404,
         "TIER_NOT_FOUND",
     )
-    problem(
+    assert_problem(
         client.get(f"{API}/features", params={"product": "local_cli", "license_key": "LK-NO"}),
         404,
         "LICENSE_NOT_FOUND",
     )
-    problem(
+    assert_problem(
         client.get(f"{API}/features", params={"product": "cloud_ide", "license_key": lic.key}),
         422,
         "PRODUCT_MISMATCH",
@@ -365,11 +358,11 @@ def test_unknown_keys_are_limited_per_address(settings, signing_key, make_licens
         answers = [client.post(f"{API}/validate", json=guess) for _ in range(3)]
         assert [a.json()["code"] for a in answers] == ["NOT_FOUND"] * 3
         refused = client.post(f"{API}/validate", json=guess)
-        payload = problem(refused, 429, "RATE_LIMITED")
+        payload = assert_problem(refused, 429, "RATE_LIMITED")
         assert 1 <= int(refused.headers["retry-after"]) <= 60
         assert payload["status"] == 429
         # The counter survives the refused requests' rollbacks (activate 404 rolls back).
-        problem(client.post(f"{API}/activate", json=guess), 429, "RATE_LIMITED")
+        assert_problem(client.post(f"{API}/activate", json=guess), 429, "RATE_LIMITED")
         # A good key from the same address is never throttled.
         for _ in range(5):
             assert client.post(f"{API}/validate", json=body(lic, None)).json()["valid"] is True
@@ -427,5 +420,5 @@ def test_validate_rejects_bad_fields_with_422(client) -> None:
     response = client.post(
         f"{API}/validate", json={"license_key": "k", "product": "p", "nonce": "n" * 129}
     )
-    payload = problem(response, 422, "VALIDATION_ERROR")
+    payload = assert_problem(response, 422, "VALIDATION_ERROR")
     assert "nonce" in payload["detail"]

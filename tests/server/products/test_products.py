@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import psycopg
 import pytest
-from support import bearer, make_api_key
+from support import assert_problem, bearer, make_api_key
 
 LONG = "x" * 10_000
 TIER = {
@@ -15,13 +15,6 @@ TIER = {
     "duration_days": 365,
     "offline_lease_days": 14,
 }
-
-
-def _problem(response, status, code=None):
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("application/problem+json")
-    if code:
-        assert response.json()["code"] == code, response.text
 
 
 @pytest.fixture
@@ -41,7 +34,7 @@ def product(client, auth):
 def test_product_lifecycle(client, auth, product, database):
     assert product["code"] == "local_cli"
     assert product["name"] == "Local CLI"
-    _problem(
+    assert_problem(
         client.post("/api/v1/products", json={"code": "local_cli", "name": "x"}, headers=auth),
         409,
         "PRODUCT_EXISTS",
@@ -63,8 +56,8 @@ def test_product_lifecycle(client, auth, product, database):
     assert renamed.json()["name"] == "CLI"
     assert renamed.json()["code"] == "local_cli"
     assert client.patch("/api/v1/products/local_cli", json={}, headers=auth).json()["name"] == "CLI"
-    _problem(client.get("/api/v1/products/nope", headers=auth), 404, "PRODUCT_NOT_FOUND")
-    _problem(
+    assert_problem(client.get("/api/v1/products/nope", headers=auth), 404, "PRODUCT_NOT_FOUND")
+    assert_problem(
         client.patch("/api/v1/products/nope", json={"name": "x"}, headers=auth),
         404,
         "PRODUCT_NOT_FOUND",
@@ -86,7 +79,7 @@ def test_tier_lifecycle(client, auth, product):
     assert tier["product"] == "local_cli"
     assert tier["features"] == TIER["features"]
     assert (tier["lease_grace_days"], tier["max_deactivations_per_day"]) == (7, 50)
-    _problem(
+    assert_problem(
         client.post("/api/v1/products/local_cli/tiers", json=TIER, headers=auth),
         409,
         "TIER_EXISTS",
@@ -118,16 +111,18 @@ def test_tier_lifecycle(client, auth, product):
     assert body["features"] == TIER["features"]
     assert body["offline_lease_days"] == 14
 
-    _problem(
+    assert_problem(
         client.post("/api/v1/products/nope/tiers", json=TIER, headers=auth),
         404,
         "PRODUCT_NOT_FOUND",
     )
-    _problem(client.get("/api/v1/products/nope/tiers", headers=auth), 404, "PRODUCT_NOT_FOUND")
-    _problem(
+    assert_problem(
+        client.get("/api/v1/products/nope/tiers", headers=auth), 404, "PRODUCT_NOT_FOUND"
+    )
+    assert_problem(
         client.get("/api/v1/products/local_cli/tiers/gold", headers=auth), 404, "TIER_NOT_FOUND"
     )
-    _problem(
+    assert_problem(
         client.patch("/api/v1/products/local_cli/tiers/gold", json={}, headers=auth),
         404,
         "TIER_NOT_FOUND",
@@ -143,18 +138,22 @@ def test_the_same_tier_code_on_two_products(client, auth, product):
 
 def test_scopes(client, settings, product):
     body = {"code": "other", "name": "Other"}
-    _problem(client.get("/api/v1/products"), 401)
-    _problem(client.post("/api/v1/products", json=body), 401)
-    _problem(client.get("/api/v1/products", headers=bearer("lic_admin_nope")), 401)
+    assert_problem(client.get("/api/v1/products"), 401)
+    assert_problem(client.post("/api/v1/products", json=body), 401)
+    assert_problem(client.get("/api/v1/products", headers=bearer("lic_admin_nope")), 401)
     reader = bearer(make_api_key(settings, ["products:read"]))
     assert client.get("/api/v1/products", headers=reader).status_code == 200
     assert client.get("/api/v1/products/local_cli/tiers", headers=reader).status_code == 200
-    _problem(client.post("/api/v1/products", json=body, headers=reader), 403, "MISSING_SCOPE")
-    _problem(client.patch("/api/v1/products/local_cli", json={"name": "x"}, headers=reader), 403)
-    _problem(client.post("/api/v1/products/local_cli/tiers", json=TIER, headers=reader), 403)
-    _problem(client.patch("/api/v1/products/local_cli/tiers/pro", json={}, headers=reader), 403)
+    assert_problem(client.post("/api/v1/products", json=body, headers=reader), 403, "MISSING_SCOPE")
+    assert_problem(
+        client.patch("/api/v1/products/local_cli", json={"name": "x"}, headers=reader), 403
+    )
+    assert_problem(client.post("/api/v1/products/local_cli/tiers", json=TIER, headers=reader), 403)
+    assert_problem(
+        client.patch("/api/v1/products/local_cli/tiers/pro", json={}, headers=reader), 403
+    )
     licenses_only = bearer(make_api_key(settings, ["licenses:write"]))
-    _problem(client.get("/api/v1/products", headers=licenses_only), 403, "MISSING_SCOPE")
+    assert_problem(client.get("/api/v1/products", headers=licenses_only), 403, "MISSING_SCOPE")
     writer = bearer(make_api_key(settings, ["products:write"]))
     assert client.post("/api/v1/products", json=body, headers=writer).status_code == 201
 
@@ -173,8 +172,8 @@ def test_users_cannot_manage_the_catalog(client, settings, product):
         ttl=600,
         issuer=settings.issuer,
     )
-    _problem(client.get("/api/v1/products", headers=bearer(token)), 403, "INSUFFICIENT_ROLE")
-    _problem(
+    assert_problem(client.get("/api/v1/products", headers=bearer(token)), 403, "INSUFFICIENT_ROLE")
+    assert_problem(
         client.post("/api/v1/products", json={"code": "a", "name": "b"}, headers=bearer(token)),
         403,
     )

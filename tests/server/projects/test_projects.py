@@ -7,8 +7,8 @@ import uuid
 import psycopg
 import pytest
 from litestar.testing import TestClient
-from people import API, PASSWORD, add_user, assert_problem, cheap_argon2, signup  # noqa: F401
-from support import TestDatabase, bearer, make_api_key
+from people import API, PASSWORD, add_user, cheap_argon2, signup  # noqa: F401
+from support import TestDatabase, assert_problem, bearer, make_api_key
 
 from server.settings import Settings
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import pytest
 from litestar.testing import TestClient
-from people import API, PASSWORD, assert_problem, cheap_argon2, signup  # noqa: F401
-from support import bearer
+from people import API, PASSWORD, cheap_argon2, signup  # noqa: F401
+from support import assert_problem, bearer
 
 pytestmark = pytest.mark.usefixtures("cheap_argon2")
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import pytest
 from litestar.testing import TestClient
-from people import API, PASSWORD, add_user, assert_problem, cheap_argon2, signup  # noqa: F401
-from support import bearer, make_api_key
+from people import API, PASSWORD, add_user, cheap_argon2, signup  # noqa: F401
+from support import assert_problem, bearer, make_api_key
 
 from server.auth.principal import ROLE_SCOPES
 from server.settings import Settings
