@@ -68,7 +68,8 @@ def scratch() -> Iterator[Path]:
 # with its output in the log; uvicorn spawns its workers afresh, as always.
 _LAUNCHER = """
 import contextlib, json, os, sys
-import alembic.command, asyncpg, server.signing_keys.service, server.api_keys.service, server.cli, uvicorn
+import alembic.command, asyncpg, uvicorn
+import server.api_keys.service, server.cli, server.signing_keys.service
 with contextlib.suppress(ImportError):
     import pgserver
 for line in sys.stdin:
