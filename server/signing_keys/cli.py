@@ -25,8 +25,9 @@ ROTATE_NOW_WARNING = (
     "their installs keep verifying tokens from the previous key until those expire, and fail "
     "with UnknownKey on every newer token. To spare them, publish first and switch later: "
     "`licentia keys rotate --activate-at TIME`, and ship `licentia keys export` before TIME. "
-    "Products that embed the root (Verifier.from_root) follow automatically: every answer "
-    "carries the new key's certificate."
+    "The server already certifies every key under the deployment's root (licentia keys "
+    "export-root), for products that will verify through the root (Verifier.from_root) "
+    "once the verifier and the licensing answers carry certificates; until then, pin."
 )
 
 root_key_option = click.option(
