@@ -11,6 +11,7 @@ import pytest
 from litestar.testing import TestClient
 from support import bearer
 
+from server import observability
 from server.product_licensing.cli import _read_request
 from server.product_licensing.schemas import ActivateRequest
 from server.validation import MAX_JSON_DEPTH, json_nesting_exceeds
@@ -50,8 +51,15 @@ def _errors_logged(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
 
 @pytest.mark.parametrize("body", list(BODIES.values()), ids=list(BODIES))
 def test_undecodable_bodies_are_400_malformed_json(
-    client: TestClient, admin_key: str, body: bytes, caplog: pytest.LogCaptureFixture
+    client: TestClient,
+    admin_key: str,
+    body: bytes,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # Access lines through `logging` (where caplog sees them), not the batched JSON writer
+    # that an earlier in-process `licentia` command may have installed for the process.
+    monkeypatch.setattr(observability, "_access_lines", None)
     caplog.set_level(logging.INFO)
     for path in PUBLIC + ADMIN:
         headers = {"content-type": "application/json"}
