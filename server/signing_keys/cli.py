@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from keys.crypto import SigningKey, private_key_file, read_private_key_file
 from server.cli_support import data_dir_option, kek_bytes, resolve_database, run_admin, settings_for
 from server.signing_keys import service
+from server.signing_keys.schemas import SigningKeyRead
 
 CLI_ACTOR = ("cli", None)
 
@@ -120,7 +121,7 @@ def keys_rotate(activate_at: datetime | None, root_key_path: Path | None, data_d
     root_key = load_root_key(root_key_path)
     when = activate_at.replace(tzinfo=activate_at.tzinfo or UTC) if activate_at else None
 
-    async def work(session: AsyncSession) -> service.KeyInfo:
+    async def work(session: AsyncSession) -> SigningKeyRead:
         return await service.rotate(
             session,
             CLI_ACTOR,
@@ -153,7 +154,7 @@ def keys_retire(kid: str, data_dir: Path) -> None:
     """Stop publishing-for-signing a pending key."""
     settings = settings_for(resolve_database(data_dir))
 
-    async def work(session: AsyncSession) -> service.KeyInfo:
+    async def work(session: AsyncSession) -> SigningKeyRead:
         return await service.retire(session, CLI_ACTOR, kid)
 
     info = run_admin(settings, work)
@@ -171,7 +172,7 @@ def keys_revoke(kid: str, root_key_path: Path | None, data_dir: Path) -> None:
     kek = kek_bytes(settings)
     root_key = load_root_key(root_key_path)
 
-    async def work(session: AsyncSession) -> service.KeyInfo:
+    async def work(session: AsyncSession) -> SigningKeyRead:
         return await service.revoke(
             session,
             CLI_ACTOR,

@@ -18,10 +18,6 @@ from server.signing_keys.keyring import Keyring
 from server.signing_keys.schemas import RotateRequest, SigningKeyRead
 
 
-def _read(info: service.KeyInfo) -> SigningKeyRead:
-    return SigningKeyRead(**{f: getattr(info, f) for f in SigningKeyRead.__struct_fields__})
-
-
 async def _invalidate(keyring: Keyring) -> None:
     keyring.invalidate()
 
@@ -73,7 +69,7 @@ class SigningKeyController(Controller):
         responses=problem_responses(401, 403),
     )
     async def list_keys(self, session: AsyncSession) -> list[SigningKeyRead]:
-        return [_read(info) for info in await service.list_keys(session)]
+        return await service.list_keys(session)
 
     @post(
         "/rotate",
@@ -105,7 +101,7 @@ class SigningKeyController(Controller):
         # provider commits before the response is sent, background tasks run after it. An
         # earlier invalidation would let a refresh in between cache the old key again.
         return Response(
-            _read(info), status_code=201, background=BackgroundTask(_invalidate, state.keyring)
+            info, status_code=201, background=BackgroundTask(_invalidate, state.keyring)
         )
 
     @post(
@@ -133,4 +129,4 @@ class SigningKeyController(Controller):
             state.kek,
             policy=service.CertificatePolicy.from_settings(state.settings),
         )
-        return Response(_read(info), background=BackgroundTask(_invalidate, state.keyring))
+        return Response(info, background=BackgroundTask(_invalidate, state.keyring))

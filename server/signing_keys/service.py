@@ -41,6 +41,7 @@ from server.audit.service import Actor, record
 from server.errors import Conflict, InvalidTransition, NotFound
 from server.models import KeyCertificateRow, KeyRevocationListRow, RootKeyRow, SigningKeyRow
 from server.settings import Settings
+from server.signing_keys.schemas import SigningKeyRead
 from server.validation import check_datetime
 
 log = logging.getLogger("licentia.keys")
@@ -84,19 +85,8 @@ def root_offline(action: str) -> Conflict:
     )
 
 
-@dataclass(frozen=True)
-class KeyInfo:
-    kid: str
-    state: str
-    created_at: datetime
-    activates_at: datetime | None
-    activated_at: datetime | None
-    retired_at: datetime | None
-    revoked_at: datetime | None
-
-
-def _info(row: SigningKeyRow) -> KeyInfo:
-    return KeyInfo(
+def _info(row: SigningKeyRow) -> SigningKeyRead:
+    return SigningKeyRead(
         kid=row.kid,
         state=row.state,
         created_at=row.created_at,
@@ -183,7 +173,7 @@ async def rotate(
     activate_at: datetime | None = None,
     root_key: SigningKey | None = None,
     policy: CertificatePolicy | None = None,
-) -> KeyInfo:
+) -> SigningKeyRead:
     """Publish a new key now, certified by the root; it starts signing at ``activate_at``
     (default: now). With the root offline, ``root_key`` (the root's private key, from its
     file) is required: ``Conflict`` ``ROOT_OFFLINE`` without it."""
@@ -240,7 +230,7 @@ async def promote_due_keys(session: AsyncSession) -> bool:
     return True
 
 
-async def list_keys(session: AsyncSession) -> list[KeyInfo]:
+async def list_keys(session: AsyncSession) -> list[SigningKeyRead]:
     rows = await session.scalars(select(SigningKeyRow).order_by(SigningKeyRow.created_at))
     return [_info(row) for row in rows]
 
@@ -252,7 +242,7 @@ async def _get(session: AsyncSession, kid: str) -> SigningKeyRow:
     return row
 
 
-async def retire(session: AsyncSession, actor: Actor, kid: str) -> KeyInfo:
+async def retire(session: AsyncSession, actor: Actor, kid: str) -> SigningKeyRead:
     row = await _get(session, kid)
     if row.state == "active":
         raise InvalidTransition(
@@ -274,7 +264,7 @@ async def revoke(
     *,
     root_key: SigningKey | None = None,
     policy: CertificatePolicy | None = None,
-) -> KeyInfo:
+) -> SigningKeyRead:
     """Unpublish a key and withdraw it with a new root-signed revocation list (``seq`` + 1,
     every kid of the previous list plus this one). Needs the root like ``rotate``."""
     policy = policy or CertificatePolicy.defaults()

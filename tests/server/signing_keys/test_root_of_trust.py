@@ -26,6 +26,7 @@ from server.errors import Conflict, InvalidTransition
 from server.settings import Settings
 from server.signing_keys import service as store
 from server.signing_keys.keyring import Keyring, Trust
+from server.signing_keys.schemas import SigningKeyRead
 
 ACTOR = ("cli", None)
 PRODUCT = "local_cli"
@@ -57,14 +58,14 @@ def _admin(settings: Settings, work) -> Any:
     return run(main())
 
 
-def _rotate(settings: Settings, **kwargs: Any) -> store.KeyInfo:
+def _rotate(settings: Settings, **kwargs: Any) -> SigningKeyRead:
     return _admin(
         settings,
         lambda s: store.rotate(s, ACTOR, _kek(settings), policy=_policy(settings), **kwargs),
     )
 
 
-def _revoke(settings: Settings, kid: str, **kwargs: Any) -> store.KeyInfo:
+def _revoke(settings: Settings, kid: str, **kwargs: Any) -> SigningKeyRead:
     return _admin(
         settings,
         lambda s: store.revoke(s, ACTOR, kid, _kek(settings), policy=_policy(settings), **kwargs),
