@@ -3,11 +3,8 @@ down to 0001 and back."""
 
 from __future__ import annotations
 
-import os
-
 import psycopg
-import pytest
-from support import TestDatabase, with_credentials
+from support import TestDatabase
 
 from server.db.migrations import downgrade, upgrade
 from server.settings import async_url
@@ -37,17 +34,6 @@ LOOKUPS = [
     ("licentia_refresh_token_org", True, False),
     ("licentia_user_org", True, False),
 ]
-
-
-@pytest.fixture
-def scratch_url(database: TestDatabase):
-    name = f"licentia_migrations_{os.getpid()}"
-    with psycopg.connect(database.admin_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        conn.execute(f'CREATE DATABASE "{name}"')
-    yield with_credentials(database.admin_url, db=name)
-    with psycopg.connect(database.admin_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def _tables(url: str) -> set[str]:

@@ -4,11 +4,9 @@ exactly the parent's schema, up again; the runtime role gets what it has on sign
 from __future__ import annotations
 
 import importlib.util
-import os
 
 import psycopg
-import pytest
-from support import APP_ROLE, TestDatabase, with_credentials
+from support import APP_ROLE, TestDatabase
 
 from server.db.migrations import MIGRATIONS_DIR, downgrade, upgrade
 from server.settings import async_url
@@ -23,17 +21,6 @@ def _migration():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-@pytest.fixture
-def scratch_url(database: TestDatabase):
-    name = f"licentia_migration_0003_{os.getpid()}"
-    with psycopg.connect(database.admin_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        conn.execute(f'CREATE DATABASE "{name}"')
-    yield with_credentials(database.admin_url, db=name)
-    with psycopg.connect(database.admin_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def _schema(url: str) -> dict[str, set]:
