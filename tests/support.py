@@ -5,6 +5,7 @@ helpers from here (``from support import ...``), never from a conftest."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import secrets
 import signal
@@ -20,7 +21,9 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from keys.crypto import SigningKey, compute_kid, raw_private_key, raw_public_key
 from server.settings import Settings
 
 T = TypeVar("T")
@@ -164,6 +167,17 @@ def stop_server(server: LiveServer, timeout: float = 20.0) -> int:
             server.process.kill()
             server.process.wait()
     return server.process.returncode
+
+
+# --- keys ----------------------------------------------------------------------------------
+
+
+def seeded_signing_key(seed: bytes) -> SigningKey:
+    """The same Ed25519 signing key every run for ``seed`` (tokens that can be compared)."""
+    private_key = Ed25519PrivateKey.from_private_bytes(hashlib.sha256(seed).digest())
+    return SigningKey.from_raw(
+        compute_kid(raw_public_key(private_key)), raw_private_key(private_key)
+    )
 
 
 # --- answers ---------------------------------------------------------------------------------

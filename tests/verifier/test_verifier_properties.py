@@ -24,13 +24,12 @@ from licentia_verifier import (
     Verifier,
     WrongTokenType,
 )
+from support import seeded_signing_key
 
 from keys.crypto import (
     SigningKey,
-    compute_kid,
     generate_private_key,
     raw_private_key,
-    raw_public_key,
 )
 from keys.tokens import TokenSubject, fingerprint_hash, issue_activation_token, issue_license_token
 
@@ -39,14 +38,7 @@ PRODUCT = "acme-ide"
 FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
-def _signer(seed: bytes) -> SigningKey:
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
-    key = Ed25519PrivateKey.from_private_bytes(hashlib.sha256(seed).digest())
-    return SigningKey.from_raw(compute_kid(raw_public_key(key)), raw_private_key(key))
-
-
-SIGNER = _signer(b"property-tests")
+SIGNER = seeded_signing_key(b"property-tests")
 JWKS = {"keys": [SIGNER.public_jwk()]}
 VERIFIER = Verifier.from_jwks(JWKS, product=PRODUCT, issuer=ISSUER)
 
@@ -310,7 +302,7 @@ def test_algorithm_confusion_is_refused():
 
 
 def test_unknown_kid_is_unknown_key():
-    other = _signer(b"someone else")
+    other = seeded_signing_key(b"someone else")
     token = other.sign("activation+jwt", json.loads(b64d(_payload())))
     assert isinstance(_must_refuse(token), UnknownKey)
     # Same kid as ours but signed by another key: the signature fails.
@@ -378,7 +370,7 @@ def test_arbitrary_input_only_raises_license_errors(garbage):
 
 
 def test_rotated_keys_keep_verifying_old_tokens():
-    new = _signer(b"rotated-in")
+    new = seeded_signing_key(b"rotated-in")
     jwks = {"keys": [new.public_jwk(), SIGNER.public_jwk()]}
     verifier = Verifier.from_jwks(jwks, product=PRODUCT, issuer=ISSUER)
     assert verifier.verify_activation(ACTIVATION, fingerprint="fp-1", now=NOW).tier == "pro"

@@ -9,7 +9,6 @@ client that holds a valid token keeps verifying it. No Licentia server or databa
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import socket
@@ -21,13 +20,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from licentia_verifier import LicenseError, Verifier
 from licentia_verifier.client import LicenseClient, NotActivated
+from support import seeded_signing_key
 
-from keys.crypto import SigningKey, compute_kid, raw_private_key, raw_public_key
 from keys.tokens import TokenSubject, issue_activation_token
 
 ISSUER = "https://licensing.example.com"
@@ -39,8 +37,7 @@ LEASE = timedelta(hours=1)
 DUE = T0 + LEASE * 0.8  # less than a third of the lease left: license() checks in
 MAX_RESPONSE = 256 * 1024
 
-_key = Ed25519PrivateKey.from_private_bytes(hashlib.sha256(b"client-fuzz").digest())
-SIGNER = SigningKey.from_raw(compute_kid(raw_public_key(_key)), raw_private_key(_key))
+SIGNER = seeded_signing_key(b"client-fuzz")
 JWKS = {"keys": [SIGNER.public_jwk()]}
 SUBJECT = TokenSubject(
     license_id="5f0c6f1e-8f4e-4d0a-9a43-5b7c1f0e2d11",
