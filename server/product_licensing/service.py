@@ -170,7 +170,7 @@ _TIER_FEATURES = _Sql(
 
 def _now() -> datetime:
     """Whole seconds, like the tokens' ``iat``/``exp``, so a lease stored equals a token's."""
-    return datetime.now(UTC).replace(microsecond=0)
+    return rules.whole_second(datetime.now(UTC))
 
 
 def _refuse_other_product(lic: LicenseTerms, product: str) -> None:

@@ -328,8 +328,8 @@ def root_rotate(root_key_path: Path | None, output: Path | None, data_dir: Path)
     where = f"offline in {output}" if output else "online"
     click.echo(f"root {info.kid} active ({where}), endorsed by {info.endorsed_by}")
     click.echo(
-        "Products that embed the previous root accept the new one through the endorsement "
-        "sent with every answer. Build new releases with `licentia keys export-root`; retire "
+        "The endorsement is published in /.well-known/licentia-root.json for products that "
+        "embed the previous root. Build new releases with `licentia keys export-root`; retire "
         "the previous root (`licentia keys root retire KID`) once no product needs it.",
         err=True,
     )
