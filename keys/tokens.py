@@ -8,7 +8,7 @@ import math
 import secrets
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -31,26 +31,25 @@ ACTIVATION_TYP = "activation+jwt"
 JTI_BYTES = 12
 
 
-def canonical_uuid(value: str | uuid.UUID, name: str) -> str:
-    """The canonical text form (lowercase, hyphenated) of a UUID given as text or ``UUID``.
-
-    ``ValueError`` for anything that is not a UUID: the id claims can only carry UUIDs.
-    """
+def _as_uuid(value: str | uuid.UUID, name: str) -> uuid.UUID:
     if isinstance(value, uuid.UUID):
-        return str(value)
+        return value
     if not isinstance(value, str):
         raise ValueError(f"{name} must be a UUID (a uuid.UUID or its text form)")
     try:
-        return str(uuid.UUID(value))
+        return uuid.UUID(value)
     except ValueError:
         raise ValueError(f"{name} must be a UUID, got {value!r}") from None
+
+
+def _encoded(value: uuid.UUID) -> str:
+    return base64.urlsafe_b64encode(value.bytes).rstrip(b"=").decode("ascii")
 
 
 def encode_id(value: str | uuid.UUID) -> str:
     """An id claim (``sub``, ``org``, ``act``): the UUID's 16 bytes as unpadded base64url
     (22 characters). See docs/token-format.md, "Identifiers"."""
-    raw = uuid.UUID(canonical_uuid(value, "id")).bytes
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+    return _encoded(_as_uuid(value, "id"))
 
 
 def decode_id(claim: str) -> str:
@@ -87,9 +86,15 @@ class TokenSubject:
     max_activations: int
     license_expires_at: datetime | None
 
+    encoded_ids: tuple[str, str] = field(init=False, repr=False, compare=False)
+    """``sub`` and ``org`` as they go into every token of this subject, encoded once."""
+
     def __post_init__(self) -> None:
-        for name in ("license_id", "organization_id"):
-            object.__setattr__(self, name, canonical_uuid(getattr(self, name), name))
+        license_id = _as_uuid(self.license_id, "license_id")
+        organization_id = _as_uuid(self.organization_id, "organization_id")
+        object.__setattr__(self, "license_id", str(license_id))
+        object.__setattr__(self, "organization_id", str(organization_id))
+        object.__setattr__(self, "encoded_ids", (_encoded(license_id), _encoded(organization_id)))
 
 
 @dataclass(frozen=True)
@@ -141,13 +146,13 @@ def _claims(
         raise ValueError("max_activations must be an integer")
     claims: dict[str, Any] = {
         "iss": issuer,
-        "sub": encode_id(subject.license_id),
+        "sub": subject.encoded_ids[0],
         "aud": subject.product,
         "iat": iat,
         "nbf": iat,
         "exp": exp,
         "jti": secrets.token_urlsafe(JTI_BYTES),
-        "org": encode_id(subject.organization_id),
+        "org": subject.encoded_ids[1],
         "tier": subject.tier,
         "features": _features(subject.features),
         "max_activations": subject.max_activations,
@@ -193,7 +198,7 @@ def issue_activation_token(
     min(license expiry, now + lease). The raw fingerprint is not in the token, only its hash.
     ``activation_id`` is a UUID (text or ``uuid.UUID``), like the subject's ids.
     """
-    act = encode_id(canonical_uuid(activation_id, "activation_id"))
+    act = _encoded(_as_uuid(activation_id, "activation_id"))
     if not fingerprint:
         raise ValueError("fingerprint must be a non-empty string")
     claims, exp = _claims(subject, issuer=issuer, now=now, lifetime=lease)

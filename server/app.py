@@ -54,18 +54,23 @@ class StartupError(Exception):
     """The server cannot start safely; the message says why and how to fix it."""
 
 
-API_CONTROLLERS: list[type] = [
+# Routes that may carry a bearer credential (API key or access token): the authentication
+# middleware resolves it, and each route decides whether it is required.
+CREDENTIAL_CONTROLLERS: list[type] = [
     AuthController,
     ApiKeyController,
     OrganizationController,
     UserController,
     ProductController,
-    LicensingController,
     LicenseController,
     ProjectController,
     AuditController,
     SigningKeyController,
 ]
+# What products call: the license key in the body is the credential, so these routes never
+# pass through the authentication middleware (nor do health probes and the key documents).
+PRODUCT_CONTROLLERS: list[type] = [LicensingController]
+API_CONTROLLERS: list[type] = CREDENTIAL_CONTROLLERS + PRODUCT_CONTROLLERS
 
 
 def create_app(settings: Settings) -> Litestar:
@@ -108,12 +113,16 @@ def create_app(settings: Settings) -> Litestar:
             await engine.dispose()
             await side_engine.dispose()
 
-    api = Router(path="/api/v1", route_handlers=API_CONTROLLERS)
+    credential_api = Router(
+        path="/api/v1",
+        route_handlers=CREDENTIAL_CONTROLLERS,
+        middleware=[DefineMiddleware(AuthenticationMiddleware)],
+    )
+    product_api = Router(path="/api/v1", route_handlers=PRODUCT_CONTROLLERS)
     app = Litestar(
-        route_handlers=[HealthController, JwksController, api],
+        route_handlers=[HealthController, JwksController, credential_api, product_api],
         lifespan=[lifespan],
         dependencies={"session": Provide(provide_session)},
-        middleware=[DefineMiddleware(AuthenticationMiddleware)],
         plugins=[problem_details_plugin()],
         request_class=JsonRequest,
         cors_config=CORSConfig(
@@ -133,7 +142,7 @@ def create_app(settings: Settings) -> Litestar:
     )
     # Route middleware does not see unmatched routes (404/405); the request id and the
     # access log must, so they wrap Litestar's outermost handler instead.
-    app.asgi_handler = RequestIdMiddleware(app.asgi_handler)
+    app.asgi_handler = RequestIdMiddleware(app.asgi_handler, settings.trusted_proxies)
     return app
 
 

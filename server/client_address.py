@@ -36,12 +36,6 @@ def parse_networks(entries: Iterable[str]) -> tuple[Network, ...]:
     return tuple(networks)
 
 
-@functools.lru_cache(maxsize=16)
-def trusted_networks(entries: tuple[str, ...]) -> tuple[Network, ...]:
-    """``parse_networks`` once per distinct setting (it is asked on every request)."""
-    return parse_networks(entries)
-
-
 def parse_address(text: str) -> Address | None:
     """An address as peers and proxies write it (``[2001:db8::1]:443``, ``192.0.2.7:5000``
     and IPv4-mapped IPv6 included), or ``None`` when it is not one."""
@@ -81,6 +75,32 @@ def client_address(
         if not _is_trusted(address, trusted):
             break
     return str(current)
+
+
+class ClientAddresses:
+    """``client_address`` for one setting of trusted proxies, built once per process.
+
+    It is asked on every request, so the peer's parsing is remembered per distinct peer
+    (peers repeat: keep-alive connections, a proxy's few addresses), and without trusted
+    proxies ``X-Forwarded-For`` is not even looked at."""
+
+    def __init__(self, trusted_proxies: Iterable[str]) -> None:
+        self.trusted = parse_networks(trusted_proxies)
+        self._peer = functools.lru_cache(maxsize=4096)(self._parse_peer)
+
+    def __call__(self, peer: str | None, forwarded_for: Iterable[str]) -> str | None:
+        if peer is None:
+            return None
+        normalised, trusted = self._peer(peer)
+        if not trusted:
+            return normalised
+        return client_address(peer, forwarded_for, self.trusted)
+
+    def _parse_peer(self, peer: str) -> tuple[str, bool]:
+        address = parse_address(peer)
+        if address is None:
+            return peer[:64], False
+        return str(address), _is_trusted(address, self.trusted)
 
 
 def _is_trusted(address: Address, trusted: tuple[Network, ...]) -> bool:

@@ -13,13 +13,14 @@ import os
 import re
 import sys
 import time
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
 import msgspec
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
-from server.client_address import client_address, trusted_networks
+from server.client_address import ClientAddresses
 
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "request_id", default=None
@@ -44,33 +45,37 @@ def current_client_ip() -> str | None:
     return client_ip_var.get()
 
 
-def _client_ip(scope: Scope) -> str | None:
+def _client_ip(scope: Scope, addresses: ClientAddresses) -> str | None:
     """The peer address; behind trusted proxies, the right-most untrusted X-Forwarded-For
     hop (see ``server.client_address``)."""
     client = scope.get("client")
-    app = scope.get("app")
-    settings = getattr(getattr(app, "state", None), "settings", None) if app else None
-    trusted = trusted_networks(tuple(getattr(settings, "trusted_proxies", ())))
     forwarded = (
         value.decode("latin-1") for name, value in scope["headers"] if name == b"x-forwarded-for"
     )
-    return client_address(client[0] if client else None, forwarded, trusted)
+    return addresses(client[0] if client else None, forwarded)
 
 
-def _security_headers(path: str, headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
-    """``X-Content-Type-Options: nosniff`` on every response; ``Cache-Control: no-store`` on
-    every API response whose handler chose no caching of its own.
+_NOSNIFF_ONLY = (_NOSNIFF,)
+_API_HEADERS = (_NOSNIFF, _NO_STORE)
+
+
+def _with_headers(
+    headers: Iterable[tuple[bytes, bytes]], extra: tuple[tuple[bytes, bytes], ...]
+) -> list[tuple[bytes, bytes]]:
+    """The response's headers plus the ones every response carries, unless the handler set
+    them itself: ``X-Content-Type-Options: nosniff`` on every response, and ``Cache-Control:
+    no-store`` on every API response whose handler chose no caching of its own.
 
     API answers carry secrets (license keys, API keys, refresh and signed tokens, idempotent
     replays of them) or one principal's data, so no browser or shared cache may keep one. The
     public JWKS, the OpenAPI document and health checks live outside ``/api/`` and keep their
     own caching."""
-    names = {name.lower() for name, _ in headers}
-    if _NOSNIFF[0] not in names:
-        headers.append(_NOSNIFF)
-    if path.startswith(_API_PREFIX) and _NO_STORE[0] not in names:
-        headers.append(_NO_STORE)
-    return headers
+    result = list(headers)
+    for header in extra:
+        name = header[0]
+        if not any(existing.lower() == name for existing, _ in result):
+            result.append(header)
+    return result
 
 
 _id_prefix = os.urandom(8).hex()
@@ -124,52 +129,86 @@ class _AccessLines:
 
 
 _access_lines: _AccessLines | None = None
+
+
+class _AccessEntry(msgspec.Struct):
+    """One access-log line, the same members ``JsonFormatter`` writes for a record."""
+
+    time: str
+    level: str
+    logger: str
+    message: str
+    request_id: str
+    method: str
+    path: str
+    status: int
+    duration_ms: float
+    client: str | None
+
+
 _encode = msgspec.json.Encoder().encode
+_clock_ms = -1
+_clock_text = ""
+
+
+def _timestamp() -> str:
+    """The current time as the log writes it (milliseconds), formatted once per millisecond
+    however many requests end in it."""
+    global _clock_ms, _clock_text
+    now = time.time()
+    millisecond = int(now * 1000)
+    if millisecond != _clock_ms:
+        _clock_ms = millisecond
+        _clock_text = datetime.fromtimestamp(now, UTC).isoformat(timespec="milliseconds")
+    return _clock_text
 
 
 def _log_access(
-    request_id: str, scope: Scope, status: int, duration_ms: float, client: str | None
+    request_id: str, scope: Scope, status: int, started: float, client: str | None
 ) -> None:
-    method, path = scope.get("method", "WEBSOCKET"), scope["path"]
+    duration_ms = round((time.perf_counter() - started) * 1000, 2)
+    method, path = str(scope.get("method", "WEBSOCKET")), scope["path"]
     writer = _access_lines
-    if writer is None or not access_log.isEnabledFor(logging.INFO):
-        if access_log.isEnabledFor(logging.INFO):
-            access_log.info(
-                "%s %s %s",
-                method,
-                path,
-                status,
-                extra={
-                    "method": method,
-                    "path": path,
-                    "status": status,
-                    "duration_ms": duration_ms,
-                    "client": client,
-                },
-            )
+    if not access_log.isEnabledFor(logging.INFO):
         return
-    entry = {
-        "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
-        "level": "info",
-        "logger": access_log.name,
-        "message": f"{method} {path} {status}",
-        "request_id": request_id,
-        "method": method,
-        "path": path,
-        "status": status,
-        "duration_ms": duration_ms,
-        "client": client,
-    }
+    if writer is None:
+        access_log.info(
+            "%s %s %s",
+            method,
+            path,
+            status,
+            extra={
+                "method": method,
+                "path": path,
+                "status": status,
+                "duration_ms": duration_ms,
+                "client": client,
+            },
+        )
+        return
+    entry = _AccessEntry(
+        _timestamp(),
+        "info",
+        access_log.name,
+        f"{method} {path} {status}",
+        request_id,
+        method,
+        path,
+        status,
+        duration_ms,
+        client,
+    )
     writer.add(_encode(entry).decode())
 
 
 class RequestIdMiddleware:
     """Accept a sane ``X-Request-ID`` or make one; echo it; log the request once; add the
-    headers every response carries (``_security_headers``). It wraps everything, so 404, 405
+    headers every response carries (``_with_headers``). It wraps everything, so 404, 405
     and error responses get them too."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, trusted_proxies: Iterable[str] = ()) -> None:
         self.app = app
+        self.client_addresses = ClientAddresses(trusted_proxies)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -177,17 +216,21 @@ class RequestIdMiddleware:
             return
         request_id = _incoming_request_id(scope) or _new_request_id()
         token = request_id_var.set(request_id)
-        client_ip = _client_ip(scope)
+        client_ip = _client_ip(scope, self.client_addresses)
         ip_token = client_ip_var.set(client_ip)
-        scope.setdefault("state", {})["request_id"] = request_id
+        if "state" in scope:
+            scope["state"]["request_id"] = request_id
+        else:
+            scope["state"] = {"request_id": request_id}
         started = time.perf_counter()
         status = 500
+        extra_headers = _API_HEADERS if scope["path"].startswith(_API_PREFIX) else _NOSNIFF_ONLY
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                headers = _security_headers(scope["path"], list(message.get("headers", [])))
+                headers = _with_headers(message.get("headers", ()), extra_headers)
                 headers.append((_REQUEST_ID_HEADER, request_id.encode()))
                 message = {**message, "headers": headers}
             await send(message)
@@ -195,8 +238,7 @@ class RequestIdMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            duration_ms = round((time.perf_counter() - started) * 1000, 2)
-            _log_access(request_id, scope, status, duration_ms, client_ip)
+            _log_access(request_id, scope, status, started, client_ip)
             request_id_var.reset(token)
             client_ip_var.reset(ip_token)
 

@@ -13,7 +13,6 @@ from server.problems import problem_responses
 class HealthController(Controller):
     path = "/health"
     tags = ["health"]
-    opt = {"exclude_from_auth": True}  # probes carry no credentials
 
     @get("/live", summary="Process is up", cache=False)
     async def live(self) -> dict[str, str]:

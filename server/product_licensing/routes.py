@@ -47,7 +47,6 @@ class LicensingController(Controller):
     path = "/licenses"
     tags = ["product licensing"]
     # The license key authenticates these calls; skip the bearer-credential middleware.
-    opt = {"exclude_from_auth": True}
     # Validate and features are one autocommit statement on the licensing pool; activate and
     # check-in a read and then one autocommit statement that makes the change (its own
     # transaction); deactivate runs in ``pooled_transaction``. Every change commits before

@@ -3,61 +3,71 @@ right-most untrusted X-Forwarded-For hop; checked on the function and on a real 
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import httpx
 import psycopg
 import pytest
 from support import TestDatabase
 
-from server.client_address import client_address, parse_address, parse_networks
+from server.client_address import (
+    ClientAddresses,
+    client_address,
+    parse_address,
+    parse_networks,
+)
 from server.observability import _client_ip
 from server.settings import Settings, SettingsError
 
 PASSWORD = "correct horse battery"
 
 
-def _scope(peer: str, forwarded: list[str], trusted: tuple[str, ...]) -> dict:
-    app = SimpleNamespace(state=SimpleNamespace(settings=SimpleNamespace(trusted_proxies=trusted)))
+def _scope(
+    peer: str, forwarded: list[str], trusted: tuple[str, ...]
+) -> tuple[dict, ClientAddresses]:
     headers = [(b"x-forwarded-for", value.encode()) for value in forwarded]
-    return {"client": (peer, 1234), "app": app, "headers": headers}
+    return {"client": (peer, 1234), "headers": headers}, ClientAddresses(trusted)
+
+
+def client_ip_of(request: tuple[dict, ClientAddresses]) -> str | None:
+    """What the middleware records for this peer and header under these trusted proxies."""
+    scope, addresses = request
+    return _client_ip(scope, addresses)
 
 
 def test_untrusted_peer_is_the_client() -> None:
-    assert _client_ip(_scope("203.0.113.9", ["1.2.3.4"], ())) == "203.0.113.9"
-    assert _client_ip(_scope("203.0.113.9", ["1.2.3.4"], ("10.0.0.1",))) == "203.0.113.9"
-    assert _client_ip(_scope("127.0.0.1", ["1.2.3.4"], ())) == "127.0.0.1"
+    assert client_ip_of(_scope("203.0.113.9", ["1.2.3.4"], ())) == "203.0.113.9"
+    assert client_ip_of(_scope("203.0.113.9", ["1.2.3.4"], ("10.0.0.1",))) == "203.0.113.9"
+    assert client_ip_of(_scope("127.0.0.1", ["1.2.3.4"], ())) == "127.0.0.1"
 
 
 def test_trusted_proxy_gives_the_nearest_untrusted_hop() -> None:
     # the client claims 6.6.6.6; the load balancer appended the address it really saw
     scope = _scope("10.0.0.1", ["6.6.6.6, 198.51.100.7"], ("10.0.0.1",))
-    assert _client_ip(scope) == "198.51.100.7"
+    assert client_ip_of(scope) == "198.51.100.7"
 
 
 def test_chained_trusted_proxies_and_repeated_headers() -> None:
     trusted = ("10.0.0.1", "10.0.0.2")
     scope = _scope("10.0.0.1", ["6.6.6.6", "198.51.100.7, 10.0.0.2"], trusted)
-    assert _client_ip(scope) == "198.51.100.7"
+    assert client_ip_of(scope) == "198.51.100.7"
     # every hop trusted: the farthest proxy is the caller
-    assert _client_ip(_scope("10.0.0.1", ["10.0.0.2"], trusted)) == "10.0.0.2"
-    assert _client_ip(_scope("10.0.0.1", [], trusted)) == "10.0.0.1"
+    assert client_ip_of(_scope("10.0.0.1", ["10.0.0.2"], trusted)) == "10.0.0.2"
+    assert client_ip_of(_scope("10.0.0.1", [], trusted)) == "10.0.0.1"
 
 
 def test_trusted_proxies_are_networks() -> None:
     trusted = ("10.0.0.0/8", "2001:db8::/32")
-    assert _client_ip(_scope("10.9.8.7", ["198.51.100.7, 10.1.1.1"], trusted)) == "198.51.100.7"
-    assert _client_ip(_scope("2001:db8::5", ["[2001:db8::9]:443"], trusted)) == "2001:db8::9"
-    assert _client_ip(_scope("2001:db8::5", ["2a00::1, 2001:db8::9"], trusted)) == "2a00::1"
-    assert _client_ip(_scope("11.0.0.1", ["198.51.100.7"], trusted)) == "11.0.0.1"
+    assert client_ip_of(_scope("10.9.8.7", ["198.51.100.7, 10.1.1.1"], trusted)) == "198.51.100.7"
+    assert client_ip_of(_scope("2001:db8::5", ["[2001:db8::9]:443"], trusted)) == "2001:db8::9"
+    assert client_ip_of(_scope("2001:db8::5", ["2a00::1, 2001:db8::9"], trusted)) == "2a00::1"
+    assert client_ip_of(_scope("11.0.0.1", ["198.51.100.7"], trusted)) == "11.0.0.1"
 
 
 def test_nonsense_in_the_header_never_becomes_the_client() -> None:
     trusted = ("10.0.0.0/8",)
     for header in ("not-an-address", "198.51.100.7, unknown", "1.2.3.4, ", "x" * 5000):
-        assert _client_ip(_scope("10.0.0.1", [header], trusted)) == "10.0.0.1", header
+        assert client_ip_of(_scope("10.0.0.1", [header], trusted)) == "10.0.0.1", header
     # nonsense further left than the first untrusted hop does not matter
-    assert _client_ip(_scope("10.0.0.1", ["junk, 198.51.100.7"], trusted)) == "198.51.100.7"
+    assert client_ip_of(_scope("10.0.0.1", ["junk, 198.51.100.7"], trusted)) == "198.51.100.7"
 
 
 def test_addresses_are_normalised() -> None:
@@ -166,3 +176,14 @@ def test_serve_takes_the_right_most_untrusted_hop_behind_trusted_proxies(
         429,
     ]
     assert _login(server.base_url, "g9@example.com", "198.51.100.10") == 401
+
+
+def test_a_remembered_peer_still_has_its_header_read_on_every_request() -> None:
+    addresses = ClientAddresses(("10.0.0.0/8",))
+    first = {"client": ("10.0.0.1", 1), "headers": [(b"x-forwarded-for", b"198.51.100.7")]}
+    second = {"client": ("10.0.0.1", 2), "headers": [(b"x-forwarded-for", b"203.0.113.9")]}
+    assert _client_ip(first, addresses) == "198.51.100.7"
+    assert _client_ip(second, addresses) == "203.0.113.9"
+    untrusted = {"client": ("::ffff:192.0.2.1", 3), "headers": [(b"x-forwarded-for", b"1.2.3.4")]}
+    assert _client_ip(untrusted, addresses) == "192.0.2.1"
+    assert _client_ip(untrusted, addresses) == "192.0.2.1"
