@@ -182,15 +182,18 @@ def product(
 ) -> Product:
     """A product and its tiers (default: one ``pro`` tier). Made again with the same codes, it
     is the same product, its tiers updated to the terms given."""
-    product_id = db.execute(
-        "INSERT INTO products (code, name) VALUES (%s, %s) "
-        "ON CONFLICT (code) DO UPDATE SET name = excluded.name RETURNING id",
-        (code, name or code),
-    ).fetchone()[0]
+    product_id = _one(
+        db.execute(
+            "INSERT INTO products (code, name) VALUES (%s, %s) "
+            "ON CONFLICT (code) DO UPDATE SET name = excluded.name RETURNING id",
+            (code, name or code),
+        ).fetchone()
+    )
     made = {}
     for tier_code, terms in (tiers if tiers is not None else {"pro": Tier()}).items():
-        made[tier_code] = db.execute(
-            """
+        made[tier_code] = _one(
+            db.execute(
+                """
             INSERT INTO tiers (product_id, code, name, features, max_activations, duration_days,
                 offline_lease_days, lease_grace_days, max_deactivations_per_day)
             VALUES (%s, %s, %s, %s::jsonb, %s, %s, %s, %s, %s)
@@ -204,18 +207,19 @@ def product(
                 max_deactivations_per_day = excluded.max_deactivations_per_day
             RETURNING id
             """,
-            (
-                product_id,
-                tier_code,
-                terms.name or tier_code.title(),
-                json.dumps(dict(terms.features)),
-                terms.max_activations,
-                terms.duration_days,
-                terms.offline_lease_days,
-                terms.lease_grace_days,
-                terms.max_deactivations_per_day,
-            ),
-        ).fetchone()[0]
+                (
+                    product_id,
+                    tier_code,
+                    terms.name or tier_code.title(),
+                    json.dumps(dict(terms.features)),
+                    terms.max_activations,
+                    terms.duration_days,
+                    terms.offline_lease_days,
+                    terms.lease_grace_days,
+                    terms.max_deactivations_per_day,
+                ),
+            ).fetchone()
+        )
     return Product(product_id, code, made)
 
 
@@ -249,8 +253,8 @@ def license(
     key: str | None = None,
     id: uuid.UUID | None = None,
     status: str = "active",
-    starts_at: datetime | None = None,
-    expires_at: datetime | None = None,
+    starts_at: datetime | str | None = None,
+    expires_at: datetime | str | None = None,
     max_activations: int | None = None,
     features: Mapping[str, Any] | None = None,
     **body: Any,
@@ -324,6 +328,11 @@ def license(
     return License(key, id, uuid.UUID(str(organization_id)), product, tier)
 
 
+def _one(row: tuple[Any, ...] | None) -> Any:
+    assert row is not None
+    return row[0]
+
+
 def _json(value: Any) -> Any:
     return value.isoformat() if isinstance(value, date) else value
 
@@ -352,18 +361,20 @@ def activation(
         license = {"id": license.id, "organization_id": license.organization_id}
     if deactivation_reason is _BY_STATE:
         deactivation_reason = "user" if deactivated_at else None
-    return db.execute(
-        """INSERT INTO activations (organization_id, license_id, fingerprint_hash, name,
+    return _one(
+        db.execute(
+            """INSERT INTO activations (organization_id, license_id, fingerprint_hash, name,
                platform, lease_expires_at, deactivated_at, deactivation_reason)
            VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING id""",
-        (
-            organization_id or license["organization_id"],
-            license["id"],
-            fingerprint_hash or uuid.uuid4().hex,
-            name,
-            platform,
-            lease_expires_at or datetime.now(UTC) + timedelta(days=7),
-            deactivated_at,
-            deactivation_reason,
-        ),
-    ).fetchone()[0]
+            (
+                organization_id or license["organization_id"],
+                license["id"],
+                fingerprint_hash or uuid.uuid4().hex,
+                name,
+                platform,
+                lease_expires_at or datetime.now(UTC) + timedelta(days=7),
+                deactivated_at,
+                deactivation_reason,
+            ),
+        ).fetchone()
+    )
