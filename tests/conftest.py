@@ -10,11 +10,15 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
+import factories
 import psycopg
 import pytest
+from licensing_data import Sql
 from litestar.testing import TestClient
 from support import (
     APP_PASSWORD,
@@ -156,3 +160,60 @@ def live_server_factory(settings: Settings, signing_key: str, tmp_path: Path):
     yield factory
     for server in started:
         stop_server(server)
+
+
+# --- things to test with (made by tests/factories.py) --------------------------------------
+
+
+@pytest.fixture
+def owner_db(database: TestDatabase) -> Iterator[psycopg.Connection]:
+    """An autocommit connection as the schema owner: rows made or read past the API."""
+    with psycopg.connect(database.owner_url, autocommit=True) as conn:
+        yield conn
+
+
+@pytest.fixture
+def cheap_argon2(monkeypatch: pytest.MonkeyPatch) -> None:
+    factories.use_cheap_argon2(monkeypatch)
+
+
+@pytest.fixture
+def make_license(database: TestDatabase) -> Callable[..., factories.License]:
+    """``make_license(product=..., tier=..., max_activations=..., ...)``: a license row for a
+    new organization (or ``organization_id``), its product and tier made or updated to the
+    terms given."""
+
+    def make(
+        *,
+        product: str = factories.PRODUCT,
+        tier: str = "pro",
+        max_activations: int = 5,
+        license_max_activations: int | None = None,
+        tier_features: dict[str, Any] | None = None,
+        offline_lease_days: int = 7,
+        lease_grace_days: int = 7,
+        max_deactivations_per_day: int = 50,
+        organization_id: uuid.UUID | None = None,
+        **license_terms: Any,
+    ) -> factories.License:
+        terms = factories.Tier(
+            max_activations=max_activations,
+            features=factories.FEATURES if tier_features is None else tier_features,
+            offline_lease_days=offline_lease_days,
+            lease_grace_days=lease_grace_days,
+            max_deactivations_per_day=max_deactivations_per_day,
+        )
+        # Its own connection each time: some tests take the database away in between.
+        with psycopg.connect(database.owner_url, autocommit=True) as db:
+            factories.product(db, product, {tier: terms})
+            org = organization_id or factories.organization(db)
+            return factories.license(
+                db, org, product, tier, max_activations=license_max_activations, **license_terms
+            )
+
+    return make
+
+
+@pytest.fixture
+def sql(database: TestDatabase) -> Sql:
+    return Sql(database)

@@ -1,143 +1,24 @@
-"""Catalogue, organization and license rows made directly in the database (not via the API).
+"""Reading rows back and moving time in the licensing tests: ``Sql`` (owner-connection SQL
+for assertions and for ageing leases) and ``in_days``.
 
-Shared by the licensing API tests and the LicenseClient's live tests; import the fixtures
-into a conftest or test module to use them."""
+Licenses, products and organizations are made in tests/factories.py; the fixtures
+(``make_license``, ``sql``) live in tests/conftest.py. ``make_license`` and ``sql`` are also
+plain names here so that the imports written before that move keep working
+(``from licensing_data import make_license, sql``): pytest takes fixtures from conftest.py
+and ignores these.
+"""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
-import pytest
-from support import TestDatabase, run
+from factories import license as make_license
+from support import TestDatabase
 
-from server.license_admin.facts import new_license_key
-from server.settings import Settings
-
-
-@dataclass(frozen=True)
-class Made:
-    key: str
-    id: uuid.UUID
-    organization_id: uuid.UUID
-    product: str
-    tier: str
-
-
-MakeLicense = Callable[..., Made]
-
-
-@pytest.fixture
-def make_license(settings: Settings) -> MakeLicense:
-    """``make_license(product=..., tier=..., max_activations=..., ...)`` -> Made."""
-    from sqlalchemy import text
-
-    from server.cli_support import admin_session
-
-    def factory(
-        *,
-        product: str = "local_cli",
-        tier: str = "pro",
-        max_activations: int = 5,
-        license_max_activations: int | None = None,
-        status: str = "active",
-        expires_at: datetime | None = None,
-        starts_at: datetime | None = None,
-        tier_features: dict[str, Any] | None = None,
-        features: dict[str, Any] | None = None,
-        offline_lease_days: int = 7,
-        lease_grace_days: int = 7,
-        max_deactivations_per_day: int = 50,
-        organization_id: uuid.UUID | None = None,
-    ) -> Made:
-        key, prefix, key_hash = new_license_key()
-
-        async def work() -> Made:
-            import json
-
-            async with admin_session(settings) as session:
-                org = organization_id
-                if org is None:
-                    org = (
-                        await session.execute(
-                            text("INSERT INTO organizations (name) VALUES ('Acme') RETURNING id")
-                        )
-                    ).scalar_one()
-                product_id = (
-                    await session.execute(
-                        text(
-                            "INSERT INTO products (code, name) VALUES (:c, :c) "
-                            "ON CONFLICT (code) DO UPDATE SET name = excluded.name RETURNING id"
-                        ),
-                        {"c": product},
-                    )
-                ).scalar_one()
-                tier_id = (
-                    await session.execute(
-                        text(
-                            """
-                            INSERT INTO tiers (product_id, code, name, features, max_activations,
-                                offline_lease_days, lease_grace_days, max_deactivations_per_day)
-                            VALUES (:p, :c, :c, CAST(:f AS jsonb), :m, :lease, :grace, :deact)
-                            ON CONFLICT (product_id, code) DO UPDATE SET
-                                features = excluded.features,
-                                max_activations = excluded.max_activations,
-                                offline_lease_days = excluded.offline_lease_days,
-                                lease_grace_days = excluded.lease_grace_days,
-                                max_deactivations_per_day = excluded.max_deactivations_per_day
-                            RETURNING id
-                            """
-                        ),
-                        {
-                            "p": product_id,
-                            "c": tier,
-                            "f": json.dumps(
-                                tier_features
-                                if tier_features is not None
-                                else {"plugins": True, "max_projects": 50, "support": "email"}
-                            ),
-                            "m": max_activations,
-                            "lease": offline_lease_days,
-                            "grace": lease_grace_days,
-                            "deact": max_deactivations_per_day,
-                        },
-                    )
-                ).scalar_one()
-                license_id = (
-                    await session.execute(
-                        text(
-                            """
-                            INSERT INTO licenses (organization_id, product_id, tier_id, key_hash,
-                                key_prefix, status, starts_at, expires_at, max_activations,
-                                features)
-                            VALUES (:org, :p, :t, :h, :prefix, :status,
-                                    coalesce(:starts, now()), :exp, :max, CAST(:f AS jsonb))
-                            RETURNING id
-                            """
-                        ),
-                        {
-                            "org": org,
-                            "p": product_id,
-                            "t": tier_id,
-                            "h": key_hash,
-                            "prefix": prefix,
-                            "status": status,
-                            "starts": starts_at,
-                            "exp": expires_at,
-                            "max": license_max_activations,
-                            "f": json.dumps(features or {}),
-                        },
-                    )
-                ).scalar_one()
-                return Made(key, license_id, org, product, tier)
-
-        return run(work())
-
-    return factory
+__all__ = ["Sql", "in_days", "make_license", "sql"]
 
 
 class Sql:
@@ -162,9 +43,7 @@ class Sql:
         )
 
 
-@pytest.fixture
-def sql(database: TestDatabase) -> Sql:
-    return Sql(database)
+sql = Sql
 
 
 def in_days(days: float) -> datetime:

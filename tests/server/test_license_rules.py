@@ -13,6 +13,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
+import factories
+import psycopg
 import pytest
 
 from server import license_rules as rules
@@ -24,13 +26,11 @@ US = timedelta(microseconds=1)
 DAY = timedelta(days=1)
 
 
-def _query(database, sql: str, params: dict[str, Any], setup: str | None = None) -> Any:
+def _query(database, sql: str, params: dict[str, Any]) -> Any:
     async def work() -> Any:
         conn = await asyncpg.connect(database.sync(database.owner_url))
         try:
             async with conn.transaction():
-                if setup:
-                    await conn.execute(setup)
                 statement = _Sql(sql)
                 value = await statement.value(conn, **params)
                 raise _Rollback(value)
@@ -168,49 +168,40 @@ HISTORY = {
 }
 
 
-def _setup(history: list[tuple[Any, ...]]) -> str:
-    """The rows in one script (the owner bypasses row-level security as superuser)."""
-    product, tier = uuid.uuid4(), uuid.uuid4()
-
-    def lit(value: Any) -> str:
-        return "NULL" if value is None else f"'{value}'"
-
-    lines = [
-        f"INSERT INTO organizations (id, name) VALUES ('{ORG}', 'a'), ('{OTHER_ORG}', 'b');",
-        f"INSERT INTO products (id, code, name) VALUES ('{product}', 'p-{product}', 'p');",
-        f"INSERT INTO tiers (id, product_id, code, name, max_activations) "
-        f"VALUES ('{tier}', '{product}', 't', 't', 5);",
-    ]
-    for license_id in (LICENSE, OTHER_LICENSE):
-        lines.append(
-            "INSERT INTO licenses (id, organization_id, product_id, tier_id, key_hash, key_prefix) "
-            f"VALUES ('{license_id}', '{ORG}', '{product}', '{tier}', "
-            f"'\\x{license_id.hex}'::bytea, 'LK');"
-        )
+def _setup(db: psycopg.Connection, history: list[tuple[Any, ...]]) -> None:
+    """The rows of a history (made as the owner, who bypasses row-level security)."""
+    made = factories.product(db, f"p-{uuid.uuid4()}", {"t": factories.Tier(max_activations=5)})
+    factories.organization(db, "a", id=ORG)
+    factories.organization(db, "b", id=OTHER_ORG)
+    licenses = {
+        license_id: factories.license(db, ORG, made.code, "t", id=license_id)
+        for license_id in (LICENSE, OTHER_LICENSE)
+    }
     for i, (deactivated, reason, org, license_id) in enumerate(history):
-        lines.append(
-            "INSERT INTO activations (organization_id, license_id, fingerprint_hash, "
-            "lease_expires_at, deactivated_at, deactivation_reason) "
-            f"VALUES ('{org}', '{license_id}', 'fp{i}', '{NOW + DAY}', {lit(deactivated)}, "
-            f"{lit(reason)});"
+        factories.activation(
+            db,
+            licenses[license_id],
+            organization_id=org,
+            fingerprint_hash=f"fp{i}",
+            lease_expires_at=NOW + DAY,
+            deactivated_at=deactivated,
+            deactivation_reason=reason,
         )
-    return "\n".join(lines)
 
 
 @pytest.mark.parametrize("history", HISTORY)
 @pytest.mark.parametrize("limit", [0, 1, 2, 3])
-def test_deactivation_limit_agrees(database, history, limit) -> None:
+def test_deactivation_limit_agrees(database, owner_db, history, limit) -> None:
     rows = HISTORY[history]
+    _setup(owner_db, rows)
     python_recent = sum(
         rules.counts_toward_limit(deactivated, reason, NOW)
         for deactivated, reason, org, license_id in rows
         if org == ORG and license_id == LICENSE
     )
     params = {"license_id": LICENSE, "org": ORG, "now": NOW, "limit": limit}
-    sql_recent = _query(database, rules.recent_deactivations_sql(), params, _setup(rows))
-    sql_allowed = _query(
-        database, f"SELECT {rules.deactivation_allowed_sql()}", params, _setup(rows)
-    )
+    sql_recent = _query(database, rules.recent_deactivations_sql(), params)
+    sql_allowed = _query(database, f"SELECT {rules.deactivation_allowed_sql()}", params)
     assert sql_recent == python_recent
     assert sql_allowed == rules.deactivation_allowed(python_recent, limit)
 
@@ -276,34 +267,26 @@ def test_functions_hold_the_current_seat_rules(database, function, fragments) ->
 
 @pytest.mark.parametrize(("deactivated", "lease", "grace", "expected"), SEAT_CASES)
 def test_validate_function_agrees_on_live_seats(
-    database, deactivated, lease, grace, expected
+    database, owner_db, deactivated, lease, grace, expected
 ) -> None:
-    product, tier, license_id = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
-    key_hash = rules.hash_license_key(f"LK-{license_id}")
-
-    def lit(value: Any) -> str:
-        return "NULL" if value is None else f"'{value}'"
-
-    setup = "\n".join(
-        [
-            f"INSERT INTO organizations (id, name) VALUES ('{ORG}', 'a');",
-            f"INSERT INTO products (id, code, name) VALUES ('{product}', 'p-{product}', 'p');",
-            "INSERT INTO tiers (id, product_id, code, name, max_activations, lease_grace_days) "
-            f"VALUES ('{tier}', '{product}', 't', 't', 5, {grace});",
-            "INSERT INTO licenses (id, organization_id, product_id, tier_id, key_hash, "
-            f"key_prefix) VALUES ('{license_id}', '{ORG}', '{product}', '{tier}', "
-            f"'\\x{key_hash.hex()}'::bytea, 'LK');",
-            "INSERT INTO activations (organization_id, license_id, fingerprint_hash, "
-            "lease_expires_at, deactivated_at) "
-            f"VALUES ('{ORG}', '{license_id}', 'fp', '{lease}', {lit(deactivated)});",
-        ]
+    key = f"LK-{uuid.uuid4()}"
+    made = factories.product(
+        owner_db, f"p-{uuid.uuid4()}", {"t": factories.Tier(5, {}, lease_grace_days=grace)}
+    )
+    factories.organization(owner_db, "a", id=ORG)
+    factories.activation(
+        owner_db,
+        factories.license(owner_db, ORG, made.code, "t", key=key),
+        fingerprint_hash="fp",
+        lease_expires_at=lease,
+        deactivated_at=deactivated,
+        deactivation_reason=None,
     )
     seats = _query(
         database,
         "SELECT seats::text || ' ' || (seat IS NOT NULL)::text "
         "FROM licentia_validate(:hash, 'fp', :now)",
-        {"hash": key_hash, "now": NOW},
-        setup,
+        {"hash": rules.hash_license_key(key), "now": NOW},
     )
     python = rules.holds_seat(deactivated, lease, grace, NOW)
     assert seats == f"{int(expected)} {str(expected).lower()}"

@@ -2,53 +2,26 @@
 
 from __future__ import annotations
 
-import uuid
-
 import psycopg
 import pytest
 from argon2 import PasswordHasher
+from factories import API, PASSWORD, login, signup
 from litestar.testing import TestClient
 from support import TestDatabase, bearer, make_api_key
 
 from server.auth import service as auth_service
 from server.settings import Settings
 
-PASSWORD = "correct horse battery"
-API = "/api/v1"
-
-
-@pytest.fixture(autouse=True)
-def _cheap_argon2(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Still argon2id, with test-sized cost (production parameters are tested below)."""
-    monkeypatch.setattr(
-        auth_service, "_hasher", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
-    )
-
-
-def signup(client: TestClient, email: str | None = None, org: str = "Acme") -> dict:
-    email = email or f"{uuid.uuid4().hex[:10]}@example.com"
-    response = client.post(
-        f"{API}/auth/signup",
-        json={
-            "email": email,
-            "password": PASSWORD,
-            "full_name": "Ada Lovelace",
-            "organization_name": org,
-        },
-    )
-    assert response.status_code == 201, response.text
-    return response.json()
-
-
-def login(client: TestClient, email: str, password: str = PASSWORD):
-    return client.post(f"{API}/auth/login", json={"email": email, "password": password})
+pytestmark = pytest.mark.usefixtures("cheap_argon2")  # argon2id, at test-sized cost
 
 
 # --- sign-up --------------------------------------------------------------------------------
 
 
 def test_signup_creates_organization_and_owner(client: TestClient) -> None:
-    body = signup(client, "  Ada@Example.COM ", org="  Analytical Engines  ")
+    body = signup(
+        client, email="  Ada@Example.COM ", org="  Analytical Engines  ", full_name="Ada Lovelace"
+    )
     assert body["token_type"] == "bearer"
     assert body["expires_in"] == 3600
     assert body["access_token"] and body["refresh_token"]
@@ -98,8 +71,8 @@ def test_signup_stores_an_argon2id_hash_and_audits(
 def test_signup_never_tells_whether_an_address_has_an_account(client: TestClient) -> None:
     """Addresses are unique per organization, and a sign-up makes a new one: an address
     known elsewhere signs up like a new one (normalised the same way)."""
-    first = signup(client, "grace@example.com")
-    second = signup(client, " GRACE@example.com", org="Other")
+    first = signup(client, email="grace@example.com")
+    second = signup(client, email=" GRACE@example.com", org="Other")
     assert second["user"]["email"] == "grace@example.com"
     assert second["organization"]["id"] != first["organization"]["id"]
     assert set(second) == set(first)
@@ -159,7 +132,7 @@ def test_malformed_json_is_400(client: TestClient) -> None:
 
 
 def test_login_returns_a_working_pair(client: TestClient) -> None:
-    body = signup(client, "lin@example.com")
+    body = signup(client, email="lin@example.com")
     response = login(client, " LIN@example.com ")
     assert response.status_code == 200, response.text
     pair = response.json()
@@ -172,7 +145,7 @@ def test_login_returns_a_working_pair(client: TestClient) -> None:
 def test_unknown_email_and_wrong_password_look_the_same(
     client: TestClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    signup(client, "known@example.com")
+    signup(client, email="known@example.com")
     verified: list[str] = []
     real_verify = auth_service.verify_password
 
@@ -209,7 +182,7 @@ def test_login_bad_input(client: TestClient) -> None:
 def test_repeated_failures_for_one_email_from_one_address_are_429(
     client: TestClient, database: TestDatabase
 ) -> None:
-    signup(client, "target@example.com")
+    signup(client, email="target@example.com")
     for _ in range(5):
         assert login(client, "target@example.com", "wrong password!!").status_code == 401
     blocked = login(client, "target@example.com")  # even the right password, from here
@@ -288,7 +261,7 @@ def test_reusing_a_refresh_token_revokes_the_whole_family(
 
 
 def test_other_sessions_survive_a_family_revocation(client: TestClient) -> None:
-    signup(client, "two@example.com")
+    signup(client, email="two@example.com")
     other = login(client, "two@example.com").json()["refresh_token"]
     first = login(client, "two@example.com").json()["refresh_token"]
     refresh(client, first)

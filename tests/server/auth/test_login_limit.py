@@ -16,6 +16,7 @@ from typing import TypeVar
 
 import httpx
 import pytest
+from factories import API, PASSWORD, signup
 from litestar.testing import TestClient
 from msgspec.structs import replace
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
@@ -28,33 +29,8 @@ from server.errors import RateLimited, Unauthenticated
 from server.observability import client_ip_var
 from server.settings import Settings
 
-PASSWORD = "correct horse battery"
 WRONG = "wrong password!!"
-API = "/api/v1"
 T = TypeVar("T")
-
-
-def _signup(post, email: str) -> dict:
-    response = post(
-        f"{API}/auth/signup",
-        json={
-            "email": email,
-            "password": PASSWORD,
-            "full_name": "Ada",
-            "organization_name": "Acme",
-        },
-    )
-    assert response.status_code == 201, response.text
-    return response.json()
-
-
-@pytest.fixture
-def cheap_argon2(monkeypatch: pytest.MonkeyPatch) -> None:
-    from argon2 import PasswordHasher
-
-    monkeypatch.setattr(
-        auth_service, "_hasher", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
-    )
 
 
 # --- through the service, the clock in the test's hands --------------------------------------
@@ -106,7 +82,7 @@ T0 = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
 def test_the_owner_logs_in_from_a_clean_address_while_an_attacker_hammers(
     client: TestClient, settings: Settings, cheap_argon2: None
 ) -> None:
-    _signup(client.post, "owner@example.com")
+    signup(client, email="owner@example.com")
 
     async def work(login: Logins) -> None:
         attacker = [await login("owner@example.com", WRONG, "198.51.100.66", T0) for _ in range(30)]
@@ -128,7 +104,7 @@ def test_the_owner_logs_in_from_a_clean_address_while_an_attacker_hammers(
 def test_retry_after_grows_with_each_further_failure(
     client: TestClient, settings: Settings, cheap_argon2: None
 ) -> None:
-    _signup(client.post, "target@example.com")
+    signup(client, email="target@example.com")
 
     async def work(login: Logins) -> None:
         ip, now = "198.51.100.66", T0
@@ -163,7 +139,7 @@ def test_a_distributed_attacker_is_bounded_by_the_per_email_limit(
     client: TestClient, settings: Settings, cheap_argon2: None
 ) -> None:
     assert settings.login_failures_per_email_per_hour == 100
-    _signup(client.post, "victim@example.com")
+    signup(client, email="victim@example.com")
 
     async def work(login: Logins) -> None:
         checked = 0
@@ -198,7 +174,7 @@ def test_the_right_password_from_a_clean_address_passes_the_per_email_limit(
     client: TestClient, settings: Settings, cheap_argon2: None
 ) -> None:
     strict = replace(settings, login_failures_per_email_per_hour=10)
-    _signup(client.post, "owner@example.com")
+    signup(client, email="owner@example.com")
 
     async def work(login: Logins) -> None:
         # the owner mistyped once from home, then the attackers came
@@ -242,7 +218,8 @@ def test_parallel_wrong_passwords_reach_the_password_check_at_most_five_times(
 ) -> None:
     server = live_server_factory(workers=2, LICENTIA_TRUSTED_PROXIES="127.0.0.1/32")
     api = server.base_url + API
-    _signup(lambda url, json: httpx.post(server.base_url + url, json=json, timeout=30), "v@x.io")
+    with httpx.Client(base_url=server.base_url, timeout=30) as http:
+        signup(http, email="v@x.io")
 
     def attempt(_: int) -> int:
         return httpx.post(
@@ -271,7 +248,7 @@ def test_parallel_wrong_passwords_reach_the_password_check_at_most_five_times(
 def test_successful_logins_do_not_use_up_the_limit(
     client: TestClient, database: TestDatabase, cheap_argon2: None
 ) -> None:
-    _signup(client.post, "busy@example.com")
+    signup(client, email="busy@example.com")
     for _ in range(15):
         response = client.post(
             f"{API}/auth/login", json={"email": "busy@example.com", "password": PASSWORD}
@@ -298,7 +275,7 @@ def test_confirm_user_filters_on_the_tokens_organization(
 ) -> None:
     """RLS is the backstop; the query itself must also name the organization. A platform
     admin transaction (RLS open to every tenant) shows the explicit filter at work."""
-    body = _signup(client.post, "owner@example.com")
+    body = signup(client, email="owner@example.com")
     user_id = uuid.UUID(body["user"]["id"])
     other_org = uuid.uuid4()
     forged = Principal(kind="user", id=user_id, organization_id=other_org, role="owner")

@@ -7,8 +7,8 @@ from __future__ import annotations
 import uuid
 
 import pytest
+from factories import API, PASSWORD, add_user, signup
 from litestar.testing import TestClient
-from people import API, PASSWORD, add_user, cheap_argon2, signup  # noqa: F401
 from support import assert_problem, bearer
 
 from server import passwords

@@ -7,10 +7,11 @@ from __future__ import annotations
 import hashlib
 import uuid
 
+import factories
 import psycopg
 import pytest
+from factories import API, signup
 from litestar.testing import TestClient
-from people import API, cheap_argon2, signup  # noqa: F401
 from support import TestDatabase, run
 
 from server.maintenance import purge_expired
@@ -22,12 +23,8 @@ def _seed(owner_url: str) -> tuple[uuid.UUID, uuid.UUID]:
     with psycopg.connect(owner_url) as conn:
         conn.execute("SELECT set_config('app.platform_admin', 'on', true)")
         for org in (a, b):
-            conn.execute("INSERT INTO organizations (id, name) VALUES (%s, 'o')", (org,))
-            user = conn.execute(
-                "INSERT INTO users (organization_id, email, full_name, role, password_hash) "
-                "VALUES (%s, %s, 'U', 'owner', 'x') RETURNING id",
-                (org, f"{org}@example.com"),
-            ).fetchone()[0]
+            user = factories.user(conn, factories.organization(conn, "o", id=org), "owner")
+            # The table under test: its row is written here, as the rows it is about.
             conn.execute(
                 "INSERT INTO refresh_tokens (user_id, organization_id, token_hash, family_id, "
                 "expires_at) VALUES (%s, %s, %s, %s, now() + interval '1 day')",

@@ -8,8 +8,8 @@ from concurrent.futures import ThreadPoolExecutor, wait
 
 import psycopg
 import pytest
+from factories import API, PASSWORD, add_user, login, signup
 from litestar.testing import TestClient
-from people import API, PASSWORD, add_user, cheap_argon2, signup  # noqa: F401
 from support import TestDatabase, assert_problem, bearer, make_api_key
 
 from server.settings import Settings
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.usefixtures("cheap_argon2")
 
 
 def _login(client: TestClient, email: str, password: str = PASSWORD) -> dict:
-    response = client.post(f"{API}/auth/login", json={"email": email, "password": password})
+    response = login(client, email, password)
     assert response.status_code == 200, response.text
     return response.json()
 

@@ -15,11 +15,13 @@ import re
 import uuid
 from typing import Any
 
+import factories
+import psycopg
 import pytest
+from factories import PASSWORD, signup
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from litestar.testing import TestClient
-from people import PASSWORD, cheap_argon2  # noqa: F401
 from support import bearer
 
 pytestmark = pytest.mark.usefixtures("cheap_argon2")
@@ -101,44 +103,21 @@ def _operations(document: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]
 
 
 @pytest.fixture
-def world(client: TestClient, admin_key: str) -> dict[str, Any]:
+def world(client: TestClient, admin_key: str, owner_db: psycopg.Connection) -> dict[str, Any]:
     """A product with a tier, an organization with a license, and a user who signed up: ids
     the fuzzed requests can name, so they reach the services and not only the decoder."""
     admin = bearer(admin_key)
-
-    def made(response: Any) -> dict[str, Any]:
-        assert response.status_code == 201, response.text
-        return response.json()
-
-    made(client.post("/api/v1/products", json={"code": "cli", "name": "CLI"}, headers=admin))
-    tier = {"code": "pro", "name": "Pro", "max_activations": 3}
-    made(client.post("/api/v1/products/cli/tiers", json=tier, headers=admin))
-    org = made(client.post("/api/v1/organizations", json={"name": "Acme"}, headers=admin))
-    lic = made(
-        client.post(
-            "/api/v1/licenses",
-            json={"organization_id": org["id"], "product": "cli", "tier": "pro"},
-            headers=admin,
-        )
-    )
-    person = made(
-        client.post(
-            "/api/v1/auth/signup",
-            json={
-                "email": "fuzz@example.com",
-                "password": PASSWORD,
-                "full_name": "Fuzz",
-                "organization_name": "Fuzzers",
-            },
-        )
-    )
+    factories.product(owner_db, "cli", {"pro": factories.Tier(max_activations=3)}, name="CLI")
+    org = factories.organization(owner_db)
+    lic = factories.license(factories.AdminApi(client, admin), org, "cli", "pro").body
+    person = signup(client, "Fuzzers", "fuzz@example.com", full_name="Fuzz")
     operations = _operations(client.get("/schema/openapi.json").json())
     assert len(operations) >= 25, "the routes were not found in the OpenAPI document"
     return {
         "operations": operations,
         "ids": {
             "license_id": lic["id"],
-            "organization_id": org["id"],
+            "organization_id": str(org),
             "user_id": person["user"]["id"],
             "code": "cli",
             "tier_code": "pro",

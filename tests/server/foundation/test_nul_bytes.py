@@ -6,49 +6,31 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
+import factories
+import psycopg
 import pytest
-from argon2 import PasswordHasher
+from factories import API, PASSWORD, signup
 from litestar.testing import TestClient
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 from support import bearer, run
 
-from server.auth import service as auth_service
 from server.problems import unexpected_problem
 from server.settings import Settings
 
-API = "/api/v1"
-PASSWORD = "correct horse battery"
 NUL_VALUES = ["\x00", "\x00abc", "ab\x00c", "abc\x00"]
 
 
-@pytest.fixture(autouse=True)
-def _cheap_argon2(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(
-        auth_service, "_hasher", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
-    )
+pytestmark = pytest.mark.usefixtures("cheap_argon2")
 
 
 @pytest.fixture
-def world(client: TestClient, admin_key: str) -> dict[str, Any]:
-    signed = client.post(
-        f"{API}/auth/signup",
-        json={
-            "email": "owner@example.com",
-            "password": PASSWORD,
-            "full_name": "Owner",
-            "organization_name": "Acme",
-        },
-    )
-    assert signed.status_code == 201, signed.text
-    body = signed.json()
-    user = bearer(body["access_token"])
+def world(client: TestClient, admin_key: str, owner_db: psycopg.Connection) -> dict[str, Any]:
+    body = signup(client, email="owner@example.com")
+    user = body["headers"]
     project = client.post(f"{API}/projects", json={"name": "P"}, headers=user)
     assert project.status_code == 201, project.text
-    product = client.post(
-        f"{API}/products", json={"code": "cli", "name": "CLI"}, headers=bearer(admin_key)
-    )
-    assert product.status_code == 201, product.text
+    factories.product(owner_db, "cli", {}, name="CLI")
     return {
         "user": user,
         "admin": bearer(admin_key),

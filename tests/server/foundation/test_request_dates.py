@@ -8,7 +8,9 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any, get_args
 
+import factories
 import msgspec
+import psycopg
 import pytest
 from litestar import Litestar
 from litestar.testing import TestClient
@@ -153,7 +155,7 @@ def test_the_service_check_refuses_the_same_range() -> None:
 
 
 def test_a_license_and_a_key_schedule_keep_working_after_refused_dates(
-    client: TestClient, admin_key: str
+    client: TestClient, admin_key: str, owner_db: psycopg.Connection
 ) -> None:
     """The reported case: year 1 was stored as -infinity, and the license failed with a 500."""
     admin = bearer(admin_key)
@@ -162,12 +164,9 @@ def test_a_license_and_a_key_schedule_keep_working_after_refused_dates(
         assert response.status_code == status, response.text
         return response.json()
 
-    ok(client.post("/api/v1/products", json={"code": "cli", "name": "CLI"}, headers=admin), 201)
-    tier = {"code": "pro", "name": "Pro", "max_activations": 2}
-    ok(client.post("/api/v1/products/cli/tiers", json=tier, headers=admin), 201)
-    org = ok(client.post("/api/v1/organizations", json={"name": "Acme"}, headers=admin), 201)
-    issued = {"organization_id": org["id"], "product": "cli", "tier": "pro"}
-    lic = ok(client.post("/api/v1/licenses", json=issued, headers=admin), 201)["id"]
+    factories.product(owner_db, "cli", {"pro": factories.Tier(max_activations=2)})
+    org = factories.organization(owner_db)
+    lic = factories.license(factories.AdminApi(client, admin), org, "cli").id
 
     for value in ("0001-01-01T00:00:00Z", "1969-12-31T23:59:59Z"):
         refused = client.patch(f"/api/v1/licenses/{lic}", json={"expires_at": value}, headers=admin)

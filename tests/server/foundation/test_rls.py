@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import uuid
 
+import factories
 import psycopg
 import pytest
 from support import TestDatabase
+
+from server.license_rules import hash_license_key
 
 TENANT_TABLES = ("organizations", "users", "licenses", "activations", "projects", "audit_events")
 
@@ -16,33 +19,13 @@ def _seed_two_tenants(owner_url: str) -> tuple[uuid.UUID, uuid.UUID]:
     a, b = uuid.uuid4(), uuid.uuid4()
     with psycopg.connect(owner_url) as conn:
         conn.execute("SELECT set_config('app.platform_admin', 'on', true)")
-        product = conn.execute(
-            "INSERT INTO products (code, name) VALUES ('rls_p', 'P') RETURNING id"
-        ).fetchone()[0]
-        tier = conn.execute(
-            "INSERT INTO tiers (product_id, code, name, max_activations) "
-            "VALUES (%s, 'pro', 'Pro', 3) RETURNING id",
-            (product,),
-        ).fetchone()[0]
+        factories.product(conn, "rls_p", {"pro": factories.Tier(max_activations=3)})
         for org in (a, b):
-            conn.execute(
-                "INSERT INTO organizations (id, name) VALUES (%s, %s)", (org, f"org {org}")
-            )
-            conn.execute(
-                "INSERT INTO users (organization_id, email, full_name, role, password_hash) "
-                "VALUES (%s, %s, 'U', 'owner', 'x')",
-                (org, f"{org}@example.com"),
-            )
-            license_id = conn.execute(
-                "INSERT INTO licenses (organization_id, product_id, tier_id, key_hash, key_prefix) "
-                "VALUES (%s, %s, %s, %s, 'LK-X') RETURNING id",
-                (org, product, tier, org.bytes),
-            ).fetchone()[0]
-            conn.execute(
-                "INSERT INTO activations (organization_id, license_id, fingerprint_hash, "
-                "lease_expires_at) VALUES (%s, %s, 'fp', now() + interval '1 day')",
-                (org, license_id),
-            )
+            factories.organization(conn, f"org {org}", id=org)
+            factories.user(conn, org, "owner", email=f"{org}@example.com")
+            made = factories.license(conn, org, "rls_p", key=_key(org))
+            factories.activation(conn, made, fingerprint_hash="fp")
+            # Projects and audit events have no factory: they are rows of their own here.
             conn.execute("INSERT INTO projects (organization_id, name) VALUES (%s, 'p')", (org,))
             conn.execute(
                 "INSERT INTO audit_events (organization_id, actor_type, action) "
@@ -50,6 +33,10 @@ def _seed_two_tenants(owner_url: str) -> tuple[uuid.UUID, uuid.UUID]:
                 (org,),
             )
     return a, b
+
+
+def _key(org: uuid.UUID) -> str:
+    return f"LK-{org}"
 
 
 def _org_column(table: str) -> str:
@@ -99,7 +86,9 @@ def test_runtime_role_cannot_write_into_another_tenant(database: TestDatabase, t
 def test_runtime_role_cannot_read_around_the_lookups(database: TestDatabase, tenants) -> None:
     a, _ = tenants
     with psycopg.connect(database.app_url) as conn:
-        org = conn.execute("SELECT licentia_license_org(%s)", (a.bytes,)).fetchone()[0]
+        org = conn.execute(
+            "SELECT licentia_license_org(%s)", (hash_license_key(_key(a)),)
+        ).fetchone()[0]
         assert org == a
         assert conn.execute("SELECT licentia_user_org(%s)", (f"{a}@EXAMPLE.com",)).fetchone() == (
             a,

@@ -5,14 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from licensing_data import in_days
 from licentia_verifier import Verifier, WrongMachine
 from support import assert_problem
 
 API = "/api/v1/licenses"
-
-
-def in_days(days: float) -> datetime:
-    return datetime.now(UTC) + timedelta(days=days)
 
 
 def body(lic, fingerprint: str | None = "machine-1", **extra):

@@ -6,8 +6,8 @@ import uuid
 
 import psycopg
 import pytest
+from factories import API, add_user, signup
 from litestar.testing import TestClient
-from people import API, PASSWORD, add_user, cheap_argon2, signup  # noqa: F401
 from support import TestDatabase, assert_problem, bearer, make_api_key
 
 from server.settings import Settings

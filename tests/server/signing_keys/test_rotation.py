@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import factories
 import jwt
 import psycopg
 import pytest
@@ -16,25 +17,10 @@ from server.signing_keys.keyring import Keyring
 ROTATE = "/api/v1/keys/rotate"
 
 
-def _license(client: TestClient, admin_key: str, database: TestDatabase) -> str:
-    with psycopg.connect(database.owner_url, autocommit=True) as conn:
-        org = conn.execute("INSERT INTO organizations (name) VALUES ('Acme') RETURNING id")
-        org_id = org.fetchone()[0]
-        product = conn.execute(
-            "INSERT INTO products (code, name) VALUES ('cli', 'CLI') RETURNING id"
-        ).fetchone()[0]
-        conn.execute(
-            "INSERT INTO tiers (product_id, code, name, features, max_activations) "
-            "VALUES (%s, 'pro', 'Pro', '{}'::jsonb, 3)",
-            (product,),
-        )
-    response = client.post(
-        "/api/v1/licenses",
-        json={"organization_id": str(org_id), "product": "cli", "tier": "pro"},
-        headers=bearer(admin_key),
-    )
-    assert response.status_code == 201, response.text
-    return response.json()["id"]
+def _license(client: TestClient, admin_key: str, owner_db: psycopg.Connection) -> str:
+    factories.product(owner_db, "cli", {"pro": factories.Tier(max_activations=3, features={})})
+    org = factories.organization(owner_db)
+    return str(factories.license(factories.AdminApi(client, bearer(admin_key)), org, "cli").id)
 
 
 def _token_kid(client: TestClient, admin_key: str, license_id: str) -> str:
@@ -47,10 +33,11 @@ def test_rotation_is_used_by_the_next_signature_and_invalidated_after_commit(
     client: TestClient,
     admin_key: str,
     database: TestDatabase,
+    owner_db: psycopg.Connection,
     signing_key: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    license_id = _license(client, admin_key, database)
+    license_id = _license(client, admin_key, owner_db)
     assert _token_kid(client, admin_key, license_id) == signing_key
 
     committed_at_invalidation: list[str] = []

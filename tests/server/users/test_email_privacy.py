@@ -11,8 +11,8 @@ with accounts in several organizations logs in to the oldest one unless the requ
 from __future__ import annotations
 
 import pytest
+from factories import API, PASSWORD, signup
 from litestar.testing import TestClient
-from people import API, PASSWORD, cheap_argon2, signup  # noqa: F401
 from support import assert_problem, bearer
 
 pytestmark = pytest.mark.usefixtures("cheap_argon2")

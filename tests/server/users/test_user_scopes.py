@@ -9,8 +9,8 @@ powers map to (``server.auth.principal.ROLE_SCOPES``), or ``*``.
 from __future__ import annotations
 
 import pytest
+from factories import API, PASSWORD, add_user, login, signup
 from litestar.testing import TestClient
-from people import API, PASSWORD, add_user, cheap_argon2, signup  # noqa: F401
 from support import assert_problem, bearer, make_api_key
 
 from server.auth.principal import ROLE_SCOPES
@@ -29,10 +29,6 @@ def _person(org_id: str, role: str, email: str = "mallory@example.com") -> dict:
     }
 
 
-def _login(client: TestClient, email: str = "mallory@example.com"):
-    return client.post(f"{API}/auth/login", json={"email": email, "password": PASSWORD})
-
-
 def test_the_organizations_write_owner_exploit_is_refused(
     client: TestClient, settings: Settings
 ) -> None:
@@ -48,7 +44,7 @@ def test_the_organizations_write_owner_exploit_is_refused(
     for role in ("owner", "admin", "member"):
         made = client.post(f"{API}/users", headers=key, json=_person(org_id, role))
         assert_problem(made, 403, "MISSING_SCOPE")
-    assert_problem(_login(client), 401, "INVALID_CREDENTIALS")
+    assert_problem(login(client, "mallory@example.com"), 401, "INVALID_CREDENTIALS")
     users = client.get(f"{API}/users", headers=victim["headers"]).json()["items"]
     assert [u["email"] for u in users] == [victim["user"]["email"]]
 
@@ -64,13 +60,13 @@ def test_a_user_writing_key_must_hold_every_scope_of_the_role_it_gives(
         refused = client.post(f"{API}/users", headers=short, json=_person(org_id, role))
         assert_problem(refused, 403, "SCOPE_ESCALATION")
         assert missing in refused.json()["detail"]
-    assert_problem(_login(client), 401, "INVALID_CREDENTIALS")
+    assert_problem(login(client, "mallory@example.com"), 401, "INVALID_CREDENTIALS")
 
     enough = bearer(make_api_key(settings, needed))
     made = client.post(f"{API}/users", headers=enough, json=_person(org_id, role))
     assert made.status_code == 201, made.text
     assert made.json()["role"] == role
-    assert _login(client).status_code == 200
+    assert login(client, "mallory@example.com").status_code == 200
 
 
 def test_the_owner_role_maps_to_everything_an_owner_can_reach(client: TestClient) -> None:
