@@ -20,7 +20,7 @@ VECTORS = sorted(VECTOR_DIR.glob("*.json")) if VECTOR_DIR.is_dir() else []
 
 
 def outcome(call: Callable[[], Any]) -> str:
-    """"ok", "ignored" (a revocation list not newer than the stored one) or the error name."""
+    """ "ok", "ignored" (a revocation list not newer than the stored one) or the error name."""
     try:
         result = call()
     except LicenseError as error:
@@ -43,12 +43,10 @@ def build(vector: dict[str, Any]) -> tuple[Verifier, dict[str, list[str]]]:
             for t in vector["root_endorsements"]
         ],
         "key_certificates": [
-            outcome(lambda t=t: verifier.add_key_certificate(t))
-            for t in vector["key_certificates"]
+            outcome(lambda t=t: verifier.add_key_certificate(t)) for t in vector["key_certificates"]
         ],
         "key_revocations": [
-            outcome(lambda t=t: verifier.add_key_revocations(t))
-            for t in vector["key_revocations"]
+            outcome(lambda t=t: verifier.add_key_revocations(t)) for t in vector["key_revocations"]
         ],
     }
     return verifier, results
