@@ -448,3 +448,31 @@ def test_leeway_does_not_widen_a_certificate_window(trust, env):
     verifier.add_key_certificate(trust.certificate(nbf=NOW - 86400, exp=NOW - 61))
     with pytest.raises(UnknownKey):
         verifier.verify_license(env.license(), now=NOW)
+
+
+# --- the support CLI --------------------------------------------------------------------
+
+
+def test_cli_verifies_with_the_root_and_trust_files(trust, env, tmp_path, capsys):
+    from licentia_verifier.__main__ import main
+
+    root = tmp_path / "root.json"
+    root.write_text(json.dumps(trust.document))
+    answer = tmp_path / "answer.json"
+    answer.write_text(json.dumps({"token": env.license(), "key_certificate": trust.certificate()}))
+    cache = tmp_path / "licentia-acme-ide.json"
+    cache.write_text(json.dumps({"trust": {"key_certificates": [trust.certificate()]}}))
+    base = ["verify", "--root", str(root), "--product", env.PRODUCT, "--now", str(NOW)]
+
+    assert main([*base, env.license()]) == 1
+    assert capsys.readouterr().out.startswith("UnknownKey: ")
+    for trust_file in (answer, cache):
+        assert main([*base, "--trust", str(trust_file), env.license()]) == 0
+        assert json.loads(capsys.readouterr().out)["license_id"] == env.LICENSE_ID
+
+    junk = tmp_path / "junk.json"
+    junk.write_text(json.dumps({"key_certificate": "not-a-certificate"}))
+    assert main([*base, "--trust", str(junk), env.license()]) == 1
+    captured = capsys.readouterr()
+    assert "refused MalformedToken" in captured.err
+    assert captured.out.startswith("UnknownKey: ")
