@@ -313,10 +313,13 @@ class LicenseClient:
     ) -> License:
         """Activate this machine with ``license_key`` and store the token.
 
-        The token is verified for this machine before anything is stored. Raises
-        ``ActivationRefused`` (with the server's ``code``), ``ServerUnavailable``, or the
-        verifier's error if the token does not verify (e.g. ``UnknownKey`` when the embedded
-        key set is older than the server's signing key).
+        The token is verified for this machine before anything is stored (trust material
+        the answer carries is processed first, and kept when the verifier accepts it).
+        Raises ``ActivationRefused`` (with the server's ``code``), ``ServerUnavailable``, or
+        the verifier's error if the token does not verify. ``UnknownKey`` means the server
+        has activated this machine and holds its seat, but the product does not know the
+        signing key (a key set older than a rotation, or no accepted certificate): update
+        the product; activating again from this machine reuses the same seat.
         """
         if not isinstance(license_key, str) or not license_key.strip():
             raise ValueError("license_key must be a non-empty string")
