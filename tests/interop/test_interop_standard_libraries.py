@@ -21,6 +21,7 @@ from typing import Any, NoReturn
 import jwt
 import pytest
 
+from keys.certificates import issue_key_certificate
 from keys.crypto import (
     SigningKey,
     compute_kid,
@@ -36,6 +37,9 @@ ORG_ID = "1c2d3e4f-5a6b-4c7d-8e9f-0a1b2c3d4e5f"
 ACTIVATION_ID = "9a8b7c6d-5e4f-4a3b-9c2d-1e0f9a8b7c6d"
 VECTOR_DIR = HERE.parent / "vectors"
 VECTORS = {p.stem: json.loads(p.read_text()) for p in sorted(VECTOR_DIR.glob("*.json"))}
+CERTIFICATE_VECTORS = {
+    p.stem: json.loads(p.read_text()) for p in sorted((VECTOR_DIR / "certificates").glob("*.json"))
+}
 JOSE_SPEC = "jose@6"
 
 # Rejections that any standard JOSE library must also make (the others, such as an extra
@@ -292,3 +296,70 @@ def test_jose_verifies_fresh_tokens(jose_dir):
         "organization_id": ORG_ID,
         "activation_id": ACTIVATION_ID,
     }
+
+
+# --- the certificate path with jose ---------------------------------------------------------
+
+# The certificate-path vectors without endorsements or revocation lists: a product with a
+# generic JOSE library checks the certificate under the root, then the token under the key.
+CERTIFICATE_ONLY = sorted(
+    name
+    for name, v in CERTIFICATE_VECTORS.items()
+    if not v["root_endorsements"] and not v["key_revocations"]
+)
+
+
+def test_jose_follows_the_certificate_path_of_the_vectors(jose_dir):
+    assert {"valid-certificate", "certificate-tampered", "certificate-other-root"} <= set(
+        CERTIFICATE_ONLY
+    )
+    cases = []
+    for name in CERTIFICATE_ONLY:
+        vector = CERTIFICATE_VECTORS[name]
+        case = _case({**vector, "jwks": None})
+        del case["jwks"]
+        cases.append({**case, "root": vector["root"], "certificates": vector["key_certificates"]})
+    results = dict(zip(CERTIFICATE_ONLY, _jose(jose_dir, cases), strict=True))
+    for name in CERTIFICATE_ONLY:
+        expected, result = CERTIFICATE_VECTORS[name]["expected"], results[name]
+        assert result["certificates"] == expected["key_certificates"], (name, result)
+        if "ok" in expected:
+            assert result.get("ok") == expected["ok"], (name, result)
+            assert result["ids"] == expected["ids"], name
+        else:
+            assert result.get("error") == expected["error"], (name, result)
+
+
+def test_jose_verifies_a_fresh_certificate_and_the_token_it_certifies(jose_dir):
+    jwks, tokens = _fresh_tokens()
+    root_key = generate_private_key()
+    root = SigningKey.from_raw(compute_kid(raw_public_key(root_key)), raw_private_key(root_key))
+    now = datetime.now(UTC)
+    certificate = issue_key_certificate(
+        root,
+        jwks["keys"][0],
+        issuer="https://licensing.example.com",
+        now=now,
+        not_before=now - timedelta(minutes=5),
+        expires_at=now + timedelta(days=1826),
+    )
+    cases = [
+        {
+            "root": {"keys": [root.public_jwk()], "root_endorsements": []},
+            "certificates": [certificate],
+            "token": token,
+            "product": "acme-ide",
+            "issuer": "https://licensing.example.com",
+            "typ": typ,
+            "now": int(now.timestamp()),
+            "leeway": 300,
+        }
+        for typ, token in tokens.items()
+    ]
+    # The root itself is no signing key: a token checked against the root alone is refused.
+    cases.append({**cases[0], "certificates": []})
+    results = _jose(jose_dir, cases)
+    assert [r["certificates"] for r in results] == [["ok"], ["ok"], []]
+    assert "ok" in results[0] and "ok" in results[1], results
+    assert results[1]["ids"]["activation_id"] == ACTIVATION_ID
+    assert results[2]["error"] == "UnknownKey"

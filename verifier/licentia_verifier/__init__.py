@@ -5,6 +5,10 @@
     verifier = Verifier.from_jwks("jwks.json", product="acme-ide", issuer="https://lic.acme.test")
     license = verifier.verify_activation(token, fingerprint=machine_fingerprint("acme-ide"))
 
+``Verifier.from_root("root.json", ...)`` embeds the deployment's root instead and learns the
+signing keys from root-signed certificates (``add_key_certificate``, ``add_trust_material``),
+so it survives key rotations without a release.
+
 Every failure raises a subclass of ``LicenseError``. See docs/embedding.md and
 docs/token-format.md in the Licentia repository.
 """

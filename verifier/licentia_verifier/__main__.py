@@ -4,6 +4,10 @@ Prints the verified license as JSON and exits 0, or prints ``ErrorName: reason``
 (2 for a usage error). With ``--fingerprint`` the token is verified as an activation token,
 without it as a license token. Without ``--issuer`` the token's own ``iss`` is accepted and
 shown in the output (the signature is still checked against the key set).
+
+``--root FILE`` (the root document) replaces ``--jwks`` for a product that embeds the root;
+``--trust FILE`` (repeatable) offers the trust material of a JSON file first: a licensing
+answer, ``/.well-known/key-certificates.json``, or a ``LicenseClient`` cache file.
 """
 
 from __future__ import annotations
@@ -70,7 +74,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     verify = commands.add_parser("verify", help="verify a license or activation token")
     verify.add_argument("token", help="the token, or - to read it from standard input")
-    verify.add_argument("--jwks", required=True, help="the JWKS file the product embeds")
+    keys = verify.add_mutually_exclusive_group(required=True)
+    keys.add_argument("--jwks", help="the JWKS file the product embeds")
+    keys.add_argument("--root", help="the root document the product embeds (licentia-root.json)")
+    verify.add_argument(
+        "--trust",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="JSON with trust material: an answer, key-certificates.json, a client cache file",
+    )
     verify.add_argument("--product", required=True, help="the product code (aud)")
     verify.add_argument("--issuer", help="the expected issuer (default: the token's own iss)")
     verify.add_argument("--fingerprint", help="machine fingerprint: verify an activation token")
@@ -79,11 +92,29 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     token = sys.stdin.read().strip() if args.token == "-" else args.token.strip()
     issuer = args.issuer or _unverified_issuer(token)
+    source = args.jwks or args.root
     try:
-        verifier = Verifier.from_jwks(args.jwks, product=args.product, issuer=issuer)
+        if args.root is not None:
+            verifier = Verifier.from_root(args.root, product=args.product, issuer=issuer)
+        else:
+            verifier = Verifier.from_jwks(args.jwks, product=args.product, issuer=issuer)
     except (OSError, ValueError, TypeError) as exc:
-        print(f"error: cannot load key set {args.jwks!r}: {exc}", file=sys.stderr)
+        print(f"error: cannot load key set {source!r}: {exc}", file=sys.stderr)
         return 2
+    for path in args.trust:
+        try:
+            with open(path, encoding="utf-8") as handle:
+                material = json.load(handle)
+        except (OSError, ValueError) as exc:
+            print(f"error: cannot read trust material {path!r}: {exc}", file=sys.stderr)
+            return 2
+        if isinstance(material, dict) and isinstance(material.get("trust"), dict):
+            material = material["trust"]  # a LicenseClient cache file
+        if not isinstance(material, dict):
+            print(f"error: {path!r} is not a JSON object", file=sys.stderr)
+            return 2
+        for error in verifier.add_trust_material(material):
+            print(f"note: {path}: refused {error.code}: {error}", file=sys.stderr)
     now = _parse_now(args.now)
     try:
         if args.fingerprint is not None:

@@ -39,7 +39,9 @@ class InvalidSignature(LicenseError):
 
 
 class UnknownKey(LicenseError):
-    """The token's ``kid`` is not in the verifier's local key set."""
+    """The token's ``kid`` is not in the verifier's local key set. With a root of trust: no
+    accepted certificate for the ``kid``, none whose window holds the token's ``iat``, or
+    the ``kid`` is revoked; for trust material: it is not signed by a trusted root."""
 
 
 class WrongTokenType(LicenseError):

@@ -39,6 +39,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from collections.abc import Mapping
 
     from ._state import HighWaterMark
+    from ._trust import TrustStore
 
 LICENSE_TYP = "license+jwt"
 ACTIVATION_TYP = "activation+jwt"
@@ -223,6 +224,59 @@ def _iso(seconds: int | float) -> str:
         return (_EPOCH + timedelta(seconds=seconds)).isoformat().replace("+00:00", "Z")
     except (OverflowError, ValueError):  # pragma: no cover - caller clocks are sane
         return str(seconds)
+
+
+# --- Compact JWS, shared by tokens and trust material ----------------------------------------
+#
+# One copy of the encoding rules (docs/token-format.md, "Encoding"): the size, the three
+# segments, strict base64url, the header's exact members and algorithm, the signature.
+
+
+def _compact_parts(token: Any, what: str = "token") -> tuple[bytes, bytes, bytes, bytes]:
+    """Steps 1 and 2: ``(signing_input, header, payload, signature)`` segments of a compact
+    JWS of at most 16 KiB of ASCII, or MalformedToken."""
+    if type(token) is str:
+        if len(token) > MAX_TOKEN_LENGTH:
+            raise MalformedToken(f"the {what} is larger than 16 KiB")
+        try:
+            raw = token.encode("ascii")
+        except UnicodeEncodeError:
+            raise MalformedToken(f"the {what} contains non-ASCII characters") from None
+    elif isinstance(token, (bytes, bytearray)):
+        if len(token) > MAX_TOKEN_LENGTH:
+            raise MalformedToken(f"the {what} is larger than 16 KiB")
+        raw = bytes(token)
+    else:
+        raise MalformedToken(f"the {what} must be a string")
+    signing_input, _, signature_segment = raw.rpartition(b".")
+    header_segment, dot, payload_segment = signing_input.partition(b".")
+    if not dot or b"." in payload_segment:
+        raise MalformedToken(f"a {what} is three base64url segments separated by dots")
+    return signing_input, header_segment, payload_segment, signature_segment
+
+
+def _parse_header(segment: bytes) -> dict[str, Any]:
+    """Steps 3 and 4: a JSON object without duplicate names, no member but ``alg``, ``typ``
+    and ``kid``, and ``alg`` EdDSA or Ed25519. ``typ`` and ``kid`` are the caller's."""
+    header = _strict_json_object(_b64url_decode(segment, "header"), "header")
+    extra = set(header) - _HEADER_FIELDS
+    if extra:
+        raise MalformedToken(f"header field(s) not allowed: {', '.join(sorted(extra))}")
+    alg = header.get("alg")
+    if alg not in _ALGORITHMS or type(alg) is not str:
+        raise InvalidSignature(f"algorithm {alg!r} is not accepted; only EdDSA (Ed25519)")
+    return header
+
+
+def _check_signature(key: Ed25519PublicKey, segment: bytes, signing_input: bytes) -> None:
+    """Step 8: a strict base64url, 64-byte Ed25519 signature over the signing input."""
+    signature = _b64url_decode(segment, "signature")
+    if len(signature) != 64:
+        raise InvalidSignature("an Ed25519 signature is 64 bytes")
+    try:
+        key.verify(signature, signing_input)
+    except _CryptoInvalidSignature:
+        raise InvalidSignature("the signature does not verify") from None
 
 
 # --- The claim rules, defined once ----------------------------------------------------------
@@ -498,7 +552,7 @@ _new_object = object.__new__
 _set_claims = License.__dict__["_claims"].__set__  # the slot's descriptor
 
 
-def _load_jwks(jwks: Any) -> dict[str, Any]:
+def _load_jwks(jwks: Any, what: str = "key set", arg: str = "jwks") -> dict[str, Any]:
     import json
 
     if isinstance(jwks, dict):
@@ -511,20 +565,20 @@ def _load_jwks(jwks: Any) -> dict[str, Any]:
         with open(jwks, encoding="utf-8") as handle:
             text = handle.read()
     else:
-        raise TypeError("jwks must be a dict, JSON text, or a path to a JSON file")
+        raise TypeError(f"{arg} must be a dict, JSON text, or a path to a JSON file")
     try:
         data = json.loads(text)
     except (ValueError, RecursionError) as exc:  # RecursionError: nested too deep to parse
-        raise ValueError(f"the key set is not valid JSON: {exc}") from None
+        raise ValueError(f"the {what} is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
-        raise ValueError('the key set must be a JSON object with a "keys" array')
+        raise ValueError(f'the {what} must be a JSON object with a "keys" array')
     return data
 
 
-def _public_keys(jwks: dict[str, Any]) -> dict[str, Ed25519PublicKey]:
+def _public_keys(jwks: dict[str, Any], what: str = "key set") -> dict[str, Ed25519PublicKey]:
     keys = jwks.get("keys")
     if not isinstance(keys, list):
-        raise ValueError('the key set must be a JSON object with a "keys" array')
+        raise ValueError(f'the {what} must be a JSON object with a "keys" array')
     found: dict[str, Ed25519PublicKey] = {}
     raw_by_kid: dict[str, bytes] = {}
     for entry in keys:
@@ -537,10 +591,10 @@ def _public_keys(jwks: dict[str, Any]) -> dict[str, Ed25519PublicKey]:
         if entry.get("alg", "EdDSA") not in _ALGORITHMS:
             continue
         if "d" in entry:
-            raise ValueError("the key set contains a private key; embed only public keys")
+            raise ValueError(f"the {what} contains a private key; embed only public keys")
         kid, x = entry.get("kid"), entry.get("x")
         if not isinstance(kid, str) or not kid or not isinstance(x, str):
-            raise ValueError("every Ed25519 key in the key set needs a string kid and x")
+            raise ValueError(f"every Ed25519 key in the {what} needs a string kid and x")
         try:
             raw = _b64url_decode(x.encode("ascii"), "key")
         except (UnicodeEncodeError, MalformedToken):
@@ -554,25 +608,56 @@ def _public_keys(jwks: dict[str, Any]) -> dict[str, Ed25519PublicKey]:
         raw_by_kid[kid] = raw
         found[kid] = Ed25519PublicKey.from_public_bytes(raw)
     if not found:
-        raise ValueError("the key set contains no Ed25519 signature key")
+        raise ValueError(f"the {what} contains no Ed25519 signature key")
     return found
+
+
+# What the token path looks a kid up in, rebuilt whenever trust material changes and swapped
+# in one assignment, so a verification in another thread sees either the old or the new
+# state, never a mix: (kid -> (key, certificate windows, or None for a pinned key), the
+# revoked kids, the header cache of this state).
+_Windows = tuple[tuple[int, int], ...]
+_Entry = tuple[str, Ed25519PublicKey, "_Windows | None", str]  # typ, key, windows, kid
+_Ring = tuple[
+    dict[str, tuple[Ed25519PublicKey, "_Windows | None"]], frozenset[str], dict[bytes, _Entry]
+]
+
+
+def _make_ring(pinned: Mapping[str, Ed25519PublicKey], trust: TrustStore | None) -> _Ring:
+    lookup: dict[str, tuple[Ed25519PublicKey, _Windows | None]] = {
+        kid: (key, None) for kid, key in pinned.items()
+    }
+    revoked: frozenset[str] = frozenset()
+    if trust is not None:
+        for kid, key, windows in trust.certified():
+            lookup.setdefault(kid, (key, windows))  # a pinned key needs no window
+        revoked = trust.revoked
+    return lookup, revoked, {}
 
 
 class Verifier:
     """Verifies license and activation tokens offline against a local key set.
 
-    Build one with ``Verifier.from_jwks(...)`` at start-up and reuse it; it is safe to
-    share between threads.
+    Build one at start-up and reuse it; it is safe to share between threads. Two ways to
+    know the signing keys (docs/token-format.md, "Root of trust"):
+
+    - ``Verifier.from_jwks(...)`` pins the key set the product ships with;
+    - ``Verifier.from_root(...)`` embeds only the deployment's root public key and learns
+      each signing key from a root-signed certificate (``add_key_certificate``, or
+      ``add_trust_material`` with a licensing answer), so it follows key rotations without a
+      product release. ``trust_material()`` exports what it accepted, to persist and feed
+      back with ``add_trust_material`` in the next process.
     """
 
     __slots__ = (
         "_fp_cache",
-        "_header_cache",
         "_issuer",
         "_keys",
         "_leeway",
         "_product",
+        "_ring",
         "_state",
+        "_trust",
     )
 
     def __init__(
@@ -583,6 +668,7 @@ class Verifier:
         issuer: str,
         leeway: timedelta = timedelta(minutes=5),
         state_path: str | os.PathLike[str] | None = None,
+        roots: Mapping[str, Ed25519PublicKey] | None = None,
     ) -> None:
         if not isinstance(product, str) or not product:
             raise ValueError("product must be a non-empty string")
@@ -591,14 +677,22 @@ class Verifier:
         seconds = leeway.total_seconds() if isinstance(leeway, timedelta) else None
         if seconds is None or seconds < 0:
             raise ValueError("leeway must be a non-negative timedelta")
-        if not keys or not all(isinstance(k, Ed25519PublicKey) for k in keys.values()):
+        if not keys and not roots:
             raise ValueError("keys must map kid to Ed25519PublicKey and not be empty")
+        for kind, mapping in (("keys", keys), ("roots", roots or {})):
+            if not all(isinstance(k, Ed25519PublicKey) for k in mapping.values()):
+                raise ValueError(f"{kind} must map kid to Ed25519PublicKey")
         self._keys = dict(keys)
         self._product = product
         self._issuer = issuer
         self._leeway = seconds
-        self._header_cache: dict[bytes, tuple[str, Ed25519PublicKey]] = {}
         self._fp_cache: tuple[str, str] = ("", "")
+        self._trust: TrustStore | None = None
+        if roots:
+            from ._trust import TrustStore
+
+            self._trust = TrustStore(roots, issuer=issuer, pinned=self._keys)
+        self._ring: _Ring = _make_ring(self._keys, self._trust)
         self._state: HighWaterMark | None = None
         if state_path is not None:
             from ._state import HighWaterMark
@@ -632,6 +726,50 @@ class Verifier:
             state_path=state_path,
         )
 
+    @classmethod
+    def from_root(
+        cls,
+        root: dict[str, Any] | str | bytes | os.PathLike[str],
+        *,
+        product: str,
+        issuer: str,
+        leeway: timedelta = timedelta(minutes=5),
+        state_path: str | os.PathLike[str] | None = None,
+        jwks: dict[str, Any] | str | bytes | os.PathLike[str] | None = None,
+    ) -> Verifier:
+        """Build a verifier that trusts the deployment's root: the root document
+        (``licentia keys export-root``, ``{"keys": [...], "root_endorsements": [...]}``) as a
+        dict, JSON text, or a file path.
+
+        The root keys never verify a token: they only certify signing keys. A token is
+        accepted when its ``kid`` has an accepted certificate whose window holds the token's
+        ``iat`` and is not revoked. Feed trust material with ``add_trust_material`` (a
+        licensing answer, the stored export) or the ``add_*`` methods. ``jwks`` optionally
+        pins a key set as well (a key is then usable when either admits it; a revoked kid is
+        refused either way). The document's endorsements are processed in order; one that
+        does not verify (say, signed by a root since retired from the document) is skipped.
+        Raises ``ValueError`` for an unusable document, like ``from_jwks``.
+        """
+        document = _load_jwks(root, "root document", "root")
+        roots = _public_keys(document, "root document")
+        endorsements = document.get("root_endorsements", [])
+        if not isinstance(endorsements, list):
+            raise ValueError('the root document\'s "root_endorsements" must be an array')
+        pinned = {} if jwks is None else _public_keys(_load_jwks(jwks))
+        overlap = set(roots) & set(pinned)
+        if overlap:
+            raise ValueError(f"a root key cannot also be pinned as a signing key: {overlap}")
+        verifier = cls(
+            pinned,
+            product=product,
+            issuer=issuer,
+            leeway=leeway,
+            state_path=state_path,
+            roots=roots,
+        )
+        verifier.add_trust_material({"root_endorsements": endorsements})
+        return verifier
+
     @property
     def product(self) -> str:
         return self._product
@@ -642,13 +780,127 @@ class Verifier:
 
     @property
     def key_ids(self) -> tuple[str, ...]:
-        return tuple(self._keys)
+        """The kids that may sign tokens now: pinned or certified, and not revoked."""
+        lookup, revoked, _ = self._ring
+        return tuple(kid for kid in lookup if kid not in revoked)
+
+    @property
+    def root_ids(self) -> tuple[str, ...]:
+        """The trusted roots' kids: the embedded ones and those accepted by endorsement."""
+        return () if self._trust is None else tuple(self._trust.roots)
+
+    @property
+    def revoked_key_ids(self) -> tuple[str, ...]:
+        """The kids withdrawn by the newest accepted revocation list."""
+        return tuple(sorted(self._ring[1]))
 
     def __repr__(self) -> str:
+        roots = "" if self._trust is None else f", roots={list(self._trust.roots)!r}"
         return (
             f"Verifier(product={self._product!r}, issuer={self._issuer!r}, "
-            f"keys={list(self._keys)!r})"
+            f"keys={list(self.key_ids)!r}{roots})"
         )
+
+    # -- trust material (docs/token-format.md, "Checking trust material") ------------------
+
+    def _trust_store(self) -> TrustStore:
+        trust = self._trust
+        if trust is None:  # a pinning verifier trusts no root: every piece is UnknownKey
+            from ._trust import TrustStore
+
+            trust = self._trust = TrustStore({}, issuer=self._issuer, pinned=self._keys)
+        return trust
+
+    def add_root_endorsement(self, endorsement: str) -> str:
+        """Accept a ``root+jwt`` signed by a trusted root: its ``sub`` becomes a trusted root
+        too. Returns that kid. Raises ``MalformedToken``, ``InvalidSignature``,
+        ``WrongTokenType``, ``UnknownKey`` (not signed by a trusted root) or ``WrongIssuer``;
+        nothing is changed then."""
+        trust = self._trust_store()
+        with trust.lock:
+            return trust.add_root_endorsement(endorsement)
+
+    def add_key_certificate(self, certificate: str) -> str:
+        """Accept a ``key+jwt`` signed by a trusted root: its key may sign tokens whose
+        ``iat`` lies in the certificate's window. Returns the certified kid. Raises like
+        ``add_root_endorsement`` (``MalformedToken`` also for a kid already known with
+        another public key)."""
+        trust = self._trust_store()
+        with trust.lock:
+            kid = trust.add_key_certificate(certificate)
+            self._ring = _make_ring(self._keys, trust)
+        return kid
+
+    def add_key_revocations(self, revocations: str) -> bool:
+        """Accept a ``key-revocations+jwt`` signed by a trusted root. Returns True when it
+        replaced the stored list (its ``seq`` is greater), False when it was ignored as not
+        newer (a replayed old list cannot undo a revocation). Tokens of a revoked kid are
+        then refused with ``UnknownKey``, pinned or certified. Raises like
+        ``add_root_endorsement``."""
+        trust = self._trust_store()
+        with trust.lock:
+            replaced = trust.add_key_revocations(revocations)
+            if replaced:
+                self._ring = _make_ring(self._keys, trust)
+        return replaced
+
+    def add_trust_material(self, material: Mapping[str, Any]) -> list[LicenseError]:
+        """Process the trust material of a licensing answer (``root_endorsements``,
+        ``key_certificate``, ``key_revocations``), of ``/.well-known/key-certificates.json``
+        (``certificates``) or of ``trust_material()`` (``key_certificates``), in the
+        specified order: endorsements, certificates, then the revocation list.
+
+        Never raises for a piece that fails: it is dropped, and its error is returned (an
+        empty list when everything was accepted or ignored as older). Members that are
+        absent or null are skipped.
+        """
+        from collections.abc import Mapping
+
+        if not isinstance(material, Mapping):
+            raise TypeError("material must be a mapping (a parsed JSON object)")
+        errors: list[LicenseError] = []
+
+        def pieces(*names: str) -> list[Any]:
+            found: list[Any] = []
+            for name in names:
+                value = material.get(name)
+                if value is None:
+                    continue
+                if isinstance(value, list):
+                    found.extend(value)
+                else:
+                    found.append(value)
+            return found
+
+        for endorsement in pieces("root_endorsements"):
+            try:
+                self.add_root_endorsement(endorsement)
+            except LicenseError as error:
+                errors.append(error)
+        for certificate in pieces("key_certificate", "key_certificates", "certificates"):
+            try:
+                self.add_key_certificate(certificate)
+            except LicenseError as error:
+                errors.append(error)
+        for revocations in pieces("key_revocations"):
+            try:
+                self.add_key_revocations(revocations)
+            except LicenseError as error:
+                errors.append(error)
+        return errors
+
+    def trust_material(self) -> dict[str, Any]:
+        """What this verifier accepted, as JSON-ready data: ``{"root_endorsements": [...],
+        "key_certificates": [...], "key_revocations": "<jwt>" | None}``. Persist it and pass
+        it to ``add_trust_material`` in a later process (each piece is verified again, so
+        the stored copy need not be trusted)."""
+        trust = self._trust
+        if trust is None:
+            return {"root_endorsements": [], "key_certificates": [], "key_revocations": None}
+        with trust.lock:
+            return trust.export()
+
+    # -- tokens ----------------------------------------------------------------------------
 
     def verify_license(self, token: str, *, now: datetime | float | None = None) -> License:
         """Verify a ``license+jwt`` token. Raises a ``LicenseError`` subclass on failure."""
@@ -679,61 +931,42 @@ class Verifier:
         _set_claims(license, claims)
         return license
 
-    def _header(self, segment: bytes) -> tuple[str, Ed25519PublicKey]:
-        header = _strict_json_object(_b64url_decode(segment, "header"), "header")
-        extra = set(header) - _HEADER_FIELDS
-        if extra:
-            raise MalformedToken(f"header field(s) not allowed: {', '.join(sorted(extra))}")
-        alg = header.get("alg")
-        if alg not in _ALGORITHMS or type(alg) is not str:
-            raise InvalidSignature(f"algorithm {alg!r} is not accepted; only EdDSA (Ed25519)")
+    def _header(self, segment: bytes, ring: _Ring) -> _Entry:
+        header = _parse_header(segment)
         typ = header.get("typ")
         if typ not in (LICENSE_TYP, ACTIVATION_TYP) or type(typ) is not str:
             raise WrongTokenType(f"typ {typ!r} is not a Licentia token type")
         kid = header.get("kid")
         if type(kid) is not str:
             raise MalformedToken("header kid is missing or not a string")
-        key = self._keys.get(kid)
-        if key is None:
-            raise UnknownKey(f"kid {kid!r} is not in the local key set")
-        entry = (typ, key)
-        if len(self._header_cache) < _MAX_HEADER_CACHE:
-            self._header_cache[segment] = entry
+        lookup, revoked, cache = ring
+        if kid in revoked:
+            raise UnknownKey(f"kid {kid!r} is revoked by the root's revocation list")
+        found = lookup.get(kid)
+        if found is None:
+            if self._trust is None or not self._trust.roots:
+                raise UnknownKey(f"kid {kid!r} is not in the local key set")
+            raise UnknownKey(
+                f"kid {kid!r} is neither pinned nor certified by a trusted root (no accepted "
+                "key certificate for it)"
+            )
+        entry = (typ, found[0], found[1], kid)
+        if len(cache) < _MAX_HEADER_CACHE:
+            cache[segment] = entry
         return entry
 
     def _verify(self, token: Any, typ: str, now: Any) -> dict[str, Any]:
         # 1. Size and shape, before any parsing.
-        if type(token) is str:
-            if len(token) > MAX_TOKEN_LENGTH:
-                raise MalformedToken("the token is larger than 16 KiB")
-            try:
-                raw = token.encode("ascii")
-            except UnicodeEncodeError:
-                raise MalformedToken("the token contains non-ASCII characters") from None
-        elif isinstance(token, (bytes, bytearray)):
-            if len(token) > MAX_TOKEN_LENGTH:
-                raise MalformedToken("the token is larger than 16 KiB")
-            raw = bytes(token)
-        else:
-            raise MalformedToken("the token must be a string")
-        signing_input, _, signature_segment = raw.rpartition(b".")
-        header_segment, dot, payload_segment = signing_input.partition(b".")
-        if not dot or b"." in payload_segment:
-            raise MalformedToken("a token is three base64url segments separated by dots")
+        signing_input, header_segment, payload_segment, signature_segment = _compact_parts(token)
 
-        # 2. Header: exactly alg/typ/kid, EdDSA, a Licentia typ, a locally known kid.
-        entry = self._header_cache.get(header_segment) or self._header(header_segment)
+        # 2. Header: exactly alg/typ/kid, EdDSA, a Licentia typ, a known, unrevoked kid.
+        ring = self._ring
+        entry = ring[2].get(header_segment) or self._header(header_segment, ring)
         if entry[0] != typ:
             raise WrongTokenType(f"expected a {typ} token, got {entry[0]}")
 
         # 3. Signature, before the payload is parsed at all.
-        signature = _b64url_decode(signature_segment, "signature")
-        if len(signature) != 64:
-            raise InvalidSignature("an Ed25519 signature is 64 bytes")
-        try:
-            entry[1].verify(signature, signing_input)
-        except _CryptoInvalidSignature:
-            raise InvalidSignature("the signature does not verify") from None
+        _check_signature(entry[1], signature_segment, signing_input)
 
         # 4. Claims: every rule of the table for this token type holds.
         claims = _parse_json_object(_b64url_decode(payload_segment, "payload"), "payload")
@@ -743,6 +976,14 @@ class Verifier:
             raise MalformedToken(problem)
         if not activation and "act" in claims:
             del claims["act"]  # not a license-token claim: activation_id stays None
+        windows = entry[2]
+        if windows is not None:  # a certified key: one certificate's window holds iat
+            iat = claims["iat"]
+            if not any(nbf <= iat <= exp for nbf, exp in windows):
+                raise UnknownKey(
+                    f"no accepted certificate of kid {entry[3]!r} covers the token's issue "
+                    f"time ({_iso(iat)})"
+                )
 
         # 5. Who it is for.
         iss = claims["iss"]

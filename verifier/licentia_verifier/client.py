@@ -27,7 +27,7 @@ import urllib.request
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from ._errors import Expired, LicenseError, MalformedToken
+from ._errors import Expired, LicenseError, MalformedToken, UnknownKey
 from ._verifier import _epoch_seconds
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -45,6 +45,9 @@ _MAX_INTERVAL = 366 * 24 * 3600.0
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
 _TRANSIENT_STATUSES = frozenset((408, 425, 429))
 _USER_AGENT = "licentia-verifier-client/1"
+# The members of a licensing answer (and of an air-gapped response file) that carry trust
+# material next to the token (docs/token-format.md, "Where trust material comes from").
+_TRUST_MEMBERS = ("root_endorsements", "key_certificate", "key_revocations")
 
 Json = dict[str, Any]
 
@@ -205,6 +208,13 @@ class LicenseClient:
     again; after a refusal (revoked, suspended, expired, not activated) it waits
     ``refusal_interval`` seconds. Both waits survive restarts (they are kept in the cache
     file), so a product started often never hammers the server.
+
+    With a verifier built by ``Verifier.from_root`` the client also processes the trust
+    material every answer carries (root endorsements, the signing key's certificate, the
+    revocation list, in that order, before the token), keeps what the verifier accepted in
+    the cache file and feeds it back to the verifier when it is constructed, so a product
+    that was online once after a key rotation verifies offline from then on, in any later
+    process. The stored material is verified again when loaded: the file is not trusted.
     """
 
     def __init__(
@@ -255,6 +265,9 @@ class LicenseClient:
             self._cache_dir, f"licentia-{_UNSAFE_NAME.sub('_', product)}.json"
         )
         self._lock = threading.RLock()
+        stored = self._read().get("trust")
+        if isinstance(stored, dict):  # verified again piece by piece; failures are dropped
+            verifier.add_trust_material(stored)
 
     # -- public properties ---------------------------------------------------------------
 
@@ -300,10 +313,13 @@ class LicenseClient:
     ) -> License:
         """Activate this machine with ``license_key`` and store the token.
 
-        The token is verified for this machine before anything is stored. Raises
-        ``ActivationRefused`` (with the server's ``code``), ``ServerUnavailable``, or the
-        verifier's error if the token does not verify (e.g. ``UnknownKey`` when the embedded
-        key set is older than the server's signing key).
+        The token is verified for this machine before anything is stored (trust material
+        the answer carries is processed first, and kept when the verifier accepts it).
+        Raises ``ActivationRefused`` (with the server's ``code``), ``ServerUnavailable``, or
+        the verifier's error if the token does not verify. ``UnknownKey`` means the server
+        has activated this machine and holds its seat, but the product does not know the
+        signing key (a key set older than a rotation, or no accepted certificate): update
+        the product; activating again from this machine reuses the same seat.
         """
         if not isinstance(license_key, str) or not license_key.strip():
             raise ValueError("license_key must be a non-empty string")
@@ -317,9 +333,25 @@ class LicenseClient:
         if not isinstance(token, str):
             raise ServerUnavailable("the activation answer carries no token")
         with self._lock:
-            license = self._verifier.verify_activation(
-                token, fingerprint=self._fingerprint, now=now
-            )
+            learned = self._absorb(answer)
+            try:
+                license = self._verifier.verify_activation(
+                    token, fingerprint=self._fingerprint, now=now
+                )
+            except UnknownKey as unknown:
+                if learned:
+                    self._write(self._read(), keep_checks=True)
+                raise UnknownKey(
+                    f"{unknown}. The server has activated this machine and holds its seat, "
+                    "but this product cannot verify the answer because it does not know the "
+                    "key that signed it. Activating again from this machine reuses the same "
+                    "seat: update the product (a newer key set, or a verifier built with "
+                    "Verifier.from_root), or free the seat from the customer portal."
+                ) from None
+            except LicenseError:
+                if learned:
+                    self._write(self._read(), keep_checks=True)
+                raise
             self._write({"license_key": license_key.strip(), "token": token})
         return license
 
@@ -462,6 +494,8 @@ class LicenseClient:
                     "install the response to the latest request written on this machine"
                 )
             token = data["token"]
+            if self._absorb(data):
+                self._write(state, keep_checks=True)  # kept even if the token fails
             license = self._verifier.verify_activation(
                 token, fingerprint=self._fingerprint, now=now
             )
@@ -548,6 +582,7 @@ class LicenseClient:
             token = answer.get("token")
             if not isinstance(token, str):
                 raise ServerUnavailable("the check-in answer carries no token")
+            self._absorb(answer)  # stored with whatever is written next
             license = self._verifier.verify_activation(
                 token, fingerprint=self._fingerprint, now=now
             )
@@ -577,6 +612,23 @@ class LicenseClient:
             new_state["next_check_in_at"] = current + self._retry_interval
         self._write(new_state, keep_checks=True)
         return license
+
+    def _absorb(self, answer: Json) -> bool:
+        """Offer the answer's trust material to the verifier, in the specified order; True
+        when the verifier accepted something new. A piece that fails is dropped: it does
+        not reject the answer by itself (the token is then checked against what is known).
+        """
+        material = {name: answer.get(name) for name in _TRUST_MEMBERS}
+        if all(value is None or value == [] for value in material.values()):
+            return False
+        before = self._verifier.trust_material()
+        self._verifier.add_trust_material(material)
+        return self._verifier.trust_material() != before
+
+    def _trust(self) -> Json | None:
+        """What the verifier accepted, to store in the cache file; None when nothing."""
+        material = self._verifier.trust_material()
+        return material if any(material.values()) else None
 
     def _post(self, path: str, body: Json) -> Json:
         url = self._base_url + path
@@ -627,6 +679,9 @@ class LicenseClient:
             for name in ("next_check_in_at", "refusal", "request"):
                 if state.get(name) is not None:
                     data[name] = state[name]
+        trust = self._trust()
+        if trust is not None:
+            data["trust"] = trust
         try:
             _atomic_write(self._cache_path, data)
         except OSError:
@@ -634,6 +689,12 @@ class LicenseClient:
                 raise  # a new token that cannot be stored is an error; a back-off is not
 
     def _remove(self) -> None:
+        """Forget the token and the key. Accepted trust material stays (a revocation list
+        must outlive a deactivation), so the file remains when there is some."""
+        if self._trust() is not None:
+            with contextlib.suppress(OSError):
+                self._write({})
+                return
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self._cache_path)
 

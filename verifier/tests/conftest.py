@@ -6,7 +6,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from typing import Any
+import socket
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Callable
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -139,6 +143,89 @@ def env() -> Env:
     return Env()
 
 
+class Trust:
+    """A deployment's root of trust for one test: the root document a product embeds, and
+    the trust material the root signs (docs/token-format.md, "Root of trust"). By default
+    it certifies ``env``'s signing key ``key-1`` for a window around NOW."""
+
+    def __init__(self, env: Env) -> None:
+        self.env = env
+        self.root = seeded_key("verifier-tests-root-1")
+        self.root_kid = "root-1"
+        self.document: dict[str, Any] = {
+            "keys": [jwk(self.root, self.root_kid)],
+            "root_endorsements": [],
+        }
+
+    def _sign(
+        self, typ: str, claims: dict[str, Any], root: Ed25519PrivateKey | None, kid: str | None
+    ) -> str:
+        header = {"alg": "EdDSA", "kid": kid or self.root_kid, "typ": typ}
+        return sign(root or self.root, header, claims)
+
+    def certificate(
+        self,
+        key: Ed25519PrivateKey | None = None,
+        kid: str | None = None,
+        *,
+        nbf: int = NOW - 86400,
+        exp: int = NOW + 365 * 86400,
+        root: Ed25519PrivateKey | None = None,
+        root_kid: str | None = None,
+        **changes: Any,
+    ) -> str:
+        """A ``key+jwt`` for ``key``/``kid`` (default: env's signing key)."""
+        key = key or self.env.key
+        kid = kid or self.env.kid
+        claims = {"iss": ISSUER, "sub": kid, "jwk": jwk(key, kid), "iat": nbf, "nbf": nbf}
+        claims.update(exp=exp, **changes)
+        return self._sign("key+jwt", claims, root, root_kid)
+
+    def endorsement(
+        self,
+        new_root: Ed25519PrivateKey,
+        new_kid: str,
+        *,
+        by: Ed25519PrivateKey | None = None,
+        by_kid: str | None = None,
+        **changes: Any,
+    ) -> str:
+        """A ``root+jwt``: ``by`` (default: the embedded root) endorses ``new_root``."""
+        claims = {"iss": ISSUER, "sub": new_kid, "jwk": jwk(new_root, new_kid), "iat": NOW}
+        claims.update(changes)
+        return self._sign("root+jwt", claims, by, by_kid)
+
+    def revocations(
+        self,
+        seq: int,
+        revoked: list[str],
+        *,
+        root: Ed25519PrivateKey | None = None,
+        root_kid: str | None = None,
+        **changes: Any,
+    ) -> str:
+        """A ``key-revocations+jwt`` withdrawing ``revoked``."""
+        claims = {"iss": ISSUER, "iat": NOW, "seq": seq, "revoked": revoked, **changes}
+        return self._sign("key-revocations+jwt", claims, root, root_kid)
+
+    def verifier(self, **kwargs: Any) -> Any:
+        from licentia_verifier import Verifier
+
+        kwargs.setdefault("product", PRODUCT)
+        kwargs.setdefault("issuer", ISSUER)
+        return Verifier.from_root(self.document, **kwargs)
+
+    def certified_verifier(self, **kwargs: Any) -> Any:
+        verifier = self.verifier(**kwargs)
+        verifier.add_key_certificate(self.certificate())
+        return verifier
+
+
+@pytest.fixture
+def trust(env: Env) -> Trust:
+    return Trust(env)
+
+
 class FakeClock:
     """Stands in for the ``time`` module inside the verifier: ``time()`` reads ``now``."""
 
@@ -159,3 +246,82 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
     monkeypatch.setattr(_verifier, "time", fake)
     monkeypatch.setattr(client, "time", fake)
     return fake
+
+
+# --- a fake server for network shapes -----------------------------------------------------
+
+Reply = tuple  # (status, body: dict | bytes | None, headers: dict)
+
+
+class FakeServer:
+    """Answers each path with queued replies (the last one repeats) and records requests."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+        self.replies: dict[str, list[Reply]] = {}
+        self.behaviour: Callable[[BaseHTTPRequestHandler], None] | None = None
+        self.release = threading.Event()  # set at teardown: lets stalled handlers finish
+        self.entered = threading.Event()
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length)
+                fake.requests.append(
+                    {
+                        "path": self.path,
+                        "content_type": self.headers.get("Content-Type"),
+                        "body": json.loads(raw) if raw else None,
+                    }
+                )
+                fake.entered.set()
+                if fake.behaviour is not None:
+                    fake.behaviour(self)
+                    return
+                queue = fake.replies.get(self.path) or [(404, {"code": "NO_ROUTE"}, {})]
+                status, body, headers = queue.pop(0) if len(queue) > 1 else queue[0]
+                payload = body if isinstance(body, bytes) else b""
+                if isinstance(body, dict):
+                    payload = json.dumps(body).encode()
+                self.send_response(status)
+                kind = "application/problem+json" if status >= 400 else "application/json"
+                self.send_header("Content-Type", kind)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def reply(self, path: str, status: int, body: Any = None, **headers: str) -> None:
+        self.replies.setdefault(path, []).append((status, body, headers))
+
+    def close(self) -> None:
+        self.release.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeServer]:
+    server = FakeServer()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def closed_url() -> str:
+    """A local port nobody listens on: connections are refused at once."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}"

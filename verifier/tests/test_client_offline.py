@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import stat
-import threading
 from datetime import datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable
+from http.server import BaseHTTPRequestHandler
+from typing import Any
 
 import pytest
 
@@ -34,85 +32,6 @@ NOW = 1_780_000_000
 # client checks in from NOW+2380 on; the verifier's leeway keeps it valid until NOW+3900.
 DUE = NOW + 3000
 PAST_LEASE = NOW + 3600 + 301
-
-
-# --- a fake server for network shapes -----------------------------------------------------
-
-Reply = tuple  # (status, body: dict | bytes | None, headers: dict)
-
-
-class FakeServer:
-    """Answers each path with queued replies (the last one repeats) and records requests."""
-
-    def __init__(self) -> None:
-        self.requests: list[dict[str, Any]] = []
-        self.replies: dict[str, list[Reply]] = {}
-        self.behaviour: Callable[[BaseHTTPRequestHandler], None] | None = None
-        self.release = threading.Event()  # set at teardown: lets stalled handlers finish
-        self.entered = threading.Event()
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                raw = self.rfile.read(length)
-                fake.requests.append(
-                    {
-                        "path": self.path,
-                        "content_type": self.headers.get("Content-Type"),
-                        "body": json.loads(raw) if raw else None,
-                    }
-                )
-                fake.entered.set()
-                if fake.behaviour is not None:
-                    fake.behaviour(self)
-                    return
-                queue = fake.replies.get(self.path) or [(404, {"code": "NO_ROUTE"}, {})]
-                status, body, headers = queue.pop(0) if len(queue) > 1 else queue[0]
-                payload = body if isinstance(body, bytes) else b""
-                if isinstance(body, dict):
-                    payload = json.dumps(body).encode()
-                self.send_response(status)
-                kind = "application/problem+json" if status >= 400 else "application/json"
-                self.send_header("Content-Type", kind)
-                for name, value in headers.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-        self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def reply(self, path: str, status: int, body: Any = None, **headers: str) -> None:
-        self.replies.setdefault(path, []).append((status, body, headers))
-
-    def close(self) -> None:
-        self.release.set()
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@pytest.fixture
-def fake():
-    server = FakeServer()
-    yield server
-    server.close()
-
-
-@pytest.fixture
-def closed_url() -> str:
-    """A local port nobody listens on: connections are refused at once."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
 
 
 ACTIVATE = "/api/v1/licenses/activate"
