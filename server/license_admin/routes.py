@@ -215,7 +215,9 @@ class LicenseController(Controller):
         description=(
             "A `license+jwt` signed with the active Ed25519 key, not bound to a machine, "
             "valid until the license expires or the configured token lifetime ends, whichever "
-            "is first. Verify it with `licentia-verifier` against the JWKS. 403 "
+            "is first, with the trust material of the key that signed it (`key_certificate`, "
+            '`key_revocations`, `root_endorsements`: docs/token-format.md, "Root of trust"). '
+            "Verify it with `licentia-verifier` against the JWKS or the root. 403 "
             "LICENSE_SUSPENDED / LICENSE_REVOKED / LICENSE_EXPIRED / LICENSE_NOT_YET_VALID when "
             "the license cannot be used. Admins (`licenses:read`) or the organization's "
             "owners and admins."
@@ -226,7 +228,7 @@ class LicenseController(Controller):
     async def token(
         self, session: AsyncSession, state: State, principal: Principal, license_id: uuid.UUID
     ) -> LicenseToken:
-        issued = await service.license_token(
+        return await service.license_token(
             session,
             principal,
             license_id,
@@ -234,7 +236,6 @@ class LicenseController(Controller):
             issuer=state.settings.issuer,
             lifetime_seconds=state.settings.license_token_ttl_seconds,
         )
-        return LicenseToken(token=issued.token, expires_at=issued.expires_at)
 
     @get(
         "/{license_id:uuid}/activations",

@@ -16,7 +16,7 @@ from sqlalchemy import Select, and_, func, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from keys.tokens import IssuedToken, issue_license_token
+from keys.tokens import issue_license_token
 from server import license_rules as rules
 from server.audit.service import record
 from server.auth.principal import Principal
@@ -28,6 +28,7 @@ from server.license_admin.schemas import (
     LicenseCreate,
     LicenseCreated,
     LicenseRead,
+    LicenseToken,
     LicenseUpdate,
     RenewRequest,
     Status,
@@ -458,9 +459,11 @@ async def license_token(
     issuer: str,
     lifetime_seconds: int,
     now: datetime | None = None,
-) -> IssuedToken:
+) -> LicenseToken:
     """A signed ``license+jwt`` for offline use without machine binding, valid until
-    min(license expiry, now + lifetime). Refused (403) unless the license is usable now.
+    min(license expiry, now + lifetime), with the trust material of the key that signed it
+    (certificate, revocation list, root endorsements: one keyring snapshot, no query while
+    the keyring is fresh). Refused (403) unless the license is usable now.
 
     Time is counted in whole seconds, as tokens count it (and as the licensing API does): a
     license that expires within the current second is already expired here."""
@@ -468,7 +471,7 @@ async def license_token(
     row = await _license_row(session, principal, license_id, now)
     terms = rules.LicenseTerms.from_row(row._mapping)
     rules.refuse_unless_usable(terms.status(now))
-    signer = await keyring.signer()
+    signer, trust = await keyring.signer_and_trust()
     issued = issue_license_token(
         signer,
         terms.subject(),
@@ -485,7 +488,13 @@ async def license_token(
         organization_id=terms.organization_id,
         data={"jti": issued.jti, "expires_at": issued.expires_at.isoformat()},
     )
-    return issued
+    return LicenseToken(
+        token=issued.token,
+        expires_at=issued.expires_at,
+        key_certificate=trust.key_certificate,
+        key_revocations=trust.key_revocations,
+        root_endorsements=list(trust.root_endorsements),
+    )
 
 
 # --- activations (machines holding seats) --------------------------------------------------
