@@ -1,5 +1,5 @@
 """The ``licentia`` command: serve, db, admin, keys, demo, licenses (admin), offline (for
-air-gapped product machines)."""
+air-gapped product machines), verifier (the wheel products embed)."""
 
 from __future__ import annotations
 
@@ -260,6 +260,34 @@ def demo_seed(data_dir: Path) -> None:
     settings = settings_for(resolve_database(data_dir))
     summary = run_admin(settings, seed)
     click.echo(summary)
+
+
+@main.group()
+def verifier() -> None:
+    """The verifier products embed (licentia-verifier): hand a product team its wheel."""
+
+
+@verifier.command("wheel")
+@click.option(
+    "--output",
+    "-o",
+    "output",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="The directory to write the wheel into (created if needed).",
+)
+def verifier_wheel(output: Path) -> None:
+    """Write the wheel of the licentia-verifier this server speaks into OUTPUT and print its
+    path. No package index has it: vendor the wheel in the product, or put it on your own
+    index. Built offline with the standard library; the same server gives the same bytes."""
+    from server.verifier_wheel import NoVerifierSource, build_wheel
+
+    try:
+        built = build_wheel(output)
+    except NoVerifierSource as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(str(built.path))
+    click.echo(f"{built.name} {built.version} sha256={built.sha256}", err=True)
 
 
 main.add_command(offline)
