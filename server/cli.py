@@ -24,10 +24,17 @@ from server.cli_support import (
 )
 from server.license_admin.cli import licenses
 from server.product_licensing.cli import offline
-from server.settings import Settings, async_url
+from server.settings import DEFAULT_ISSUER, Settings, async_url
 from server.signing_keys.cli import keys
 
 log = logging.getLogger("licentia.cli")
+
+DEFAULT_ISSUER_WARNING = (
+    f"LICENTIA_ISSUER is still the default {DEFAULT_ISSUER!r} on an external database. Choose "
+    "the issuer before shipping a product (normally this server's public base URL, e.g. "
+    "https://licensing.example.com): every product embeds it and refuses tokens with "
+    "another one, so changing it later means a release of every product"
+)
 
 
 @click.group()
@@ -54,6 +61,9 @@ def serve(host: str, port: int, workers: int, data_dir: Path) -> None:
     if db.owner_url:
         migrate(db)
     settings = settings_for(db)
+    if not db.embedded and settings.issuer == DEFAULT_ISSUER:
+        log.warning(DEFAULT_ISSUER_WARNING)
+        click.echo(f"warning: {DEFAULT_ISSUER_WARNING}", err=True)
     kek = kek_bytes(settings)
     _prepare(settings, kek, data_dir)
     os.environ["LICENTIA_DATABASE_URL"] = db.runtime_url

@@ -107,8 +107,7 @@ def build_wheel(output_dir: Path, source: Path | None = None) -> Built:
     info = f"{dist}.dist-info"
     files.append((f"{info}/METADATA", _metadata(project, source).encode("utf-8")))
     wheel = (
-        f"Wheel-Version: 1.0\nGenerator: {_GENERATOR}\nRoot-Is-Purelib: true\n"
-        "Tag: py3-none-any\n"
+        f"Wheel-Version: 1.0\nGenerator: {_GENERATOR}\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
     )
     files.append((f"{info}/WHEEL", wheel.encode("ascii")))
     record = [_record_line(arcname, data) for arcname, data in files]
