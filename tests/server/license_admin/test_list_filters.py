@@ -118,9 +118,7 @@ def test_bad_filter_values_are_422_naming_the_parameter(
 def test_the_filters_are_in_the_openapi_schema(client) -> None:
     document = client.get("/schema/openapi.json").json()
     parameters = {p["name"]: p for p in document["paths"]["/api/v1/licenses"]["get"]["parameters"]}
-    assert parameters["expires_before"]["schema"]["oneOf"][0]["format"] == "date-time" or (
-        "date-time" in json.dumps(parameters["expires_before"]["schema"])
-    )
+    assert '"format": "date-time"' in json.dumps(parameters["expires_before"]["schema"])
     assert "pattern" in json.dumps(parameters["key_prefix"]["schema"])
     assert '"maxLength": 200' in json.dumps(parameters["q"]["schema"])
     for name in ("expires_before", "key_prefix", "q"):
