@@ -1,5 +1,5 @@
 """The ``licentia`` command: serve, db, admin, keys, demo, licenses (admin), offline (for
-air-gapped product machines)."""
+air-gapped product machines), verifier (the wheel products embed)."""
 
 from __future__ import annotations
 
@@ -24,10 +24,17 @@ from server.cli_support import (
 )
 from server.license_admin.cli import licenses
 from server.product_licensing.cli import offline
-from server.settings import Settings, async_url
+from server.settings import DEFAULT_ISSUER, Settings, async_url
 from server.signing_keys.cli import keys
 
 log = logging.getLogger("licentia.cli")
+
+DEFAULT_ISSUER_WARNING = (
+    f"LICENTIA_ISSUER is still the default {DEFAULT_ISSUER!r} on an external database. Choose "
+    "the issuer before shipping a product (normally this server's public base URL, e.g. "
+    "https://licensing.example.com): every product embeds it and refuses tokens with "
+    "another one, so changing it later means a release of every product"
+)
 
 
 @click.group()
@@ -54,6 +61,9 @@ def serve(host: str, port: int, workers: int, data_dir: Path) -> None:
     if db.owner_url:
         migrate(db)
     settings = settings_for(db)
+    if not db.embedded and settings.issuer == DEFAULT_ISSUER:
+        log.warning(DEFAULT_ISSUER_WARNING)
+        click.echo(f"warning: {DEFAULT_ISSUER_WARNING}", err=True)
     kek = kek_bytes(settings)
     _prepare(settings, kek, data_dir)
     os.environ["LICENTIA_DATABASE_URL"] = db.runtime_url
@@ -260,6 +270,34 @@ def demo_seed(data_dir: Path) -> None:
     settings = settings_for(resolve_database(data_dir))
     summary = run_admin(settings, seed)
     click.echo(summary)
+
+
+@main.group()
+def verifier() -> None:
+    """The verifier products embed (licentia-verifier): hand a product team its wheel."""
+
+
+@verifier.command("wheel")
+@click.option(
+    "--output",
+    "-o",
+    "output",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="The directory to write the wheel into (created if needed).",
+)
+def verifier_wheel(output: Path) -> None:
+    """Write the wheel of the licentia-verifier this server speaks into OUTPUT and print its
+    path. No package index has it: vendor the wheel in the product, or put it on your own
+    index. Built offline with the standard library; the same server gives the same bytes."""
+    from server.verifier_wheel import NoVerifierSource, build_wheel
+
+    try:
+        built = build_wheel(output)
+    except NoVerifierSource as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(str(built.path))
+    click.echo(f"{built.name} {built.version} sha256={built.sha256}", err=True)
 
 
 main.add_command(offline)

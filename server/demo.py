@@ -8,6 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from server.license_rules import DEFAULT_MAX_DEACTIVATIONS_PER_DAY
 from server.models import Organization, Product, Tier
 
 DEMO_ORGANIZATION = "Demo Organization"
@@ -130,7 +131,7 @@ async def seed(session: AsyncSession) -> str:
                     duration_days=days,
                     offline_lease_days=lease,
                     lease_grace_days=7,
-                    max_deactivations_per_day=50,
+                    max_deactivations_per_day=DEFAULT_MAX_DEACTIVATIONS_PER_DAY,
                 )
                 .on_conflict_do_nothing(index_elements=["product_id", "code"])
             )

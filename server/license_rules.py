@@ -193,6 +193,11 @@ def lease_end(now: datetime, offline_lease_days: int, expires_at: datetime | Non
 # --- the deactivation limit ----------------------------------------------------------------
 
 DEACTIVATION_WINDOW = timedelta(hours=24)
+DEFAULT_MAX_DEACTIVATIONS_PER_DAY = 3
+"""A tier's default: enough for honest moves (a new laptop, a reinstall, a replaced machine),
+small enough that a shared key cannot hop from machine to machine. Each deactivation lets one
+more machine in, so a license reaches at most ``max_activations + limit`` machines in 24
+hours (docs/api.md, "Freeing a seat")."""
 USER_DEACTIVATION = "user"
 """The reason counted by the limit: seats the customer freed (from the product or the
 portal/API as an organization's owner or admin); not expired leases, not the vendor's own."""

@@ -13,6 +13,9 @@ from server.client_address import parse_networks
 ENV_PREFIX = "LICENTIA_"
 
 
+DEFAULT_ISSUER = "licentia"
+
+
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Everything the server needs to run. Tests build it directly."""
 
@@ -22,7 +25,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Owner connection used for migrations; defaults to ``database_url``."""
     key_encryption_key: str | None = None
     """Base64url of 32 bytes: the AES-256-GCM key that wraps signing keys at rest."""
-    issuer: str = "licentia"
+    issuer: str = DEFAULT_ISSUER
+    """The tokens' ``iss``; products embed it. ``licentia serve`` warns when it is left at
+    the default on an external database (a deployment about to ship)."""
     environment: str = "production"
     cors_origins: tuple[str, ...] = ()
     log_json: bool | None = None

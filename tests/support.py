@@ -192,3 +192,49 @@ def assert_problem(response: Any, status: int, code: str | None = None) -> dict[
     if code is not None:
         assert body["code"] == code, body
     return body
+
+
+def check_trust_material(
+    answer: dict[str, Any], root_document: dict[str, Any], *, issuer: str
+) -> dict[str, Any]:
+    """Check an answer's token as a product that embeds only the root would, with the
+    reference checker of docs/token-format.md "Root of trust"
+    (tests/vectors/test_certificate_vectors.py): the answer's ``root_endorsements``, then
+    its ``key_certificate`` (which must verify under the root and name the token's kid), then
+    its ``key_revocations``; the token's kid must be certified and not revoked, its signature
+    must verify under the certified key, and its ``iat`` lie in the certificate's window.
+    Returns the token's claims; raises ``Refused`` (with the spec's error name) otherwise."""
+    import base64
+    import json
+
+    from vectors.test_certificate_vectors import ReferenceTrust, Refused
+
+    def segment(part: str) -> dict[str, Any]:
+        decoded: dict[str, Any] = json.loads(
+            base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+        )
+        return decoded
+
+    assert set(answer) >= {"token", "key_certificate", "key_revocations", "root_endorsements"}
+    assert isinstance(answer["root_endorsements"], list)
+    trust = ReferenceTrust(root_document, issuer=issuer)
+    for endorsement in answer["root_endorsements"]:
+        trust.add_root_endorsement(endorsement)
+    certificate = answer["key_certificate"]
+    assert isinstance(certificate, str), answer
+    trust.add_key_certificate(certificate)
+    if answer["key_revocations"] is not None:
+        trust.add_key_revocations(answer["key_revocations"])
+    token = answer["token"]
+    head, payload, signature = token.split(".")
+    kid = segment(head)["kid"]
+    assert segment(certificate.split(".")[1])["sub"] == kid, "the certificate names another key"
+    key, windows = trust.key_for(token)
+    key.verify(
+        base64.urlsafe_b64decode(signature + "=" * (-len(signature) % 4)),
+        f"{head}.{payload}".encode("ascii"),
+    )
+    claims = segment(payload)
+    if not any(nbf <= claims["iat"] <= exp for nbf, exp in windows):
+        raise Refused("UnknownKey")
+    return claims

@@ -112,34 +112,91 @@ def issue(
 @click.option(
     "--status", type=click.Choice(["active", "suspended", "revoked", "expired"]), default=None
 )
-@click.option("--limit", type=click.IntRange(1, 100), default=100, show_default=True)
+@click.option(
+    "--expires-before",
+    type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%S%z"]),
+    default=None,
+    help="Only licenses expiring before this time (UTC when no offset is given).",
+)
+@click.option("--key-prefix", default=None, help="Only the license whose key starts LK-XXXXX.")
+@click.option(
+    "--search",
+    "-q",
+    "search",
+    default=None,
+    help="Free text in the organization's name or the license's metadata (any case).",
+)
+@click.option(
+    "--limit",
+    type=click.IntRange(1),
+    default=100,
+    show_default=True,
+    help="How many to list, following the pages (100 each) as far as needed.",
+)
+@click.option("--all", "everything", is_flag=True, help="List every match, page after page.")
+@click.option("--cursor", default=None, help="Start after this cursor (printed when more follow).")
 @data_dir_option
 def list_(
-    org: str | None, product: str | None, status: str | None, limit: int, data_dir: Path
+    org: str | None,
+    product: str | None,
+    status: str | None,
+    expires_before: datetime | None,
+    key_prefix: str | None,
+    search: str | None,
+    limit: int,
+    everything: bool,
+    cursor: str | None,
+    data_dir: Path,
 ) -> None:
-    """List licenses (oldest first): id, key prefix, organization, product/tier, status."""
+    """List licenses (oldest first): id, key prefix, organization, product/tier, status.
+
+    Pages of 100 are followed by their cursors until --limit licenses are listed (or all of
+    them with --all); when more follow, the cursor to continue from is printed on stderr."""
     from server.cli_support import resolve_database, run_admin, settings_for
     from server.license_admin import service
     from server.license_admin.schemas import LicenseRead
 
     settings = settings_for(resolve_database(data_dir))
+    before = expires_before.replace(tzinfo=expires_before.tzinfo or UTC) if expires_before else None
+    wanted = None if everything else limit
 
-    async def work(session: AsyncSession) -> list[LicenseRead]:
+    async def work(session: AsyncSession) -> tuple[list[LicenseRead], str | None]:
         org_id = await _organization_id(session, org) if org else None
-        page = await service.list_licenses(
-            session,
-            None,
-            organization_id=org_id,
-            product=product,
-            status=status,  # type: ignore[arg-type]
-            limit=limit,
-        )
-        return page.items
+        items: list[LicenseRead] = []
+        after = cursor
+        while True:
+            size = PAGE if wanted is None else min(PAGE, wanted - len(items))
+            page = await service.list_licenses(
+                session,
+                None,
+                organization_id=org_id,
+                product=product,
+                status=status,  # type: ignore[arg-type]
+                expires_before=before,
+                key_prefix=key_prefix,
+                q=search,
+                limit=size,
+                cursor=after,
+            )
+            items.extend(page.items)
+            after = page.next_cursor
+            if after is None or (wanted is not None and len(items) >= wanted):
+                return items, after
 
-    for item in run_admin(settings, work):
+    items, more = run_admin(settings, work)
+    for item in items:
         expiry = item.expires_at.isoformat() if item.expires_at else "never"
         click.echo(
             f"{item.id}  {item.key_prefix}  {item.organization_id}  "
             f"{item.product}/{item.tier}  {item.status:9}  "
             f"seats {item.activations_count}/{item.max_activations}  expires {expiry}"
         )
+    if more is not None:
+        click.echo(
+            f"more licenses follow: list them all with --all, or continue with --cursor {more}",
+            err=True,
+        )
+
+
+PAGE = 100
+"""The API's largest page; the command follows the cursors from one page to the next."""

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Annotated
 
 from litestar import Controller, Response, delete, get, patch, post
 from litestar.datastructures import State
 from litestar.di import Provide
-from litestar.params import HeaderParameter
+from litestar.openapi.spec import Example
+from litestar.params import HeaderParameter, Parameter
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.auth.principal import EVERY_ROLE, MANAGERS, Principal, allow, provide_principal
@@ -25,7 +27,7 @@ from server.license_admin.schemas import (
 )
 from server.pagination import Cursor, Limit, PageOf
 from server.problems import problem_responses
-from server.validation import query_text
+from server.validation import NO_NUL, query_text
 
 _admin_read = allow(scope="licenses:read")
 _admin_write = allow(scope="licenses:write")
@@ -91,7 +93,9 @@ class LicenseController(Controller):
         summary="List licenses",
         description=(
             "Admins (`licenses:read`) see every organization's and may filter by "
-            "`organization_id`; users see their organization's."
+            "`organization_id`; users see their organization's. Filters combine: `product`, "
+            "`status`, `expires_before`, `key_prefix`, `q`. A bad filter value is 422 "
+            "`VALIDATION_ERROR` naming the parameter."
         ),
         responses=problem_responses(401, 403, 422),
     )
@@ -102,6 +106,41 @@ class LicenseController(Controller):
         organization_id: uuid.UUID | None = None,
         product: Annotated[str | None, query_text(64)] = None,
         status: Status | None = None,
+        expires_before: Annotated[
+            datetime | None,
+            Parameter(
+                description=(
+                    "Licenses that expire strictly before this time (RFC 3339 with an offset, "
+                    "e.g. 2027-01-31T00:00:00Z), already expired ones included; perpetual "
+                    "licenses never match. Combine with `status=active` for those still running."
+                )
+            ),
+        ] = None,
+        key_prefix: Annotated[
+            str | None,
+            Parameter(
+                pattern=service.KEY_PREFIX_PATTERN,
+                max_length=40,
+                description=(
+                    "The key's display prefix as stored and shown (`LK-XXXXX`, the key's first "
+                    "group); case and surrounding spaces do not matter."
+                ),
+                examples=[Example(value="LK-7QX2M")],
+            ),
+        ] = None,
+        q: Annotated[
+            str | None,
+            Parameter(
+                min_length=1,
+                max_length=service.MAX_SEARCH_LENGTH,
+                pattern=NO_NUL,
+                description=(
+                    "Free text, case-insensitive: the license matches when its organization's "
+                    "name or any string or number in its metadata (at any depth) contains it. "
+                    "`%` and `_` are plain characters."
+                ),
+            ),
+        ] = None,
         limit: Limit = 50,
         cursor: Cursor = None,
     ) -> PageOf[LicenseRead]:
@@ -111,6 +150,9 @@ class LicenseController(Controller):
             organization_id=organization_id,
             product=product,
             status=status,
+            expires_before=expires_before,
+            key_prefix=key_prefix,
+            q=q,
             limit=limit,
             cursor=cursor,
         )
@@ -215,7 +257,9 @@ class LicenseController(Controller):
         description=(
             "A `license+jwt` signed with the active Ed25519 key, not bound to a machine, "
             "valid until the license expires or the configured token lifetime ends, whichever "
-            "is first. Verify it with `licentia-verifier` against the JWKS. 403 "
+            "is first, with the trust material of the key that signed it (`key_certificate`, "
+            '`key_revocations`, `root_endorsements`: docs/token-format.md, "Root of trust"). '
+            "Verify it with `licentia-verifier` against the JWKS or the root. 403 "
             "LICENSE_SUSPENDED / LICENSE_REVOKED / LICENSE_EXPIRED / LICENSE_NOT_YET_VALID when "
             "the license cannot be used. Admins (`licenses:read`) or the organization's "
             "owners and admins."
@@ -226,7 +270,7 @@ class LicenseController(Controller):
     async def token(
         self, session: AsyncSession, state: State, principal: Principal, license_id: uuid.UUID
     ) -> LicenseToken:
-        issued = await service.license_token(
+        return await service.license_token(
             session,
             principal,
             license_id,
@@ -234,7 +278,6 @@ class LicenseController(Controller):
             issuer=state.settings.issuer,
             lifetime_seconds=state.settings.license_token_ttl_seconds,
         )
-        return LicenseToken(token=issued.token, expires_at=issued.expires_at)
 
     @get(
         "/{license_id:uuid}/activations",

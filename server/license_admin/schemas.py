@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from server.products.schemas import Code, Days, Features, Seats
+from server.signing_keys.schemas import KeyCertificate, KeyRevocations, RootEndorsements
 from server.validation import AwareDateTime, DatedRequest, SafeStr
 
 Status = Literal["active", "suspended", "revoked", "expired"]
@@ -81,6 +82,9 @@ class LicenseToken(msgspec.Struct):
     token: str
     """A signed ``license+jwt`` (Ed25519) for offline use, not bound to a machine."""
     expires_at: datetime
+    key_certificate: KeyCertificate
+    key_revocations: KeyRevocations
+    root_endorsements: RootEndorsements
 
 
 class ActivationRead(msgspec.Struct):

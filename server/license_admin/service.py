@@ -6,17 +6,18 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import msgspec
-from sqlalchemy import Select, and_, func, select, text
+from sqlalchemy import Select, and_, func, or_, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from keys.tokens import IssuedToken, issue_license_token
+from keys.tokens import issue_license_token
 from server import license_rules as rules
 from server.audit.service import record
 from server.auth.principal import Principal
@@ -28,6 +29,7 @@ from server.license_admin.schemas import (
     LicenseCreate,
     LicenseCreated,
     LicenseRead,
+    LicenseToken,
     LicenseUpdate,
     RenewRequest,
     Status,
@@ -35,7 +37,7 @@ from server.license_admin.schemas import (
 from server.models import Activation, License, Organization, Product, Tier
 from server.pagination import Page, after_cursor, encode_cursor, paginate
 from server.signing_keys.keyring import Keyring
-from server.validation import check_datetime
+from server.validation import check_datetime, datetime_problem
 
 Actor = Principal | tuple[str, str | None]
 MAX_METADATA_BYTES = 8 * 1024
@@ -141,6 +143,70 @@ def _status_filter(status: Status, now: datetime) -> Any:
     )
 
 
+MAX_SEARCH_LENGTH = 200
+
+
+def _like_pattern(needle: str) -> str:
+    """``%needle%`` for ``ILIKE ... ESCAPE '\\'``, the needle's own ``%``, ``_`` and ``\\``
+    matched literally."""
+    escaped = needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+# A license's metadata matches when any string or number in it, at any depth, contains the
+# text (keys and JSON punctuation do not count).
+_METADATA_MATCH = """
+    EXISTS (SELECT 1 FROM jsonb_path_query(licenses.metadata, 'strict $.**') AS v(value)
+            WHERE jsonb_typeof(v.value) IN ('string', 'number')
+              AND (v.value #>> '{}') ILIKE :search ESCAPE '\\')
+"""
+
+
+def _search_filter(q: str) -> Any:
+    """Free text, case-insensitive, over the organization's name and the license's metadata
+    values; the text is a bound parameter, its wildcards matched literally."""
+    needle = q.strip()
+    if not needle:
+        raise InvalidInput(
+            "q: must contain a character other than white space",
+            errors=[{"key": "q", "message": "blank search text", "source": "query"}],
+        )
+    pattern = _like_pattern(needle)
+    organization_match = (
+        select(Organization.id)
+        .where(
+            Organization.id == License.organization_id,
+            Organization.name.ilike(pattern, escape="\\"),
+        )
+        .exists()
+    )
+    return or_(organization_match, text(_METADATA_MATCH).bindparams(search=pattern))
+
+
+def _check_query_datetime(value: datetime, name: str) -> datetime:
+    if problem := datetime_problem(value):
+        raise InvalidInput(
+            f"{name}: {problem}", errors=[{"key": name, "message": problem, "source": "query"}]
+        )
+    return value
+
+
+KEY_PREFIX_PATTERN = r"^\s*[Ll][Kk]-[0-9A-Za-z]{5}\s*$"
+"""A key's display prefix as a customer reads it out (``LK-XXXXX``, any case)."""
+
+
+def normalize_key_prefix(key_prefix: str) -> str:
+    """The stored prefix (``LK-XXXXX``) of what a customer reads out: case and surrounding
+    white space do not matter, as for the key itself."""
+    if not re.fullmatch(KEY_PREFIX_PATTERN, key_prefix):
+        problem = "must be a key prefix like LK-7QX2M"
+        raise InvalidInput(
+            f"key_prefix: {problem}",
+            errors=[{"key": "key_prefix", "message": problem, "source": "query"}],
+        )
+    return key_prefix.strip().upper()
+
+
 async def list_licenses(
     session: AsyncSession,
     principal: Principal | None,
@@ -148,11 +214,17 @@ async def list_licenses(
     organization_id: uuid.UUID | None = None,
     product: str | None = None,
     status: Status | None = None,
+    expires_before: datetime | None = None,
+    key_prefix: str | None = None,
+    q: str | None = None,
     limit: int = 50,
     cursor: str | None = None,
     now: datetime | None = None,
 ) -> Page[LicenseRead]:
-    """Oldest first, keyset-paginated on (created_at, id)."""
+    """Oldest first, keyset-paginated on (created_at, id). Filters combine (AND):
+    ``expires_before`` (licenses that expire strictly before it, expired ones included;
+    perpetual ones never match), ``key_prefix`` (the stored ``LK-XXXXX``), ``q`` (free
+    text over the organization's name and the metadata's values, case-insensitive)."""
     now = now or datetime.now(UTC)
     query = _visible_to(_license_select(now), principal)
     if organization_id is not None:
@@ -161,6 +233,13 @@ async def list_licenses(
         query = query.where(Product.code == product)
     if status is not None:
         query = query.where(_status_filter(status, now))
+    if expires_before is not None:
+        before = _check_query_datetime(expires_before, "expires_before")
+        query = query.where(License.expires_at < before)
+    if key_prefix is not None:
+        query = query.where(License.key_prefix == normalize_key_prefix(key_prefix))
+    if q is not None:
+        query = query.where(_search_filter(q))
     if cursor:
         query = after_cursor(query, License.created_at, License.id, cursor)
     query = query.order_by(License.created_at, License.id).limit(limit + 1)
@@ -458,9 +537,11 @@ async def license_token(
     issuer: str,
     lifetime_seconds: int,
     now: datetime | None = None,
-) -> IssuedToken:
+) -> LicenseToken:
     """A signed ``license+jwt`` for offline use without machine binding, valid until
-    min(license expiry, now + lifetime). Refused (403) unless the license is usable now.
+    min(license expiry, now + lifetime), with the trust material of the key that signed it
+    (certificate, revocation list, root endorsements: one keyring snapshot, no query while
+    the keyring is fresh). Refused (403) unless the license is usable now.
 
     Time is counted in whole seconds, as tokens count it (and as the licensing API does): a
     license that expires within the current second is already expired here."""
@@ -468,7 +549,7 @@ async def license_token(
     row = await _license_row(session, principal, license_id, now)
     terms = rules.LicenseTerms.from_row(row._mapping)
     rules.refuse_unless_usable(terms.status(now))
-    signer = await keyring.signer()
+    signer, trust = await keyring.signer_and_trust()
     issued = issue_license_token(
         signer,
         terms.subject(),
@@ -485,7 +566,13 @@ async def license_token(
         organization_id=terms.organization_id,
         data={"jti": issued.jti, "expires_at": issued.expires_at.isoformat()},
     )
-    return issued
+    return LicenseToken(
+        token=issued.token,
+        expires_at=issued.expires_at,
+        key_certificate=trust.key_certificate,
+        key_revocations=trust.key_revocations,
+        root_endorsements=list(trust.root_endorsements),
+    )
 
 
 # --- activations (machines holding seats) --------------------------------------------------

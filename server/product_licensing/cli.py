@@ -24,7 +24,10 @@ Activation response (``offline activate --output TOKEN.json``; ``LicenseClient.i
     {"type": "activation_response", "version": 1,
      "token": "<activation+jwt>", "activation_id": "<uuid>",
      "lease_expires_at": "2026-12-02T10:00:00Z",
-     "nonce": "..."}                     # the request's nonce, echoed
+     "nonce": "...",                     # the request's nonce, echoed
+     "key_certificate": "<key+jwt>",     # the trust material of docs/token-format.md,
+     "key_revocations": null,            # "Root of trust", as in every answer that
+     "root_endorsements": []}            # carries a token
 
 ``POST /api/v1/licenses/activate`` with the request file as its body answers with these fields
 too (plus ``activations_count`` and ``max_activations``), so its body is a valid token file.
@@ -114,6 +117,9 @@ def offline_activate(request: Path, output: Path | None, data_dir: Path) -> None
             "activation_id": str(activated.activation_id),
             "lease_expires_at": activated.lease_expires_at.isoformat().replace("+00:00", "Z"),
             "nonce": activated.nonce,
+            "key_certificate": activated.key_certificate,
+            "key_revocations": activated.key_revocations,
+            "root_endorsements": activated.root_endorsements,
         },
         output,
     )

@@ -35,6 +35,12 @@ def _caller(state: State) -> service.Caller:
     )
 
 
+_TRUST = (
+    " Every answer that carries a token also carries the trust material of the key that "
+    "signed it: `key_certificate`, `key_revocations`, `root_endorsements` "
+    '(docs/token-format.md, "Root of trust").'
+)
+
 _REFUSALS = (
     "Refusals are problem details with a `code`: 404 `LICENSE_NOT_FOUND`, 403 "
     "`LICENSE_SUSPENDED` / `LICENSE_REVOKED` / `LICENSE_EXPIRED` / `LICENSE_NOT_YET_VALID`, "
@@ -62,6 +68,7 @@ class LicensingController(Controller):
             "SUSPENDED, REVOKED, NOT_YET_VALID, PRODUCT_MISMATCH, NOT_ACTIVATED), `detail`, the "
             "license summary and, when valid, a fresh `license+jwt` carrying the `nonce` sent. "
             "Never changes a seat. 422 for a malformed body; 429 for too many unknown keys."
+            + _TRUST
         ),
     )
     async def validate(self, state: State, data: ValidateRequest) -> ValidateResponse:
@@ -77,6 +84,7 @@ class LicensingController(Controller):
             "an offline activation request file as it is, and answers with a body that is a "
             "valid activation response file. 409 `ACTIVATION_LIMIT` when every seat is taken. "
             + _REFUSALS
+            + _TRUST
         ),
     )
     async def activate(self, state: State, data: ActivateRequest) -> Response[ActivationResponse]:
@@ -92,7 +100,7 @@ class LicensingController(Controller):
         description=(
             "200 with a fresh `activation+jwt` and the new lease end; 404 `NOT_ACTIVATED` when "
             "the seat was freed (deactivated, or its lease ran out longer ago than the tier's "
-            "grace period). " + _REFUSALS
+            "grace period). " + _REFUSALS + _TRUST
         ),
     )
     async def check_in(self, state: State, data: CheckInRequest) -> CheckInResponse:

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from server.signing_keys.schemas import KeyCertificate, KeyRevocations, RootEndorsements
 from server.validation import Line
 
 LicenseKey = Annotated[Line, msgspec.Meta(min_length=1, max_length=128)]
@@ -89,6 +90,9 @@ class ValidateResponse(msgspec.Struct):
     license: LicenseSummary | None
     token: str | None
     """A ``license+jwt`` when ``valid``; carries ``nonce`` when one was sent."""
+    key_certificate: KeyCertificate = None
+    key_revocations: KeyRevocations = None
+    root_endorsements: RootEndorsements = []
 
 
 class ActivationResponse(msgspec.Struct):
@@ -100,6 +104,9 @@ class ActivationResponse(msgspec.Struct):
     lease_expires_at: datetime
     activations_count: int
     max_activations: int
+    key_certificate: KeyCertificate
+    key_revocations: KeyRevocations
+    root_endorsements: RootEndorsements
     nonce: str | None = None
     type: Literal["activation_response"] = "activation_response"
     version: int = 1
@@ -108,6 +115,9 @@ class ActivationResponse(msgspec.Struct):
 class CheckInResponse(msgspec.Struct):
     token: str
     lease_expires_at: datetime
+    key_certificate: KeyCertificate
+    key_revocations: KeyRevocations
+    root_endorsements: RootEndorsements
 
 
 class FeaturesResponse(msgspec.Struct):

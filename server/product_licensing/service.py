@@ -61,10 +61,14 @@ from server.product_licensing.schemas import (
     ValidateResponse,
 )
 from server.settings import Settings
+from server.signing_keys.keyring import Trust
 
 
 class SignerSource(Protocol):
-    async def signer(self) -> SigningKey: ...
+    async def signer_and_trust(self) -> tuple[SigningKey, Trust]:
+        """The active key and its trust material from one snapshot (the keyring caches
+        both: no database round trip while fresh)."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -262,6 +266,17 @@ async def count_unknown_key(caller: Caller) -> None:
         )
 
 
+def _trust_members(trust: Trust) -> dict[str, Any]:
+    """What every answer carrying a token carries next to it (docs/token-format.md, "Where
+    trust material comes from"): from the same keyring snapshot as the signer, so the
+    certificate is always the one of the key that signed the token."""
+    return {
+        "key_certificate": trust.key_certificate,
+        "key_revocations": trust.key_revocations,
+        "root_endorsements": list(trust.root_endorsements),
+    }
+
+
 def _activation_token(
     signer: SigningKey,
     caller: Caller,
@@ -308,15 +323,18 @@ async def validate(
     if fp is not None and row["seat"] is None:
         detail = "This machine holds no seat of this license; activate it first"
         return ValidateResponse(False, "NOT_ACTIVATED", detail, summary, None)
+    signer, trust = await caller.keyring.signer_and_trust()
     issued = issue_license_token(
-        await caller.keyring.signer(),
+        signer,
         lic.terms.subject(),
         issuer=caller.settings.issuer,
         now=now,
         lifetime=timedelta(seconds=caller.settings.license_token_ttl_seconds),
         nonce=data.nonce,
     )
-    return ValidateResponse(True, "VALID", "The license is valid", summary, issued.token)
+    return ValidateResponse(
+        True, "VALID", "The license is valid", summary, issued.token, **_trust_members(trust)
+    )
 
 
 @dataclass(frozen=True)
@@ -329,14 +347,18 @@ class Activated:
 _CHANGE_ATTEMPTS = 3
 
 
+_Signer = tuple[SigningKey, Trust]
+
+
 async def _change(
     pool: asyncpg.Pool | asyncpg.Connection, caller: Caller, statement: _Sql, **params: Any
-) -> tuple[asyncpg.Record, SigningKey | None]:
-    """Run a seat change, with the signer fetched first: a change is made only when its token
-    can be signed. Without a signing key the change runs in a transaction that is rolled back,
-    so that the caller still answers with the refusal (no seat, ...) when there is one."""
+) -> tuple[asyncpg.Record, _Signer | None]:
+    """Run a seat change, with the signer (and its trust material) fetched first: a change is
+    made only when its token can be signed. Without a signing key the change runs in a
+    transaction that is rolled back, so that the caller still answers with the refusal (no
+    seat, ...) when there is one."""
     try:
-        signer: SigningKey | None = await caller.keyring.signer()
+        signer: _Signer | None = await caller.keyring.signer_and_trust()
     except NoSigningKey:
         signer = None
     if signer is not None:
@@ -358,8 +380,8 @@ async def _change(
     return row, signer
 
 
-async def _signer(signer: SigningKey | None, caller: Caller) -> SigningKey:
-    return signer if signer is not None else await caller.keyring.signer()  # raises
+async def _signer(signer: _Signer | None, caller: Caller) -> _Signer:
+    return signer if signer is not None else await caller.keyring.signer_and_trust()  # raises
 
 
 async def activate(
@@ -420,8 +442,8 @@ async def activate(
         if outcome == "conflict":  # cannot happen under the row lock; kept as a backstop
             raise ActivationLimitReached("Try again", code="ACTIVATION_CONFLICT")
         activation_id = _uuid(row["activation_id"])
-        signer = await _signer(signer, caller)
-        token = _activation_token(signer, caller, lic, activation_id, data.fingerprint, now)
+        key, trust = await _signer(signer, caller)
+        token = _activation_token(key, caller, lic, activation_id, data.fingerprint, now)
         response = ActivationResponse(
             activation_id=activation_id,
             token=token,
@@ -429,6 +451,7 @@ async def activate(
             activations_count=row["seats"],
             max_activations=terms.max_activations,
             nonce=data.nonce,
+            **_trust_members(trust),
         )
         return Activated(response, outcome == "created")
     raise Conflict("The license changed during the call; try again", code="LICENSE_CHANGED")
@@ -463,11 +486,11 @@ async def check_in(
                 "This machine holds no seat of this license; activate it again",
                 code="NOT_ACTIVATED",
             )
-        signer = await _signer(signer, caller)
+        key, trust = await _signer(signer, caller)
         token = _activation_token(
-            signer, caller, lic, _uuid(row["activation_id"]), data.fingerprint, now
+            key, caller, lic, _uuid(row["activation_id"]), data.fingerprint, now
         )
-        return CheckInResponse(token=token, lease_expires_at=lease_end)
+        return CheckInResponse(token=token, lease_expires_at=lease_end, **_trust_members(trust))
     raise Conflict("The license changed during the call; try again", code="LICENSE_CHANGED")
 
 

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 import msgspec
 
+from server.license_rules import DEFAULT_MAX_DEACTIVATIONS_PER_DAY
 from server.validation import NO_NUL
 
 MAX_SAFE_INT = 2**53 - 1
@@ -76,7 +77,8 @@ class TierCreate(msgspec.Struct, forbid_unknown_fields=True):
     """``null``: licenses of this tier are perpetual unless the license says otherwise."""
     offline_lease_days: Days = 7
     lease_grace_days: GraceDays = 7
-    max_deactivations_per_day: DailyLimit = 50
+    max_deactivations_per_day: DailyLimit = DEFAULT_MAX_DEACTIVATIONS_PER_DAY
+    """Deactivations the customer may make per license in any 24 hours (docs/api.md)."""
 
 
 class TierUpdate(msgspec.Struct, forbid_unknown_fields=True):

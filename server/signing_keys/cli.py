@@ -22,13 +22,13 @@ CLI_ACTOR = ("cli", None)
 
 ROTATE_NOW_WARNING = (
     "warning: the new key signs from now on. Products that pin signing keys "
-    "(Verifier.from_jwks) do not know it until they are released again with the new key set; "
-    "their installs keep verifying tokens from the previous key until those expire, and fail "
-    "with UnknownKey on every newer token. To spare them, publish first and switch later: "
-    "`licentia keys rotate --activate-at TIME`, and ship `licentia keys export` before TIME. "
-    "The server already certifies every key under the deployment's root (licentia keys "
-    "export-root), for products that will verify through the root (Verifier.from_root) "
-    "once the verifier and the licensing answers carry certificates; until then, pin."
+    "(Verifier.from_jwks) will refuse every token it signs (UnknownKey) until they are "
+    "released again with the new key set (licentia keys export); their installs keep "
+    "verifying tokens from the previous key only until those expire. To spare them, publish "
+    "first and switch later: `licentia keys rotate --activate-at TIME`, and ship the new key "
+    "set before TIME. Products that embed the root instead (Verifier.from_root with "
+    "licentia keys export-root) follow any rotation: every answer carries the new key's "
+    "certificate."
 )
 
 root_key_option = click.option(

@@ -48,6 +48,7 @@ WIRING = {
     "server.cli_support",
     "server.demo",
     "server.maintenance",
+    "server.verifier_wheel",
 }
 PUBLISHED = {"service", "schemas", "principal", "keyring"}
 WEB_OR_DATABASE = {"litestar", "sqlalchemy", "asyncpg", "alembic", "psycopg", "uvicorn"}

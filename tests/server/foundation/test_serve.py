@@ -45,6 +45,7 @@ def test_serve_embedded_end_to_end_survives_restart(tmp_path: Path) -> None:
     try:
         first_log = first.log()
         assert "First start: an admin API key was created" in first_log
+        assert "LICENTIA_ISSUER" not in first_log, "embedded (development): no issuer warning"
         # stdout is a log file, not a terminal: the key is in a private file, not the log
         first_key = (data_dir / "first-admin-key").read_text().strip()
         assert first_key.startswith("lic_admin_") and first_key not in first_log
@@ -144,3 +145,19 @@ def test_serve_refuses_a_wrong_key_encryption_key(
     env = server_env(settings, LICENTIA_KEY_ENCRYPTION_KEY=new_kek_text())
     with pytest.raises(RuntimeError, match="cannot be decrypted"):
         start_server(env, tmp_path / "wrong-kek.log", timeout=60)
+
+
+def test_serve_warns_when_an_external_database_keeps_the_default_issuer(
+    live_server_factory,
+) -> None:
+    default = live_server_factory()  # server_env: an external database, no LICENTIA_ISSUER
+    lines = default.log().splitlines()
+    logged = [json.loads(line) for line in lines if line.startswith("{")]
+    warnings = [e for e in logged if "LICENTIA_ISSUER is still the default" in json.dumps(e)]
+    assert len(warnings) == 1, default.log()
+    assert "WARN" in json.dumps(warnings[0]).upper()
+    stderr = [line for line in lines if line.startswith("warning: LICENTIA_ISSUER")]
+    assert len(stderr) == 1 and "before shipping" in stderr[0], default.log()
+
+    chosen = live_server_factory(LICENTIA_ISSUER="https://licensing.example.com")
+    assert "LICENTIA_ISSUER" not in chosen.log()

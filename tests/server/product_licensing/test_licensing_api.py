@@ -76,6 +76,9 @@ def test_validate_not_found_mismatch_not_activated(client, make_license) -> None
         "detail": unknown["detail"],
         "license": None,
         "token": None,
+        "key_certificate": None,
+        "key_revocations": None,
+        "root_endorsements": [],
     }
     mismatch = client.post(f"{API}/validate", json={**body(lic, None), "product": "cloud_ide"})
     assert mismatch.status_code == 200 and mismatch.json()["code"] == "PRODUCT_MISMATCH"
@@ -218,7 +221,13 @@ def test_check_in_renews_the_lease(client, settings, sql, make_license) -> None:
     response = client.post(f"{API}/check-in", json=body(lic))
     assert response.status_code == 200
     renewed = response.json()
-    assert set(renewed) == {"token", "lease_expires_at"}
+    assert set(renewed) == {
+        "token",
+        "lease_expires_at",
+        "key_certificate",
+        "key_revocations",
+        "root_endorsements",
+    }
     lease = datetime.fromisoformat(renewed["lease_expires_at"])
     assert lease > in_days(4.9)
     assert sql.one("SELECT lease_expires_at FROM activations") == lease

@@ -54,6 +54,9 @@ def test_offline_round_trip(client, settings, sql, make_license, cli_env, tmp_pa
         "activation_id",
         "lease_expires_at",
         "nonce",
+        "key_certificate",
+        "key_revocations",
+        "root_endorsements",
     }
     assert answer["type"] == "activation_response" and answer["version"] == 1
     assert answer["nonce"] == "offline-nonce-1"

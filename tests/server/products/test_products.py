@@ -78,7 +78,7 @@ def test_tier_lifecycle(client, auth, product):
     tier = created.json()
     assert tier["product"] == "local_cli"
     assert tier["features"] == TIER["features"]
-    assert (tier["lease_grace_days"], tier["max_deactivations_per_day"]) == (7, 50)
+    assert (tier["lease_grace_days"], tier["max_deactivations_per_day"]) == (7, 3)
     assert_problem(
         client.post("/api/v1/products/local_cli/tiers", json=TIER, headers=auth),
         409,

@@ -74,3 +74,28 @@ def test_activate_at_with_an_offset_is_accepted(client: TestClient, admin_key: s
     response = client.post(ROTATE, json={"activate_at": later}, headers=bearer(admin_key))
     assert response.status_code == 201, response.text
     assert response.json()["state"] == "pending"
+
+
+def test_cli_rotation_now_warns_products_that_pin_keys(settings, signing_key) -> None:
+    from click.testing import CliRunner
+
+    from server.cli import main
+
+    env = {
+        "LICENTIA_DATABASE_URL": settings.database_url,
+        "LICENTIA_MIGRATION_DATABASE_URL": settings.migration_database_url or "",
+        "LICENTIA_KEY_ENCRYPTION_KEY": settings.key_encryption_key or "",
+    }
+    now = CliRunner().invoke(main, ["keys", "rotate"], env=env)
+    assert now.exit_code == 0, now.output
+    assert now.stdout.split()[1] == "active"
+    warning = " ".join(now.stderr.split())
+    assert warning.startswith("warning:")
+    for hint in ("Verifier.from_jwks", "UnknownKey", "released", "--activate-at", "from_root"):
+        assert hint in warning, hint
+
+    later = CliRunner().invoke(
+        main, ["keys", "rotate", "--activate-at", "2099-01-01T00:00:00"], env=env
+    )
+    assert later.exit_code == 0, later.output
+    assert later.stdout.split()[1] == "pending" and "warning" not in later.stderr
