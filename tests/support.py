@@ -5,6 +5,7 @@ helpers from here (``from support import ...``), never from a conftest."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import os
@@ -124,7 +125,10 @@ def start_server(
     workers: int = 1,
     data_dir: Path | None = None,
     timeout: float = 60.0,
+    new_session: bool = False,
 ) -> LiveServer:
+    """``new_session``: the server leads a process group of its own, so a test can kill it
+    and its workers at once (``kill_server``)."""
     port = free_port()
     args = [
         sys.executable,
@@ -145,6 +149,7 @@ def start_server(
         stdout=handle,
         stderr=subprocess.STDOUT,
         cwd=str(log_path.parent),  # files the server writes (a first admin key) stay there
+        start_new_session=new_session,
     )
     base_url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + timeout
@@ -170,6 +175,13 @@ def stop_server(server: LiveServer, timeout: float = 20.0) -> int:
             server.process.kill()
             server.process.wait()
     return server.process.returncode
+
+
+def kill_server(server: LiveServer) -> None:
+    """``kill -9`` of a server started with ``new_session=True`` and all its workers."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(server.process.pid, signal.SIGKILL)
+    server.process.wait()
 
 
 # --- keys ----------------------------------------------------------------------------------
