@@ -66,9 +66,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """The whole of one delivery attempt: connect, send, answer."""
     webhook_poll_seconds: float = 1.0
     """How often an idle dispatcher looks for due deliveries."""
-    webhook_concurrency: int = 32
+    webhook_concurrency: int = 64
     """Attempts in flight per process ..."""
-    webhook_concurrency_per_endpoint: int = 4
+    webhook_concurrency_per_endpoint: int = 16
     """... and per endpoint and process, so one slow endpoint never holds the others."""
 
     def __post_init__(self) -> None:

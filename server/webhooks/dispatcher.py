@@ -182,7 +182,33 @@ _CLAIM = text(
 )
 
 
+@dataclass(frozen=True)
+class Claimed:
+    delivery: WebhookDelivery
+    event: WebhookEvent
+    endpoint: WebhookEndpoint
+
+
+_DELIVERED = text(
+    """
+    WITH done AS (
+        UPDATE webhook_deliveries SET attempts = attempts + 1, last_attempt_at = now(),
+            last_status = codes.status, last_error = NULL, delivered_at = now(),
+            locked_until = NULL
+        FROM unnest(CAST(:ids AS bigint[]), CAST(:codes AS integer[])) AS codes (id, status)
+        WHERE webhook_deliveries.id = codes.id
+        RETURNING endpoint_id
+    )
+    UPDATE webhook_endpoints SET failing_since = NULL
+    WHERE id IN (SELECT endpoint_id FROM done) AND failing_since IS NOT NULL
+    """
+)
+
+
 class Dispatcher:
+    """One per process. Claims in batches (one transaction: the claim and what the attempts
+    need), attempts concurrently, and writes the successes of a round in one statement."""
+
     def __init__(self, engine: AsyncEngine, kek: bytes, settings: Settings) -> None:
         self.engine = engine
         self.kek = kek
@@ -190,6 +216,7 @@ class Dispatcher:
         self.client = new_client()
         self.lease_seconds = settings.webhook_timeout_seconds * 2 + 10
         self.in_flight: set[asyncio.Task[None]] = set()
+        self.delivered: list[tuple[int, int]] = []
         self.wake = asyncio.Event()
         self.next_scan = 0.0
 
@@ -197,8 +224,9 @@ class Dispatcher:
         """Until cancelled; a failed round is logged and tried again, never fatal."""
         try:
             while True:
-                claimed: list[int] = []
+                claimed: list[Claimed] = []
                 try:
+                    await self.record_delivered()
                     if time.monotonic() >= self.next_scan:
                         self.next_scan = time.monotonic() + SCAN_EVERY_SECONDS
                         await scan(self.engine)
@@ -207,8 +235,8 @@ class Dispatcher:
                         claimed = await self.claim(free)
                 except Exception as exc:  # the database may be away; try again later
                     log.warning("webhook dispatcher round failed: %s", type(exc).__name__)
-                for delivery_id in claimed:
-                    task = asyncio.create_task(self.attempt(delivery_id))
+                for item in claimed:
+                    task = asyncio.create_task(self.attempt(item))
                     self.in_flight.add(task)
                     task.add_done_callback(self._done)
                 if not claimed:
@@ -224,46 +252,63 @@ class Dispatcher:
         self.in_flight.discard(task)
         self.wake.set()
 
-    async def claim(self, limit: int) -> list[int]:
-        async with self.engine.begin() as connection:
-            rows = await connection.execute(
-                _CLAIM,
-                {
-                    "lease": self.lease_seconds,
-                    "per_endpoint": self.settings.webhook_concurrency_per_endpoint,
-                    "limit": limit,
-                },
+    async def claim(self, limit: int) -> list[Claimed]:
+        session = AsyncSession(self.engine, expire_on_commit=False)
+        async with session, session.begin():
+            ids = list(
+                await session.scalars(
+                    _CLAIM,
+                    {
+                        "lease": self.lease_seconds,
+                        "per_endpoint": self.settings.webhook_concurrency_per_endpoint,
+                        "limit": limit,
+                    },
+                )
             )
-            return [row[0] for row in rows]
+            if not ids:
+                return []
+            rows = await session.execute(
+                select(WebhookDelivery, WebhookEvent, WebhookEndpoint)
+                .join(WebhookEvent, WebhookEvent.id == WebhookDelivery.event_id)
+                .join(WebhookEndpoint, WebhookEndpoint.id == WebhookDelivery.endpoint_id)
+                .where(WebhookDelivery.id.in_(ids))
+            )
+            return [Claimed(*row) for row in rows.tuples()]
 
-    async def attempt(self, delivery_id: int) -> None:
+    async def record_delivered(self) -> None:
+        """The round's successes, in one statement (kept for the next round on failure)."""
+        if not self.delivered:
+            return
+        done, self.delivered = self.delivered, []
         try:
-            async with AsyncSession(self.engine, expire_on_commit=False) as session:
-                found = (
-                    await session.execute(
-                        select(WebhookDelivery, WebhookEvent, WebhookEndpoint)
-                        .join(WebhookEvent, WebhookEvent.id == WebhookDelivery.event_id)
-                        .join(WebhookEndpoint, WebhookEndpoint.id == WebhookDelivery.endpoint_id)
-                        .where(WebhookDelivery.id == delivery_id)
-                    )
-                ).one_or_none()
-                await session.commit()
-                if found is None:
-                    return
-                _delivery, event, endpoint = found
-                outcome = await deliver(self.client, self.settings, self.kek, event, endpoint)
-                async with session.begin():
-                    # the row may have changed meanwhile (a retry request): lock and reload
-                    locked_delivery = await session.get(
-                        WebhookDelivery, delivery_id, with_for_update=True, populate_existing=True
-                    )
-                    locked_endpoint = await session.get(
-                        WebhookEndpoint, endpoint.id, with_for_update=True, populate_existing=True
-                    )
-                    if locked_delivery is not None and locked_endpoint is not None:
-                        await record_outcome(session, locked_delivery, locked_endpoint, outcome)
+            async with self.engine.begin() as connection:
+                await connection.execute(
+                    _DELIVERED, {"ids": [d for d, _ in done], "codes": [c for _, c in done]}
+                )
+        except Exception:
+            self.delivered.extend(done)
+            raise
+
+    async def attempt(self, item: Claimed) -> None:
+        try:
+            outcome = await deliver(self.client, self.settings, self.kek, item.event, item.endpoint)
+            if outcome.delivered:
+                assert outcome.status is not None
+                self.delivered.append((item.delivery.id, outcome.status))
+                return
+            session = AsyncSession(self.engine, expire_on_commit=False)
+            async with session, session.begin():
+                # lock and reload: the rows may have changed meanwhile (a retry request)
+                delivery = await session.get(
+                    WebhookDelivery, item.delivery.id, with_for_update=True
+                )
+                endpoint = await session.get(
+                    WebhookEndpoint, item.endpoint.id, with_for_update=True
+                )
+                if delivery is not None and endpoint is not None:
+                    await record_outcome(session, delivery, endpoint, outcome)
         except Exception as exc:  # the lease runs out and the delivery is claimed again
-            log.warning("webhook delivery %s failed: %s", delivery_id, type(exc).__name__)
+            log.warning("webhook delivery %s failed: %s", item.delivery.id, type(exc).__name__)
 
 
 async def deliver(

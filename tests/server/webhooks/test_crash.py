@@ -105,19 +105,27 @@ class Driver(threading.Thread):
 def test_a_thousand_changes_over_two_workers_killed_twice_lose_no_event(
     webhook_server, admin_key, receiver, make_license, sql
 ) -> None:
-    licenses = [make_license() for _ in range(50)]
+    licenses = [make_license() for _ in range(48)]
     server = webhook_server(workers=2, LICENTIA_WEBHOOK_TIMEOUT_SECONDS="2")
     _subscribe(server, admin_key, receiver.url + "/hook")
-    driver = Driver(licenses, admin_key, 1000)
-    driver.base_url = server.base_url
-    driver.start()
+    # four clients side by side, each over its own licenses: 4 x 250 = 1,000 changes
+    drivers = [Driver(licenses[lane::4], admin_key, 250) for lane in range(4)]
+    for driver in drivers:
+        driver.base_url = server.base_url
+        driver.start()
     for kill_at in (300, 650):
-        wait_until(lambda at=kill_at: driver.done >= at, f"{kill_at} changes", timeout=120)
+        wait_until(
+            lambda at=kill_at: sum(d.done for d in drivers) >= at,
+            f"{kill_at} changes",
+            timeout=120,
+        )
         kill_server(server)
         server = webhook_server(workers=2, LICENTIA_WEBHOOK_TIMEOUT_SECONDS="2")
-        driver.base_url = server.base_url
-    driver.join(180)
-    assert driver.error is None and driver.done == 1000
+        for driver in drivers:
+            driver.base_url = server.base_url
+    for driver in drivers:
+        driver.join(180)
+        assert driver.error is None and driver.done == 250
     changes = sql.one(
         "SELECT count(*) FROM audit_events WHERE action IN ('license.suspend', 'license.reinstate')"
     )

@@ -157,10 +157,16 @@ def test_a_slow_endpoint_does_not_hold_up_a_healthy_one(
     webhook_server, admin_key, receiver, make_license
 ) -> None:
     receiver.slow_seconds = 30
-    server = webhook_server(LICENTIA_WEBHOOK_TIMEOUT_SECONDS="45")
+    # 2 attempts per endpoint, 4 in all per process: without the per-endpoint bound the
+    # slow endpoint's 6 deliveries would take every slot
+    server = webhook_server(
+        LICENTIA_WEBHOOK_TIMEOUT_SECONDS="45",
+        LICENTIA_WEBHOOK_CONCURRENCY="4",
+        LICENTIA_WEBHOOK_CONCURRENCY_PER_ENDPOINT="2",
+    )
     slow = _subscribe(server, admin_key, receiver.url + "/slow", events=["license.suspended"])
     _subscribe(server, admin_key, receiver.url + "/fast", events=["license.suspended"])
-    licenses = [make_license() for _ in range(6)]  # more than the per-endpoint limit (4)
+    licenses = [make_license() for _ in range(6)]
     for lic in licenses:
         _suspend(server, admin_key, lic.id)
     fast = wait_until(
