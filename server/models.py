@@ -85,6 +85,7 @@ class Tier(Base):
     offline_lease_days: Mapped[int] = mapped_column(Integer)
     lease_grace_days: Mapped[int] = mapped_column(Integer)
     max_deactivations_per_day: Mapped[int] = mapped_column(Integer)
+    expiry_notice_days: Mapped[int] = mapped_column(Integer, server_default=text("14"))
     created_at: Mapped[datetime] = _now()
     updated_at: Mapped[datetime] = _now()
 

@@ -48,6 +48,7 @@ Seats = Annotated[int, msgspec.Meta(ge=0, le=1_000_000)]
 Days = Annotated[int, msgspec.Meta(ge=1, le=36_500)]
 GraceDays = Annotated[int, msgspec.Meta(ge=0, le=3_650)]
 DailyLimit = Annotated[int, msgspec.Meta(ge=0, le=1_000_000)]
+NoticeDays = Annotated[int, msgspec.Meta(ge=0, le=365)]
 
 
 class ProductCreate(msgspec.Struct, forbid_unknown_fields=True):
@@ -77,6 +78,8 @@ class TierCreate(msgspec.Struct, forbid_unknown_fields=True):
     offline_lease_days: Days = 7
     lease_grace_days: GraceDays = 7
     max_deactivations_per_day: DailyLimit = 50
+    expiry_notice_days: NoticeDays = 14
+    """Days before expiry the ``license.expiring`` webhook event is sent (0: never)."""
 
 
 class TierUpdate(msgspec.Struct, forbid_unknown_fields=True):
@@ -87,6 +90,7 @@ class TierUpdate(msgspec.Struct, forbid_unknown_fields=True):
     offline_lease_days: Days | msgspec.UnsetType = msgspec.UNSET
     lease_grace_days: GraceDays | msgspec.UnsetType = msgspec.UNSET
     max_deactivations_per_day: DailyLimit | msgspec.UnsetType = msgspec.UNSET
+    expiry_notice_days: NoticeDays | msgspec.UnsetType = msgspec.UNSET
 
 
 class TierRead(msgspec.Struct):
@@ -100,6 +104,7 @@ class TierRead(msgspec.Struct):
     offline_lease_days: int
     lease_grace_days: int
     max_deactivations_per_day: int
+    expiry_notice_days: int
     created_at: datetime
     updated_at: datetime
 
