@@ -273,7 +273,7 @@ class Dispatcher:
                 .join(WebhookEndpoint, WebhookEndpoint.id == WebhookDelivery.endpoint_id)
                 .where(WebhookDelivery.id.in_(ids))
             )
-            return [Claimed(*row) for row in rows.tuples()]
+            return [Claimed(*row) for row in rows]
 
     async def record_delivered(self) -> None:
         """The round's successes, in one statement (kept for the next round on failure)."""

@@ -336,9 +336,7 @@ async def list_deliveries(
                 await session.execute(
                     select(WebhookEvent.id, WebhookEvent.type).where(WebhookEvent.id.in_(ids))
                 )
-            )
-            .tuples()
-            .all()
+            ).all()
         )
         if ids
         else {}
