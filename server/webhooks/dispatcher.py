@@ -354,19 +354,29 @@ def _notice_sql(kind: str, due: str) -> str:
     return f"WITH due AS ({due}), {marked} {insert}"
 
 
+def _not_noted(kind: str) -> str:
+    """Not yet noted for this expiry (so a batch limit never starves the rest)."""
+    return (
+        "NOT EXISTS (SELECT 1 FROM license_expiry_notices n WHERE n.license_id = l.id "
+        f"AND n.kind = '{kind}' AND n.expires_at = l.expires_at)"
+    )
+
+
 _SHOWN = rules.shown_status_sql("l", "now()")
 # Expired within the last week (older expiries predate the notices and are not announced).
 _EXPIRED = _notice_sql(
     "expired",
     f"SELECT l.id, l.organization_id, l.expires_at FROM licenses l "
-    f"WHERE l.expires_at > now() - interval '7 days' AND {_SHOWN} = 'expired' LIMIT 1000",
+    f"WHERE l.expires_at > now() - interval '7 days' AND {_SHOWN} = 'expired' "
+    f"AND {_not_noted('expired')} LIMIT 1000",
 )
 _EXPIRING = _notice_sql(
     "expiring",
     f"SELECT l.id, l.organization_id, l.expires_at FROM licenses l "
     f"JOIN tiers t ON t.id = l.tier_id "
     f"WHERE t.expiry_notice_days > 0 AND {_SHOWN} = 'active' "
-    f"AND l.expires_at <= now() + make_interval(days => t.expiry_notice_days) LIMIT 1000",
+    f"AND l.expires_at <= now() + make_interval(days => t.expiry_notice_days) "
+    f"AND {_not_noted('expiring')} LIMIT 1000",
 )
 _STALE_SEATS = (
     "WITH stale AS (UPDATE activations a SET deactivated_at = now(), "

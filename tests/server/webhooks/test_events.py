@@ -118,13 +118,23 @@ def test_activation_events_say_who_freed_the_seat(
     )
     freed = client.delete(f"{API}/licenses/{lic.id}/activations/{seat}", headers=bearer(admin_key))
     assert freed.is_success, freed.text
+    # and a customer: an owner of the organization frees the last seat
+    client.post(f"{API}/licenses/activate", json={**body, "fingerprint": "m-3"})
+    seat = sql.one(
+        "SELECT id FROM activations WHERE license_id = %s AND deactivated_at IS NULL", lic.id
+    )
+    owner = _user_headers(webhook_settings, sql, lic.organization_id, "owner")
+    assert client.delete(f"{API}/licenses/{lic.id}/activations/{seat}", headers=owner).is_success
     rows = _events(sql)
     assert [r[1] for r in rows] == [
         "activation.created",
         "activation.created",
         "activation.deleted",
         "activation.deleted",
+        "activation.created",
+        "activation.deleted",
     ]
+    assert _payload(webhook_settings, rows[5][0])["data"]["deleted_by"] == "customer"
     first = _payload(webhook_settings, rows[0][0])["data"]
     assert first["license_id"] == str(lic.id) and first["holds_seat"] is True
     assert "m-1" not in json.dumps(first)  # never the raw fingerprint
@@ -263,6 +273,31 @@ def test_every_event_type_is_emitted_somewhere() -> None:
     migration = import_module("migrations.versions.0005_webhooks")
     emitted = set(migration.ACTIONS.values()) | {"webhook.test"}
     assert emitted == set(EVENT_TYPES)
+
+
+def _user_headers(settings, sql, org, role: str) -> dict[str, str]:
+    import uuid
+
+    from server.auth.principal import access_token_secret, issue_access_token
+
+    user_id = uuid.uuid4()
+    sql.all(
+        "INSERT INTO users (id, organization_id, email, full_name, role, password_hash) "
+        "VALUES (%s, %s, %s, 'Test User', %s, 'unused')",
+        user_id,
+        org,
+        f"{user_id}@example.com",
+        role,
+    )
+    token = issue_access_token(
+        access_token_secret(_kek(settings)),
+        user_id=user_id,
+        organization_id=org,
+        role=role,
+        ttl=3600,
+        issuer=settings.issuer,
+    )
+    return bearer(token)
 
 
 def _kek(settings) -> bytes:
