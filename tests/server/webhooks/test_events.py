@@ -113,10 +113,12 @@ def test_activation_events_say_who_freed_the_seat(
     # activating again (a renewal) is no event
     client.post(f"{API}/licenses/activate", json={**body, "fingerprint": "m-1"})
     assert client.post(f"{API}/licenses/deactivate", json={**body, "fingerprint": "m-1"}).is_success
-    seat = sql.one(
+    admin_seat = sql.one(
         "SELECT id FROM activations WHERE license_id = %s AND deactivated_at IS NULL", lic.id
     )
-    freed = client.delete(f"{API}/licenses/{lic.id}/activations/{seat}", headers=bearer(admin_key))
+    freed = client.delete(
+        f"{API}/licenses/{lic.id}/activations/{admin_seat}", headers=bearer(admin_key)
+    )
     assert freed.is_success, freed.text
     # and a customer: an owner of the organization frees the last seat
     client.post(f"{API}/licenses/activate", json={**body, "fingerprint": "m-3"})
@@ -141,7 +143,7 @@ def test_activation_events_say_who_freed_the_seat(
     by_product = _payload(webhook_settings, rows[2][0])["data"]
     by_admin = _payload(webhook_settings, rows[3][0])["data"]
     assert by_product["deleted_by"] == "product" and by_product["holds_seat"] is False
-    assert by_admin["deleted_by"] == "admin" and by_admin["id"] == str(seat)
+    assert by_admin["deleted_by"] == "admin" and by_admin["id"] == str(admin_seat)
 
 
 def test_no_request_needed_for_expiries_once_each(
