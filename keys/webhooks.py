@@ -9,6 +9,7 @@ signatures (during a secret rotation) are separated by spaces in one header.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import os
@@ -48,8 +49,10 @@ def signature_header(secrets_: list[str], msg_id: str, timestamp: int, body: byt
     return " ".join(sign(secret, msg_id, timestamp, body) for secret in secrets_)
 
 
+@functools.lru_cache(maxsize=4)
 def _aead(kek: bytes) -> AESGCM:
-    """A key of its own, derived from the key-encryption key, for webhook secrets."""
+    """A key of its own, derived from the key-encryption key, for webhook secrets (derived
+    once per process: every delivery attempt decrypts its endpoint's secret)."""
     key = HKDF(
         algorithm=hashes.SHA256(), length=32, salt=None, info=b"licentia webhook secret"
     ).derive(kek)
