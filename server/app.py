@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 from collections.abc import AsyncGenerator
@@ -46,6 +47,8 @@ from server.signing_keys.keyring import Keyring
 from server.signing_keys.routes import JwksController, SigningKeyController
 from server.users.routes import UserController
 from server.validation import JsonRequest
+from server.webhooks.dispatcher import Dispatcher
+from server.webhooks.routes import WebhookController
 
 log = logging.getLogger("licentia.app")
 
@@ -66,6 +69,7 @@ CREDENTIAL_CONTROLLERS: list[type] = [
     ProjectController,
     AuditController,
     SigningKeyController,
+    WebhookController,
 ]
 # What products call: the license key in the body is the credential, so these routes never
 # pass through the authentication middleware (nor do health probes and the key documents).
@@ -99,6 +103,13 @@ def create_app(settings: Settings) -> Litestar:
             app.state.hot_pool = await create_hot_pool(settings)
             await asyncio.to_thread(prepare_auth)  # the dummy password hash, built once
             housekeeping = asyncio.create_task(run_periodically(side_engine))
+            # Its own small pool: deliveries never wait for (nor hold) a request's connection.
+            webhook_engine = create_side_engine(settings)
+            webhooks = (
+                asyncio.create_task(Dispatcher(webhook_engine, kek, settings).run())
+                if settings.webhook_dispatcher
+                else None
+            )
             # Everything built so far lives as long as the process: keep it out of the
             # cyclic collector's full passes, which otherwise walk it all (tens of ms, a
             # latency spike for every request in flight) now and then under load.
@@ -107,6 +118,11 @@ def create_app(settings: Settings) -> Litestar:
                 yield
             finally:
                 housekeeping.cancel()
+                if webhooks is not None:
+                    webhooks.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await webhooks
+                await webhook_engine.dispose()
         finally:
             if getattr(app.state, "hot_pool", None) is not None:
                 await app.state.hot_pool.close()

@@ -1,5 +1,5 @@
-"""The ``licentia`` command: serve, db, admin, keys, demo, licenses (admin), offline (for
-air-gapped product machines), verifier (the wheel products embed)."""
+"""The ``licentia`` command: serve, db, admin, keys, demo, licenses (admin), webhooks, offline
+(for air-gapped product machines), verifier (the wheel products embed)."""
 
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ from server.license_admin.cli import licenses
 from server.product_licensing.cli import offline
 from server.settings import DEFAULT_ISSUER, Settings, async_url
 from server.signing_keys.cli import keys
+from server.webhooks.cli import webhooks
 
 log = logging.getLogger("licentia.cli")
 
@@ -303,6 +304,7 @@ def verifier_wheel(output: Path) -> None:
 main.add_command(offline)
 main.add_command(licenses)
 main.add_command(keys)
+main.add_command(webhooks)
 
 
 if __name__ == "__main__":

@@ -85,6 +85,7 @@ class Tier(Base):
     offline_lease_days: Mapped[int] = mapped_column(Integer)
     lease_grace_days: Mapped[int] = mapped_column(Integer)
     max_deactivations_per_day: Mapped[int] = mapped_column(Integer)
+    expiry_notice_days: Mapped[int] = mapped_column(Integer, server_default=text("14"))
     created_at: Mapped[datetime] = _now()
     updated_at: Mapped[datetime] = _now()
 
@@ -261,3 +262,59 @@ class RateLimitHit(Base):
     bucket: Mapped[str] = mapped_column(String(255), primary_key=True)
     window_start: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
     hits: Mapped[int] = mapped_column(Integer)
+
+
+class WebhookEndpoint(Base):
+    """Where events are POSTed. ``secret`` (and, for 24 hours after a rotation,
+    ``previous_secret``) are encrypted under the key-encryption key."""
+
+    __tablename__ = "webhook_endpoints"
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    organization_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("organizations.id"))
+    url: Mapped[str] = mapped_column(Text)
+    description: Mapped[str] = mapped_column(String(500), server_default="")
+    events: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default="{}")
+    enabled: Mapped[bool] = mapped_column(server_default=text("true"))
+    disabled_reason: Mapped[str | None] = mapped_column(String(32))
+    secret: Mapped[bytes] = mapped_column(LargeBinary)
+    previous_secret: Mapped[bytes | None] = mapped_column(LargeBinary)
+    previous_secret_until: Mapped[datetime | None]
+    failing_since: Mapped[datetime | None]
+    created_at: Mapped[datetime] = _now()
+    updated_at: Mapped[datetime] = _now()
+
+
+class WebhookEvent(Base):
+    """The outbox: written by the ``audit_events`` trigger (migration 0005) in the same
+    transaction as the change; ``subject`` is the object as it was then."""
+
+    __tablename__ = "webhook_events"
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    type: Mapped[str] = mapped_column(String(64))
+    organization_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("organizations.id"))
+    license_id: Mapped[uuid.UUID | None]
+    sequence: Mapped[int | None] = mapped_column(BigInteger)
+    occurred_at: Mapped[datetime]
+    subject: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    context: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
+
+
+class WebhookDelivery(Base):
+    """One event for one endpoint, until a 2xx answer (or until retries run out)."""
+
+    __tablename__ = "webhook_deliveries"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    event_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("webhook_events.id"))
+    endpoint_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("webhook_endpoints.id"))
+    created_at: Mapped[datetime] = _now()
+    attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    next_attempt_at: Mapped[datetime] = _now()
+    locked_until: Mapped[datetime | None]
+    last_attempt_at: Mapped[datetime | None]
+    last_status: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(String(300))
+    delivered_at: Mapped[datetime | None]
+    failed_at: Mapped[datetime | None]

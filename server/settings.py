@@ -61,6 +61,20 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     trusted_proxies: tuple[str, ...] = ()
     """Peers (addresses or CIDR networks) whose X-Forwarded-For is believed (load balancers):
     behind them the client is the right-most hop that is not itself trusted."""
+    webhook_allow_insecure: bool = False
+    """Allow ``http://`` webhook URLs (development and tests only)."""
+    webhook_allow_private: bool = False
+    """Allow webhook URLs that resolve to loopback, private, link-local or metadata addresses."""
+    webhook_dispatcher: bool = True
+    """Run the webhook dispatcher in this process (every worker and replica may)."""
+    webhook_timeout_seconds: float = 10.0
+    """The whole of one delivery attempt: connect, send, answer."""
+    webhook_poll_seconds: float = 1.0
+    """How often an idle dispatcher looks for due deliveries."""
+    webhook_concurrency: int = 64
+    """Attempts in flight per process ..."""
+    webhook_concurrency_per_endpoint: int = 16
+    """... and per endpoint and process, so one slow endpoint never holds the others."""
 
     def __post_init__(self) -> None:
         parse_networks(self.trusted_proxies)  # a typo must stop the start, not trust nobody

@@ -25,6 +25,7 @@ from support import (
     APP_ROLE,
     TEST_DB,
     LiveServer,
+    Receiver,
     TestDatabase,
     make_api_key,
     run,
@@ -83,7 +84,9 @@ def database() -> Iterator[TestDatabase]:
 
 TABLES = (
     "audit_events, activations, licenses, refresh_tokens, users, projects, tiers, products, "
-    "organizations, signing_keys, api_keys, idempotency_keys, rate_limits"
+    "organizations, signing_keys, api_keys, idempotency_keys, rate_limits, "
+    "webhook_deliveries, webhook_events, webhook_endpoints, webhook_sequences, "
+    "license_expiry_notices"
 )
 
 
@@ -138,6 +141,13 @@ def client(settings: Settings, signing_key: str) -> Iterator[TestClient]:
 
     with TestClient(create_app(settings), raise_server_exceptions=False) as test_client:
         yield test_client
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    """A webhook receiver on the loopback (answers 200 unless told otherwise)."""
+    with Receiver() as running:
+        yield running
 
 
 @pytest.fixture

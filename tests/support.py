@@ -5,17 +5,21 @@ helpers from here (``from support import ...``), never from a conftest."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
+import json
 import os
 import secrets
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
@@ -121,7 +125,10 @@ def start_server(
     workers: int = 1,
     data_dir: Path | None = None,
     timeout: float = 60.0,
+    new_session: bool = False,
 ) -> LiveServer:
+    """``new_session``: the server leads a process group of its own, so a test can kill it
+    and its workers at once (``kill_server``)."""
     port = free_port()
     args = [
         sys.executable,
@@ -142,6 +149,7 @@ def start_server(
         stdout=handle,
         stderr=subprocess.STDOUT,
         cwd=str(log_path.parent),  # files the server writes (a first admin key) stay there
+        start_new_session=new_session,
     )
     base_url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + timeout
@@ -167,6 +175,13 @@ def stop_server(server: LiveServer, timeout: float = 20.0) -> int:
             server.process.kill()
             server.process.wait()
     return server.process.returncode
+
+
+def kill_server(server: LiveServer) -> None:
+    """``kill -9`` of a server started with ``new_session=True`` and all its workers."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(server.process.pid, signal.SIGKILL)
+    server.process.wait()
 
 
 # --- keys ----------------------------------------------------------------------------------
@@ -238,3 +253,100 @@ def check_trust_material(
     if not any(nbf <= claims["iat"] <= exp for nbf, exp in windows):
         raise Refused("UnknownKey")
     return claims
+
+# --- a webhook receiver on the loopback ------------------------------------------------------
+
+
+@dataclass
+class Received:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+class Receiver:
+    """An HTTP server on 127.0.0.1 in a thread that records every POST. ``answer(received)``
+    decides the status code (200 by default); a path ending in ``/slow`` sleeps
+    ``slow_seconds`` first. Use as a context manager."""
+
+    def __init__(self) -> None:
+        self.received: list[Received] = []
+        self.answer: Callable[[Received], int] = lambda _: 200
+        self.slow_seconds = 30.0
+        self._lock = threading.Lock()
+        self._in_flight: dict[str, int] = {}
+        self.max_in_flight_per_id = 0
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("content-length") or 0)
+                got = Received(
+                    self.path,
+                    {k.lower(): v for k, v in self.headers.items()},
+                    self.rfile.read(length),
+                )
+                msg_id = got.headers.get("webhook-id", "")
+                with receiver._lock:
+                    receiver._in_flight[msg_id] = receiver._in_flight.get(msg_id, 0) + 1
+                    receiver.max_in_flight_per_id = max(
+                        receiver.max_in_flight_per_id, receiver._in_flight[msg_id]
+                    )
+                try:
+                    if self.path.endswith("/slow"):
+                        time.sleep(receiver.slow_seconds)
+                    status = receiver.answer(got)
+                    with receiver._lock:
+                        receiver.received.append(got)
+                    self.send_response(status)
+                    self.send_header("content-length", "0")
+                    self.end_headers()
+                finally:
+                    with receiver._lock:
+                        receiver._in_flight[msg_id] -= 1
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> Receiver:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def of_type(self, kind: str, path: str | None = None) -> list[Received]:
+        with self._lock:
+            return [
+                r
+                for r in self.received
+                if r.json()["type"] == kind and (path is None or r.path == path)
+            ]
+
+    def ids(self) -> set[str]:
+        with self._lock:
+            return {r.headers["webhook-id"] for r in self.received}
+
+
+def wait_until(check: Callable[[], T], what: str, *, timeout: float = 60.0) -> T:
+    """Poll ``check`` until it returns something truthy; fail with ``what`` otherwise. A
+    bound on waiting for another process, not a timed assertion."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up waiting: {what}")
+        time.sleep(0.05)

@@ -41,6 +41,8 @@ ALL_SCOPES = frozenset(
         "audit:read",
         "api-keys:write",
         "users:write",
+        "webhooks:read",
+        "webhooks:write",
         "*",
     }
 )

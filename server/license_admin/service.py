@@ -8,6 +8,7 @@ import json
 import math
 import re
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -84,21 +85,27 @@ def _license_select(now: datetime) -> Select[Any]:
 
 
 def _read(row: Any, now: datetime) -> LicenseRead:
-    terms = rules.LicenseTerms.from_row(row._mapping)
+    return read_license(row._mapping, now)
+
+
+def read_license(values: Mapping[str, Any], now: datetime) -> LicenseRead:
+    """A license as the admin API shows it at ``now``, from the columns of
+    ``_license_select`` (the webhook outbox snapshots the same columns)."""
+    terms = rules.LicenseTerms.from_row(values)
     return LicenseRead(
-        id=row.id,
-        key_prefix=row.key_prefix,
-        organization_id=row.organization_id,
-        product=row.product,
-        tier=row.tier,
+        id=values["id"],
+        key_prefix=values["key_prefix"],
+        organization_id=values["organization_id"],
+        product=values["product"],
+        tier=values["tier"],
         status=rules.shown_status(terms.status(now)),
         features=terms.features,
         max_activations=terms.max_activations,
-        activations_count=row.activations_count,
-        starts_at=row.starts_at,
-        expires_at=row.expires_at,
-        created_at=row.created_at,
-        metadata=row.metadata,
+        activations_count=values["activations_count"],
+        starts_at=values["starts_at"],
+        expires_at=values["expires_at"],
+        created_at=values["created_at"],
+        metadata=values["metadata"],
     )
 
 

@@ -49,6 +49,7 @@ Seats = Annotated[int, msgspec.Meta(ge=0, le=1_000_000)]
 Days = Annotated[int, msgspec.Meta(ge=1, le=36_500)]
 GraceDays = Annotated[int, msgspec.Meta(ge=0, le=3_650)]
 DailyLimit = Annotated[int, msgspec.Meta(ge=0, le=1_000_000)]
+NoticeDays = Annotated[int, msgspec.Meta(ge=0, le=365)]
 
 
 class ProductCreate(msgspec.Struct, forbid_unknown_fields=True):
@@ -79,6 +80,8 @@ class TierCreate(msgspec.Struct, forbid_unknown_fields=True):
     lease_grace_days: GraceDays = 7
     max_deactivations_per_day: DailyLimit = DEFAULT_MAX_DEACTIVATIONS_PER_DAY
     """Deactivations the customer may make per license in any 24 hours (docs/api.md)."""
+    expiry_notice_days: NoticeDays = 14
+    """Days before expiry the ``license.expiring`` webhook event is sent (0: never)."""
 
 
 class TierUpdate(msgspec.Struct, forbid_unknown_fields=True):
@@ -89,6 +92,7 @@ class TierUpdate(msgspec.Struct, forbid_unknown_fields=True):
     offline_lease_days: Days | msgspec.UnsetType = msgspec.UNSET
     lease_grace_days: GraceDays | msgspec.UnsetType = msgspec.UNSET
     max_deactivations_per_day: DailyLimit | msgspec.UnsetType = msgspec.UNSET
+    expiry_notice_days: NoticeDays | msgspec.UnsetType = msgspec.UNSET
 
 
 class TierRead(msgspec.Struct):
@@ -102,6 +106,7 @@ class TierRead(msgspec.Struct):
     offline_lease_days: int
     lease_grace_days: int
     max_deactivations_per_day: int
+    expiry_notice_days: int
     created_at: datetime
     updated_at: datetime
 

@@ -87,6 +87,7 @@ async def create_tier(
             offline_lease_days=data.offline_lease_days,
             lease_grace_days=data.lease_grace_days,
             max_deactivations_per_day=data.max_deactivations_per_day,
+            expiry_notice_days=data.expiry_notice_days,
         )
         .on_conflict_do_nothing(index_elements=["product_id", "code"])
         .returning(Tier.id)

@@ -164,6 +164,11 @@ def test_the_rules_catch_a_forbidden_import() -> None:
     assert _violation("server.auth.routes", "server.users.routes")
     assert _violation("server.product_licensing.service", "server.license_admin.facts")
     assert _violation("server.users.routes", "server.audit.service") is None
+    # the webhook domain: it reads other domains' published modules; its dispatcher is its own
+    assert _layer("server.webhooks.dispatcher") == "domain:webhooks"
+    assert _violation("server.webhooks.service", "server.license_admin.service") is None
+    assert _violation("server.license_admin.service", "server.webhooks.dispatcher")
+    assert _violation("server.webhooks.service", "server.webhooks.cli")
     assert _violation("server.app", "server.users.routes") is None
     with pytest.raises(AssertionError, match="no layer"):
         _layer("server.somewhere_new")

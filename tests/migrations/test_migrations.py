@@ -28,6 +28,11 @@ ALL_TABLES = TENANT_TABLES | {
     "root_keys",
     "key_certificates",
     "key_revocation_lists",
+    "webhook_endpoints",
+    "webhook_events",
+    "webhook_deliveries",
+    "webhook_sequences",
+    "license_expiry_notices",
 }
 LOOKUPS = [
     ("licentia_license_org", True, False),
@@ -42,6 +47,19 @@ def _tables(url: str) -> set[str]:
             "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
         ).fetchall()
     return {r[0] for r in rows} - {"alembic_version"}
+
+
+def test_webhooks_down_to_0004_and_back(scratch_url: str) -> None:
+    """0005 (the webhook tables, the outbox trigger, the tiers' notice days) goes and comes
+    back cleanly, and audit rows can be written with it gone."""
+    upgrade(async_url(scratch_url))
+    downgrade(async_url(scratch_url), "0004")
+    webhook_tables = {t for t in ALL_TABLES if t.startswith("webhook_")}
+    assert _tables(scratch_url) == ALL_TABLES - webhook_tables - {"license_expiry_notices"}
+    with psycopg.connect(scratch_url) as conn:
+        conn.execute("INSERT INTO audit_events (actor_type, action) VALUES ('system', 'x.y')")
+    upgrade(async_url(scratch_url))
+    assert _tables(scratch_url) == ALL_TABLES
 
 
 def test_upgrade_downgrade_upgrade(scratch_url: str) -> None:

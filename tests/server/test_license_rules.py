@@ -253,6 +253,8 @@ def test_terms_from_a_row() -> None:
                 rules.stale_seat_sql("a", "v_grace", "p_now"),
             ],
         ),
+        # the webhook outbox's license snapshot (migration 0005)
+        ("licentia_webhook_outbox", [rules.live_seat_sql("a", "t.lease_grace_days", "NEW.at")]),
     ],
 )
 def test_functions_hold_the_current_seat_rules(database, function, fragments) -> None:
