@@ -28,6 +28,7 @@ ALL_TABLES = TENANT_TABLES | {
     "root_keys",
     "key_certificates",
     "key_revocation_lists",
+    "trials",
 }
 LOOKUPS = [
     ("licentia_license_org", True, False),
