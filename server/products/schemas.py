@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -48,6 +48,16 @@ Seats = Annotated[int, msgspec.Meta(ge=0, le=1_000_000)]
 Days = Annotated[int, msgspec.Meta(ge=1, le=36_500)]
 GraceDays = Annotated[int, msgspec.Meta(ge=0, le=3_650)]
 DailyLimit = Annotated[int, msgspec.Meta(ge=0, le=1_000_000)]
+ExpiryBehavior = Annotated[
+    Literal["restrict", "fallback"],
+    msgspec.Meta(
+        description=(
+            "After the license's expiry: `restrict` refuses it; `fallback` (perpetual "
+            "fallback) keeps it working for builds released until the expiry "
+            "(`updates_until`)"
+        )
+    ),
+]
 
 
 class ProductCreate(msgspec.Struct, forbid_unknown_fields=True):
@@ -77,6 +87,13 @@ class TierCreate(msgspec.Struct, forbid_unknown_fields=True):
     offline_lease_days: Days = 7
     lease_grace_days: GraceDays = 7
     max_deactivations_per_day: DailyLimit = 50
+    is_trial: bool = False
+    """A trial tier: its licenses and tokens say so (``trial: true``), and an organization
+    gets one trial license per product unless the issue says ``allow_repeat_trial``."""
+    self_serve_trials: bool = False
+    """Offer keyless machine trials of the product on this tier (``POST /api/v1/trials``):
+    a trial tier with a ``duration_days``; one such tier per product."""
+    expiry_behavior: ExpiryBehavior = "restrict"
 
 
 class TierUpdate(msgspec.Struct, forbid_unknown_fields=True):
@@ -87,6 +104,9 @@ class TierUpdate(msgspec.Struct, forbid_unknown_fields=True):
     offline_lease_days: Days | msgspec.UnsetType = msgspec.UNSET
     lease_grace_days: GraceDays | msgspec.UnsetType = msgspec.UNSET
     max_deactivations_per_day: DailyLimit | msgspec.UnsetType = msgspec.UNSET
+    is_trial: bool | msgspec.UnsetType = msgspec.UNSET
+    self_serve_trials: bool | msgspec.UnsetType = msgspec.UNSET
+    expiry_behavior: ExpiryBehavior | msgspec.UnsetType = msgspec.UNSET
 
 
 class TierRead(msgspec.Struct):
@@ -100,6 +120,9 @@ class TierRead(msgspec.Struct):
     offline_lease_days: int
     lease_grace_days: int
     max_deactivations_per_day: int
+    is_trial: bool
+    self_serve_trials: bool
+    expiry_behavior: str
     created_at: datetime
     updated_at: datetime
 
