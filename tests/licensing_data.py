@@ -53,6 +53,10 @@ def make_license(settings: Settings) -> MakeLicense:
         lease_grace_days: int = 7,
         max_deactivations_per_day: int = 50,
         organization_id: uuid.UUID | None = None,
+        expiry_behavior: str = "restrict",
+        is_trial: bool = False,
+        self_serve_trials: bool = False,
+        duration_days: int | None = None,
     ) -> Made:
         key, prefix, key_hash = new_license_key()
 
@@ -81,14 +85,20 @@ def make_license(settings: Settings) -> MakeLicense:
                         text(
                             """
                             INSERT INTO tiers (product_id, code, name, features, max_activations,
-                                offline_lease_days, lease_grace_days, max_deactivations_per_day)
-                            VALUES (:p, :c, :c, CAST(:f AS jsonb), :m, :lease, :grace, :deact)
+                                offline_lease_days, lease_grace_days, max_deactivations_per_day,
+                                expiry_behavior, is_trial, self_serve_trials, duration_days)
+                            VALUES (:p, :c, :c, CAST(:f AS jsonb), :m, :lease, :grace, :deact,
+                                    :behavior, :trial, :self_serve, :days)
                             ON CONFLICT (product_id, code) DO UPDATE SET
                                 features = excluded.features,
                                 max_activations = excluded.max_activations,
                                 offline_lease_days = excluded.offline_lease_days,
                                 lease_grace_days = excluded.lease_grace_days,
-                                max_deactivations_per_day = excluded.max_deactivations_per_day
+                                max_deactivations_per_day = excluded.max_deactivations_per_day,
+                                expiry_behavior = excluded.expiry_behavior,
+                                is_trial = excluded.is_trial,
+                                self_serve_trials = excluded.self_serve_trials,
+                                duration_days = excluded.duration_days
                             RETURNING id
                             """
                         ),
@@ -104,6 +114,10 @@ def make_license(settings: Settings) -> MakeLicense:
                             "lease": offline_lease_days,
                             "grace": lease_grace_days,
                             "deact": max_deactivations_per_day,
+                            "behavior": expiry_behavior,
+                            "trial": is_trial,
+                            "self_serve": self_serve_trials,
+                            "days": duration_days,
                         },
                     )
                 ).scalar_one()
