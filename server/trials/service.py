@@ -65,7 +65,8 @@ _START = """
     ), started AS (
         INSERT INTO trials (product_id, tier_id, fingerprint_hash, name, platform, started_at,
                             ends_at)
-        SELECT product_id, id, $2, $3, $4, $5, $5 + make_interval(days => duration_days)
+        SELECT product_id, id, $2, $3, $4, CAST($5 AS timestamptz),
+               CAST($5 AS timestamptz) + make_interval(days => duration_days)
         FROM tier
         ON CONFLICT (product_id, fingerprint_hash) DO NOTHING
         RETURNING id, tier_id, ends_at, converted_at
