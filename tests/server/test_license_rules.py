@@ -408,3 +408,52 @@ def test_validate_function_agrees_on_live_seats(
     python = rules.holds_seat(deactivated, lease, grace, NOW)
     assert seats == f"{int(expected)} {str(expected).lower()}"
     assert python == expected
+
+
+@pytest.mark.parametrize(("stored", "expires", "behavior", "usable", "until"), FALLBACK_CASES)
+def test_validate_function_agrees_on_fallback(
+    database, stored, expires, behavior, usable, until
+) -> None:
+    """The functions return the tier's expiry behaviour and ``updates_until`` (the frozen
+    copy of ``updates_until_sql``), which the licensing service judges with ``usable``."""
+    product, tier, license_id = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    key_hash = rules.hash_license_key(f"LK-{license_id}")
+    expires_sql = "NULL" if expires is None else f"'{expires}'"
+    setup = "\n".join(
+        [
+            f"INSERT INTO organizations (id, name) VALUES ('{ORG}', 'a');",
+            f"INSERT INTO products (id, code, name) VALUES ('{product}', 'p-{product}', 'p');",
+            "INSERT INTO tiers (id, product_id, code, name, max_activations, expiry_behavior) "
+            f"VALUES ('{tier}', '{product}', 't', 't', 5, '{behavior}');",
+            "INSERT INTO licenses (id, organization_id, product_id, tier_id, key_hash, "
+            f"key_prefix, status, starts_at, expires_at) VALUES ('{license_id}', '{ORG}', "
+            f"'{product}', '{tier}', '\\x{key_hash.hex()}'::bytea, 'LK', '{stored}', "
+            f"'{NOW - 2 * DAY}', {expires_sql});",
+        ]
+    )
+    found = _query(
+        database,
+        "SELECT expiry_behavior || ' ' || "
+        "coalesce(extract(epoch FROM updates_until)::bigint::text, '-') "
+        "FROM licentia_validate(:hash, NULL, :now)",
+        {"hash": key_hash, "now": NOW},
+        setup,
+    )
+    row = {
+        "id": license_id,
+        "organization_id": ORG,
+        "product": "p",
+        "tier": "t",
+        "status": stored,
+        "starts_at": NOW - 2 * DAY,
+        "expires_at": expires,
+        "features": {},
+        "tier_features": {},
+        "max_activations": None,
+        "tier_max_activations": 5,
+        "expiry_behavior": behavior,
+        "is_trial": False,
+    }
+    terms = rules.LicenseTerms.from_row(row)
+    assert terms.usable(NOW) == usable and terms.updates_until == until
+    assert found == f"{behavior} {'-' if until is None else int(until.timestamp())}"
