@@ -85,6 +85,10 @@ class TokenSubject:
     features: Mapping[str, bool | int | float | str]
     max_activations: int
     license_expires_at: datetime | None
+    updates_until: datetime | None = None
+    """Perpetual fallback: the last release date the license covers (``updates_until``)."""
+    trial: bool = False
+    """A trial (``trial: true``); both claims are written only when set."""
 
     encoded_ids: tuple[str, str] = field(init=False, repr=False, compare=False)
     """``sub`` and ``org`` as they go into every token of this subject, encoded once."""
@@ -158,6 +162,10 @@ def _claims(
         "max_activations": subject.max_activations,
         "license_expires_at": license_exp,
     }
+    if subject.updates_until is not None:
+        claims["updates_until"] = _epoch(subject.updates_until, "updates_until")
+    if subject.trial:
+        claims["trial"] = True
     return claims, exp
 
 

@@ -45,6 +45,7 @@ from server.projects.routes import ProjectController
 from server.settings import Settings, SettingsError
 from server.signing_keys.keyring import Keyring
 from server.signing_keys.routes import JwksController, SigningKeyController
+from server.trials.routes import TrialController
 from server.users.routes import UserController
 from server.validation import JsonRequest
 from server.webhooks.dispatcher import Dispatcher
@@ -70,6 +71,7 @@ CREDENTIAL_CONTROLLERS: list[type] = [
     AuditController,
     SigningKeyController,
     WebhookController,
+    TrialController,
 ]
 # What products call: the license key in the body is the credential, so these routes never
 # pass through the authentication middleware (nor do health probes and the key documents).

@@ -6,6 +6,10 @@
   the tier's grace days has not run out;
 - **the deactivation limit**: deactivations the customer made (reason ``user``) in the last
   24 hours, per license and organization, at most the tier's number;
+- **the expiry behaviour** of a tier: ``restrict`` (an expired license is refused) or
+  ``fallback`` (perpetual fallback: an expired license stays usable, and ``updates_until``,
+  its expiry, says which builds it covers);
+- **a trial's status**: running, ended or converted;
 - **the lease end** of an activation token, and **the token subject** of a license.
 
 A rule that must also run inside PostgreSQL is written here twice, side by side, from the same
@@ -131,20 +135,69 @@ def shown_status_sql(license: str = "l", now: str = ":now") -> str:
     )
 
 
-def usable(status: Status) -> bool:
-    return status == "active"
+# --- expiry behaviour (perpetual fallback) --------------------------------------------------
+
+ExpiryBehavior = Literal["restrict", "fallback"]
+RESTRICT: ExpiryBehavior = "restrict"
+FALLBACK: ExpiryBehavior = "fallback"
+EXPIRY_BEHAVIORS: tuple[ExpiryBehavior, ...] = (RESTRICT, FALLBACK)
 
 
-def refusal(status: Status) -> Refusal | None:
+def usable(status: Status, expiry_behavior: str = RESTRICT) -> bool:
+    """Active; or expired under a ``fallback`` tier (it keeps working for the builds released
+    until its expiry). Suspended, revoked and not yet valid are never usable."""
+    return status == "active" or (status == "expired" and expiry_behavior == FALLBACK)
+
+
+def updates_until(expires_at: datetime | None, expiry_behavior: str) -> datetime | None:
+    """The last release date a fallback license covers (its expiry, in whole seconds);
+    ``None`` for a ``restrict`` tier or a license without an expiry (every build)."""
+    if expiry_behavior != FALLBACK or expires_at is None:
+        return None
+    return whole_second(expires_at)
+
+
+def updates_until_sql(license: str = "l", tier: str = "t") -> str:
+    """``updates_until`` over the ``licenses`` row ``license`` and its ``tiers`` row ``tier``."""
+    return (
+        f"CASE WHEN {tier}.expiry_behavior = '{FALLBACK}' "
+        f"THEN {_second_sql(f'{license}.expires_at')} END"
+    )
+
+
+def refusal(status: Status, expiry_behavior: str = RESTRICT) -> Refusal | None:
     """``None`` when the license can be used now, else why not."""
-    return None if usable(status) else REFUSALS[status]
+    return None if usable(status, expiry_behavior) else REFUSALS[status]
 
 
-def refuse_unless_usable(status: Status) -> None:
+def refuse_unless_usable(status: Status, expiry_behavior: str = RESTRICT) -> None:
     """Raise ``LicenseRefused`` (``LICENSE_EXPIRED`` ...) unless the license can be used now."""
-    refused = refusal(status)
+    refused = refusal(status, expiry_behavior)
     if refused is not None:
         raise LicenseRefused(refused.detail, code=f"LICENSE_{refused.code}")
+
+
+# --- trials -------------------------------------------------------------------------------
+
+TrialStatus = Literal["running", "ended", "converted"]
+TRIAL_STATUSES: tuple[TrialStatus, ...] = ("running", "ended", "converted")
+
+
+def trial_status(ends_at: datetime, converted_at: datetime | None, now: datetime) -> TrialStatus:
+    """Converted once its machine activated a real license of the product; else ended from
+    its end (whole seconds, like a license's expiry), else running."""
+    if converted_at is not None:
+        return "converted"
+    return "ended" if whole_second(ends_at) <= whole_second(now) else "running"
+
+
+def trial_status_sql(trial: str = "tr", now: str = ":now") -> str:
+    """``trial_status`` over the ``trials`` row aliased ``trial``."""
+    return (
+        f"CASE WHEN {trial}.converted_at IS NOT NULL THEN 'converted' "
+        f"WHEN {_second_sql(f'{trial}.ends_at')} <= {_second_sql(now)} THEN 'ended' "
+        "ELSE 'running' END"
+    )
 
 
 # --- the live seat -------------------------------------------------------------------------
@@ -287,12 +340,15 @@ class LicenseTerms:
     expires_at: datetime | None
     features: dict[str, Any]
     max_activations: int
+    expiry_behavior: str = RESTRICT
+    is_trial: bool = False
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> LicenseTerms:
         """From a row with the columns ``id``, ``organization_id``, ``product`` (code), ``tier``
         (code), ``status``, ``starts_at``, ``expires_at``, ``features``, ``tier_features``,
-        ``max_activations`` and ``tier_max_activations`` (an asyncpg record or a mapping)."""
+        ``max_activations``, ``tier_max_activations``, ``expiry_behavior`` and ``is_trial``
+        (an asyncpg record or a mapping)."""
         return cls(
             id=as_uuid(row["id"]),
             organization_id=as_uuid(row["organization_id"]),
@@ -307,13 +363,34 @@ class LicenseTerms:
             max_activations=effective_max_activations(
                 row["tier_max_activations"], row["max_activations"]
             ),
+            expiry_behavior=row["expiry_behavior"],
+            is_trial=row["is_trial"],
         )
 
     def status(self, now: datetime) -> Status:
         return license_status(self.stored_status, self.starts_at, self.expires_at, now)
 
+    def usable(self, now: datetime) -> bool:
+        return usable(self.status(now), self.expiry_behavior)
+
+    def refuse_unless_usable(self, now: datetime) -> None:
+        refuse_unless_usable(self.status(now), self.expiry_behavior)
+
+    @property
+    def updates_until(self) -> datetime | None:
+        return updates_until(self.expires_at, self.expiry_behavior)
+
+    @property
+    def _ends(self) -> datetime | None:
+        """When using the license ends: never for a fallback license (its expiry ends only
+        its updates), else its expiry."""
+        if self.expires_at is None or self.expiry_behavior == FALLBACK:
+            return None
+        return whole_second(self.expires_at)
+
     def subject(self) -> TokenSubject:
-        """The claims every token of this license carries."""
+        """The claims every token of this license carries. A fallback license's tokens say
+        ``license_expires_at`` null and carry ``updates_until`` instead."""
         return TokenSubject(
             license_id=str(self.id),
             organization_id=str(self.organization_id),
@@ -321,11 +398,10 @@ class LicenseTerms:
             tier=self.tier,
             features=self.features,
             max_activations=self.max_activations,
-            license_expires_at=(
-                whole_second(self.expires_at) if self.expires_at is not None else None
-            ),
+            license_expires_at=self._ends,
+            updates_until=self.updates_until,
+            trial=self.is_trial,
         )
 
     def lease_end(self, now: datetime, offline_lease_days: int) -> datetime:
-        expires_at = whole_second(self.expires_at) if self.expires_at is not None else None
-        return lease_end(now, offline_lease_days, expires_at)
+        return lease_end(now, offline_lease_days, self._ends)

@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     DateTime,
     ForeignKey,
     Integer,
@@ -86,6 +87,11 @@ class Tier(Base):
     lease_grace_days: Mapped[int] = mapped_column(Integer)
     max_deactivations_per_day: Mapped[int] = mapped_column(Integer)
     expiry_notice_days: Mapped[int] = mapped_column(Integer, server_default=text("14"))
+    is_trial: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    self_serve_trials: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    """Keyless machine trials of the product (at most one such tier per product)."""
+    expiry_behavior: Mapped[str] = mapped_column(String(16), server_default="restrict")
+    """``restrict`` or ``fallback`` (perpetual fallback; ``server.license_rules``)."""
     created_at: Mapped[datetime] = _now()
     updated_at: Mapped[datetime] = _now()
 
@@ -125,6 +131,27 @@ class Activation(Base):
     lease_expires_at: Mapped[datetime]
     deactivated_at: Mapped[datetime | None]
     deactivation_reason: Mapped[str | None] = mapped_column(String(32))
+
+
+class Trial(Base):
+    """A keyless machine trial: one per product and machine, ever (only the fingerprint's
+    hash is stored). No organization until it converts."""
+
+    __tablename__ = "trials"
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    product_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("products.id"))
+    tier_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tiers.id"))
+    fingerprint_hash: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str | None] = mapped_column(String(200))
+    platform: Mapped[str | None] = mapped_column(String(64))
+    started_at: Mapped[datetime]
+    ends_at: Mapped[datetime]
+    converted_at: Mapped[datetime | None]
+    converted_license_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("licenses.id"))
+    converted_organization_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("organizations.id")
+    )
 
 
 class Project(Base):

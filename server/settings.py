@@ -55,6 +55,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """How long a key certificate lets its signing key sign (about 5 years): tokens whose
     ``iat`` falls after the window are refused by products that embed the root."""
     unknown_key_attempts_per_minute: int = 30
+    trial_requests_per_minute: int = 60
+    """Keyless trial requests per client address and minute (every call counts)."""
     signups_per_hour: int = 20
     """Sign-ups per client address and hour (organizations are cheap to make, not free)."""
     check_runtime_role: bool = True

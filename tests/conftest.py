@@ -204,10 +204,18 @@ def make_license(database: TestDatabase) -> Callable[..., factories.License]:
         lease_grace_days: int = 7,
         max_deactivations_per_day: int = 50,
         organization_id: uuid.UUID | None = None,
+        expiry_behavior: str = "restrict",
+        is_trial: bool = False,
+        self_serve_trials: bool = False,
+        duration_days: int | None = None,
         **license_terms: Any,
     ) -> factories.License:
         terms = factories.Tier(
             max_activations=max_activations,
+            expiry_behavior=expiry_behavior,
+            is_trial=is_trial,
+            self_serve_trials=self_serve_trials,
+            duration_days=duration_days,
             features=factories.FEATURES if tier_features is None else tier_features,
             offline_lease_days=offline_lease_days,
             lease_grace_days=lease_grace_days,

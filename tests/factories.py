@@ -164,6 +164,9 @@ class Tier:
     lease_grace_days: int = 7
     max_deactivations_per_day: int = 50
     name: str | None = None
+    expiry_behavior: str = "restrict"
+    is_trial: bool = False
+    self_serve_trials: bool = False
 
 
 @dataclass(frozen=True)
@@ -195,8 +198,9 @@ def product(
             db.execute(
                 """
             INSERT INTO tiers (product_id, code, name, features, max_activations, duration_days,
-                offline_lease_days, lease_grace_days, max_deactivations_per_day)
-            VALUES (%s, %s, %s, %s::jsonb, %s, %s, %s, %s, %s)
+                offline_lease_days, lease_grace_days, max_deactivations_per_day,
+                expiry_behavior, is_trial, self_serve_trials)
+            VALUES (%s, %s, %s, %s::jsonb, %s, %s, %s, %s, %s, %s, %s, %s)
             ON CONFLICT (product_id, code) DO UPDATE SET
                 name = excluded.name,
                 features = excluded.features,
@@ -204,7 +208,10 @@ def product(
                 duration_days = excluded.duration_days,
                 offline_lease_days = excluded.offline_lease_days,
                 lease_grace_days = excluded.lease_grace_days,
-                max_deactivations_per_day = excluded.max_deactivations_per_day
+                max_deactivations_per_day = excluded.max_deactivations_per_day,
+                expiry_behavior = excluded.expiry_behavior,
+                is_trial = excluded.is_trial,
+                self_serve_trials = excluded.self_serve_trials
             RETURNING id
             """,
                 (
@@ -217,6 +224,9 @@ def product(
                     terms.offline_lease_days,
                     terms.lease_grace_days,
                     terms.max_deactivations_per_day,
+                    terms.expiry_behavior,
+                    terms.is_trial,
+                    terms.self_serve_trials,
                 ),
             ).fetchone()
         )

@@ -254,6 +254,7 @@ def check_trust_material(
         raise Refused("UnknownKey")
     return claims
 
+
 # --- a webhook receiver on the loopback ------------------------------------------------------
 
 

@@ -16,7 +16,7 @@ from server.cli_support import data_dir_option
 
 @click.group()
 def licenses() -> None:
-    """Licenses: issue, list."""
+    """Licenses: issue, list, change tier."""
 
 
 async def _organization_id(session: AsyncSession, org: str) -> uuid.UUID:
@@ -200,3 +200,37 @@ def list_(
 
 PAGE = 100
 """The API's largest page; the command follows the cursors from one page to the next."""
+
+
+@licenses.command("change-tier")
+@click.argument("license_id", type=click.UUID)
+@click.argument("tier")
+@click.option(
+    "--release-least-recently-seen",
+    is_flag=True,
+    help="Free the seats the new tier lacks, least recently checked in first.",
+)
+@data_dir_option
+def change_tier(
+    license_id: uuid.UUID, tier: str, release_least_recently_seen: bool, data_dir: Path
+) -> None:
+    """Move license LICENSE_ID to TIER of its product; its key and machines stay."""
+    from server.cli_support import resolve_database, run_admin, settings_for
+    from server.license_admin import service
+    from server.license_admin.schemas import ChangeTierRequest, LicenseRead
+
+    settings = settings_for(resolve_database(data_dir))
+    release = "least_recently_seen" if release_least_recently_seen else None
+    try:
+        data = msgspec.convert({"tier": tier, "release": release}, ChangeTierRequest)
+    except msgspec.ValidationError as exc:
+        raise click.ClickException(f"invalid input: {exc}") from None
+
+    async def work(session: AsyncSession) -> LicenseRead:
+        return await service.change_tier(session, ("cli", None), license_id, data)
+
+    changed = run_admin(settings, work)
+    click.echo(
+        f"license {changed.id} is now {changed.product}/{changed.tier}: "
+        f"seats {changed.activations_count}/{changed.max_activations}"
+    )

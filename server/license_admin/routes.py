@@ -17,6 +17,7 @@ from server.auth.principal import EVERY_ROLE, MANAGERS, Principal, allow, provid
 from server.license_admin import service
 from server.license_admin.schemas import (
     ActivationRead,
+    ChangeTierRequest,
     LicenseCreate,
     LicenseCreated,
     LicenseRead,
@@ -68,8 +69,9 @@ class LicenseController(Controller):
             "`expires_at` defaults to now + `duration_days`, else the tier's duration; "
             "neither means perpetual. `max_activations` and `features` override the tier's. "
             "Unknown organization, product or tier: 422 UNKNOWN_ORGANIZATION / "
-            "UNKNOWN_PRODUCT / UNKNOWN_TIER. A replayed response carries "
-            "`Idempotent-Replayed: true`."
+            "UNKNOWN_PRODUCT / UNKNOWN_TIER. A trial tier's license is issued once per "
+            "organization and product (409 TRIAL_ALREADY_USED) unless `allow_repeat_trial`. "
+            "A replayed response carries `Idempotent-Replayed: true`."
         ),
         responses=problem_responses(400, 401, 403, 409, 422),
     )
@@ -249,6 +251,32 @@ class LicenseController(Controller):
         data: RenewRequest,
     ) -> LicenseRead:
         return await service.renew_license(session, principal, license_id, data)
+
+    @post(
+        "/{license_id:uuid}/change-tier",
+        guards=[_admin_write],
+        status_code=200,
+        summary="Move a license to another tier of its product (same key, same machines)",
+        description=(
+            "Features and seats come from the new tier (the license's own overrides are kept "
+            "unless `max_activations` / `expires_at` are given). 409 SEATS_IN_USE (with "
+            "`activations_count`, `max_activations` and `excess`) when more machines hold a "
+            "seat than the new tier allows, unless `release` is `least_recently_seen`, which "
+            "frees the extra seats, least recently checked in first (each one audited). 422 "
+            "PRODUCT_CHANGE_UNSUPPORTED for another product, UNKNOWN_TIER for an unknown "
+            "tier; 409 LICENSE_REVOKED. Tokens already issued keep their claims until they "
+            "expire; the next validate or check-in answers with the new plan."
+        ),
+        responses=problem_responses(400, 401, 403, 404, 409, 422),
+    )
+    async def change_tier(
+        self,
+        session: AsyncSession,
+        principal: Principal,
+        license_id: uuid.UUID,
+        data: ChangeTierRequest,
+    ) -> LicenseRead:
+        return await service.change_tier(session, principal, license_id, data)
 
     @get(
         "/{license_id:uuid}/token",

@@ -36,6 +36,23 @@ class LicenseCreate(DatedRequest, forbid_unknown_fields=True):
     features: Features = msgspec.field(default_factory=dict)
     """Overlaid on the tier's features."""
     metadata: Metadata = msgspec.field(default_factory=dict)
+    allow_repeat_trial: bool = False
+    """Issue a trial-tier license even if the organization already had one of the product."""
+
+
+class ChangeTierRequest(DatedRequest, forbid_unknown_fields=True):
+    """Move a license to another tier of its product, keeping its id, key and machines."""
+
+    tier: Code
+    product: Code | None = None
+    """Only the license's own product is accepted (422 PRODUCT_CHANGE_UNSUPPORTED)."""
+    expires_at: AwareDateTime | msgspec.UnsetType | None = msgspec.UNSET
+    """Absent: unchanged; ``null``: perpetual."""
+    max_activations: Seats | msgspec.UnsetType | None = msgspec.UNSET
+    """Absent: the license's own override is kept; ``null``: the new tier's seats."""
+    release: Literal["least_recently_seen"] | None = None
+    """When more machines are live than the new seat count: free the extra seats, those
+    checked in least recently first. Without it the change is refused (409 SEATS_IN_USE)."""
 
 
 class LicenseUpdate(DatedRequest, forbid_unknown_fields=True):
@@ -71,6 +88,10 @@ class LicenseRead(msgspec.Struct):
     expires_at: datetime | None
     created_at: datetime
     metadata: dict[str, Any]
+    updates_until: datetime | None
+    """Perpetual fallback: the last release date covered (its tier's ``expiry_behavior`` is
+    ``fallback``); ``null`` otherwise."""
+    is_trial: bool
 
 
 class LicenseCreated(LicenseRead):

@@ -27,6 +27,7 @@ from server.license_admin import idempotency
 from server.license_admin.facts import new_license_key
 from server.license_admin.schemas import (
     ActivationRead,
+    ChangeTierRequest,
     LicenseCreate,
     LicenseCreated,
     LicenseRead,
@@ -78,6 +79,8 @@ def _license_select(now: datetime) -> Select[Any]:
             License.expires_at,
             License.created_at,
             License.metadata_.label("metadata"),
+            Tier.expiry_behavior,
+            Tier.is_trial,
         )
         .join(Product, Product.id == License.product_id)
         .join(Tier, Tier.id == License.tier_id)
@@ -106,6 +109,8 @@ def read_license(values: Mapping[str, Any], now: datetime) -> LicenseRead:
         expires_at=values["expires_at"],
         created_at=values["created_at"],
         metadata=values["metadata"],
+        updates_until=terms.updates_until,
+        is_trial=terms.is_trial,
     )
 
 
@@ -320,6 +325,8 @@ async def issue_license(
     expires_at = data.expires_at or (now + timedelta(days=days) if days else None)
     if expires_at is not None and expires_at <= now:
         raise InvalidInput("expires_at must be in the future", code="EXPIRES_IN_PAST")
+    if tier.is_trial and not data.allow_repeat_trial:
+        await _refuse_repeat_trial(session, data.organization_id, product_id)
 
     key, prefix, key_hash = new_license_key()
     license_id = (
@@ -357,6 +364,33 @@ async def issue_license(
     )
     read = await get_license(session, None, license_id, now=now)
     return LicenseCreated(**msgspec.structs.asdict(read), key=key)
+
+
+async def _refuse_repeat_trial(
+    session: AsyncSession, organization_id: uuid.UUID, product_id: uuid.UUID
+) -> None:
+    """One trial-tier license per organization and product. The organization's row is locked
+    first, so two concurrent issues for one organization cannot both pass the check."""
+    await session.execute(
+        select(Organization.id).where(Organization.id == organization_id).with_for_update()
+    )
+    earlier = await session.scalar(
+        select(License.id)
+        .join(Tier, Tier.id == License.tier_id)
+        .where(
+            License.organization_id == organization_id,
+            License.product_id == product_id,
+            Tier.is_trial,
+        )
+        .limit(1)
+    )
+    if earlier is not None:
+        raise Conflict(
+            "This organization already had a trial of this product; pass allow_repeat_trial "
+            "to issue another",
+            code="TRIAL_ALREADY_USED",
+            license_id=str(earlier),
+        )
 
 
 @dataclass(frozen=True)
@@ -532,6 +566,101 @@ async def renew_license(
     )
 
 
+async def change_tier(
+    session: AsyncSession,
+    actor: Actor,
+    license_id: uuid.UUID,
+    data: ChangeTierRequest,
+    *,
+    now: datetime | None = None,
+) -> LicenseRead:
+    """Move a license to another tier of its product: same id, key and live activations.
+
+    The license row is locked first (``FOR UPDATE``, as every seat decision of the licensing
+    API locks it), so no activation is decided while the seats are counted and freed here,
+    and every activation judged before the change finds the row changed and starts again
+    under the new tier."""
+    now = now or datetime.now(UTC)
+    row = await _locked(session, None, license_id)
+    _refuse_revoked(row)
+    if data.product is not None:
+        product_code = await session.scalar(
+            select(Product.code).where(Product.id == row.product_id)
+        )
+        if data.product != product_code:
+            raise InvalidInput(
+                "A license cannot move to another product; issue a new license",
+                code="PRODUCT_CHANGE_UNSUPPORTED",
+            )
+    tier = await session.scalar(
+        select(Tier).where(Tier.product_id == row.product_id, Tier.code == data.tier)
+    )
+    if tier is None:
+        raise InvalidInput(f"The product has no tier {data.tier!r}", code="UNKNOWN_TIER")
+    previous = await session.scalar(select(Tier.code).where(Tier.id == row.tier_id))
+    if data.expires_at is not msgspec.UNSET:
+        if data.expires_at is not None:
+            check_datetime(data.expires_at, "expires_at")
+        row.expires_at = data.expires_at
+    if data.max_activations is not msgspec.UNSET:
+        row.max_activations = data.max_activations
+    row.tier_id = tier.id
+    seats = rules.effective_max_activations(tier.max_activations, row.max_activations)
+    live = (
+        await session.scalars(
+            select(Activation)
+            .where(
+                Activation.license_id == row.id,
+                Activation.organization_id == row.organization_id,
+                text(rules.live_seat_sql("activations", ":grace", ":now")).bindparams(
+                    grace=tier.lease_grace_days, now=now
+                ),
+            )
+            .order_by(Activation.last_check_in_at, Activation.id)
+            .with_for_update()
+        )
+    ).all()
+    excess = len(live) - seats
+    released: list[str] = []
+    if excess > 0:
+        if data.release != "least_recently_seen":
+            raise Conflict(
+                f"{len(live)} machine(s) hold a seat and tier {data.tier!r} allows {seats}; "
+                f"deactivate {excess}, or pass release: least_recently_seen",
+                code="SEATS_IN_USE",
+                activations_count=len(live),
+                max_activations=seats,
+                excess=excess,
+            )
+        for activation in live[:excess]:
+            activation.deactivated_at = now
+            activation.deactivation_reason = PLAN_CHANGE
+            released.append(str(activation.id))
+        await session.flush()
+        for activation_id in released:
+            await record(
+                session,
+                actor,
+                "activation.deactivate",
+                "activation",
+                activation_id,
+                organization_id=row.organization_id,
+                data={"license_id": str(row.id), "reason": PLAN_CHANGE},
+            )
+    return await _changed(
+        session,
+        actor,
+        row,
+        "license.change_tier",
+        now,
+        {"previous_tier": previous, "tier": tier.code, "released": released},
+    )
+
+
+PLAN_CHANGE = "plan_change"
+"""``deactivation_reason`` of a seat freed by a change of plan with fewer seats."""
+
+
 # --- the offline license token -------------------------------------------------------------
 
 
@@ -555,7 +684,7 @@ async def license_token(
     now = rules.whole_second(now or datetime.now(UTC))
     row = await _license_row(session, principal, license_id, now)
     terms = rules.LicenseTerms.from_row(row._mapping)
-    rules.refuse_unless_usable(terms.status(now))
+    terms.refuse_unless_usable(now)
     signer, trust = await keyring.signer_and_trust()
     issued = issue_license_token(
         signer,

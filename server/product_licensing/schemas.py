@@ -81,6 +81,10 @@ class LicenseSummary(msgspec.Struct):
     max_activations: int
     activations_count: int
     expires_at: datetime | None
+    updates_until: datetime | None = None
+    """Perpetual fallback: builds released up to this date are covered, also after the
+    license expired (``null``: every build)."""
+    is_trial: bool = False
 
 
 class ValidateResponse(msgspec.Struct):

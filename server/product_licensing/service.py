@@ -135,7 +135,7 @@ _VALIDATE = _Sql("SELECT * FROM licentia_validate(:hash, :fp, :now)")
 # copy, checked by tests/server/test_license_rules.py).
 _ACTIVATE = _Sql(
     "SELECT * FROM licentia_activate(:hash, :license_id, :version, :fp, :now, :lease, :max, "
-    ":new_id, :name, :platform, :expired, :created)"
+    ":new_id, :name, :platform, :expired, :created, :converted)"
 )
 _CHECK_IN = _Sql("SELECT * FROM licentia_check_in(:hash, :license_id, :version, :fp, :now, :lease)")
 
@@ -219,6 +219,8 @@ class _License:
             max_activations=terms.max_activations,
             activations_count=activations_count,
             expires_at=rules.whole_second(terms.expires_at) if terms.expires_at else None,
+            updates_until=terms.updates_until,
+            is_trial=terms.is_trial,
         )
 
     def lease_end(self, now: datetime) -> datetime:
@@ -227,7 +229,7 @@ class _License:
     def refuse_unless_usable(self, product: str) -> None:
         """Raise the refusal shared by activate, check-in and features."""
         _refuse_other_product(self.terms, product)
-        rules.refuse_unless_usable(self.status)
+        rules.refuse_unless_usable(self.status, self.terms.expiry_behavior)
 
 
 async def _license(
@@ -317,7 +319,7 @@ async def validate(
     if lic.terms.product != data.product:
         detail = f"This license is for another product, not {data.product!r}"
         return ValidateResponse(False, "PRODUCT_MISMATCH", detail, summary, None)
-    refused = rules.refusal(lic.status)
+    refused = rules.refusal(lic.status, lic.terms.expiry_behavior)
     if refused is not None:
         return ValidateResponse(False, refused.code, refused.detail, summary, None)  # type: ignore[arg-type]
     if fp is not None and row["seat"] is None:
@@ -428,6 +430,12 @@ async def activate(
                 "activation",
                 organization_id=terms.organization_id,
                 data={"license_id": str(terms.id), "name": data.name, "platform": data.platform},
+            ),
+            converted=audit.event(
+                ("license", str(terms.id)),
+                "trial.convert",
+                "trial",
+                organization_id=terms.organization_id,
             ),
         )
         outcome = row["outcome"]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -50,6 +50,16 @@ Days = Annotated[int, msgspec.Meta(ge=1, le=36_500)]
 GraceDays = Annotated[int, msgspec.Meta(ge=0, le=3_650)]
 DailyLimit = Annotated[int, msgspec.Meta(ge=0, le=1_000_000)]
 NoticeDays = Annotated[int, msgspec.Meta(ge=0, le=365)]
+ExpiryBehavior = Annotated[
+    Literal["restrict", "fallback"],
+    msgspec.Meta(
+        description=(
+            "After the license's expiry: `restrict` refuses it; `fallback` (perpetual "
+            "fallback) keeps it working for builds released until the expiry "
+            "(`updates_until`)"
+        )
+    ),
+]
 
 
 class ProductCreate(msgspec.Struct, forbid_unknown_fields=True):
@@ -82,6 +92,13 @@ class TierCreate(msgspec.Struct, forbid_unknown_fields=True):
     """Deactivations the customer may make per license in any 24 hours (docs/api.md)."""
     expiry_notice_days: NoticeDays = 14
     """Days before expiry the ``license.expiring`` webhook event is sent (0: never)."""
+    is_trial: bool = False
+    """A trial tier: its licenses and tokens say so (``trial: true``), and an organization
+    gets one trial license per product unless the issue says ``allow_repeat_trial``."""
+    self_serve_trials: bool = False
+    """Offer keyless machine trials of the product on this tier (``POST /api/v1/trials``):
+    a trial tier with a ``duration_days``; one such tier per product."""
+    expiry_behavior: ExpiryBehavior = "restrict"
 
 
 class TierUpdate(msgspec.Struct, forbid_unknown_fields=True):
@@ -93,6 +110,9 @@ class TierUpdate(msgspec.Struct, forbid_unknown_fields=True):
     lease_grace_days: GraceDays | msgspec.UnsetType = msgspec.UNSET
     max_deactivations_per_day: DailyLimit | msgspec.UnsetType = msgspec.UNSET
     expiry_notice_days: NoticeDays | msgspec.UnsetType = msgspec.UNSET
+    is_trial: bool | msgspec.UnsetType = msgspec.UNSET
+    self_serve_trials: bool | msgspec.UnsetType = msgspec.UNSET
+    expiry_behavior: ExpiryBehavior | msgspec.UnsetType = msgspec.UNSET
 
 
 class TierRead(msgspec.Struct):
@@ -107,6 +127,9 @@ class TierRead(msgspec.Struct):
     lease_grace_days: int
     max_deactivations_per_day: int
     expiry_notice_days: int
+    is_trial: bool
+    self_serve_trials: bool
+    expiry_behavior: str
     created_at: datetime
     updated_at: datetime
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime
 
 from sqlalchemy import select
@@ -10,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.audit.service import record
 from server.auth.principal import Principal
-from server.errors import Conflict, NotFound
+from server.errors import Conflict, InvalidInput, NotFound
 from server.models import Product, Tier
 from server.pagination import Page, paginate
 from server.products.schemas import (
@@ -71,10 +72,39 @@ async def _locked_product(session: AsyncSession, code: str) -> Product:
     return product
 
 
+def _check_trial_settings(tier: Tier | TierCreate) -> None:
+    """Self-serve trials need a trial tier with a duration (the trial's length)."""
+    if tier.self_serve_trials and not (tier.is_trial and tier.duration_days is not None):
+        raise InvalidInput(
+            "self_serve_trials needs is_trial and a duration_days", code="TRIAL_TIER_INCOMPLETE"
+        )
+
+
+async def _refuse_second_self_serve_tier(
+    session: AsyncSession, product_id: uuid.UUID, tier_id: uuid.UUID | None
+) -> None:
+    """One tier per product offers keyless trials (the product row is locked by the caller,
+    so two concurrent changes cannot both pass; a unique index is the backstop)."""
+    query = select(Tier.code).where(Tier.product_id == product_id, Tier.self_serve_trials)
+    if tier_id is not None:
+        query = query.where(Tier.id != tier_id)
+    other = await session.scalar(query.limit(1))
+    if other is not None:
+        raise Conflict(
+            f"Tier {other!r} of this product already offers self-serve trials",
+            code="SELF_SERVE_TRIAL_TIER_EXISTS",
+        )
+
+
 async def create_tier(
     session: AsyncSession, actor: Principal, product_code: str, data: TierCreate
 ) -> Tier:
-    product = await get_product(session, product_code)
+    _check_trial_settings(data)
+    if data.self_serve_trials:
+        product = await _locked_product(session, product_code)
+        await _refuse_second_self_serve_tier(session, product.id, None)
+    else:
+        product = await get_product(session, product_code)
     tier_id = await session.scalar(
         insert(Tier)
         .values(
@@ -88,6 +118,9 @@ async def create_tier(
             lease_grace_days=data.lease_grace_days,
             max_deactivations_per_day=data.max_deactivations_per_day,
             expiry_notice_days=data.expiry_notice_days,
+            is_trial=data.is_trial,
+            self_serve_trials=data.self_serve_trials,
+            expiry_behavior=data.expiry_behavior,
         )
         .on_conflict_do_nothing(index_elements=["product_id", "code"])
         .returning(Tier.id)
@@ -126,13 +159,18 @@ async def update_tier(
     session: AsyncSession, actor: Principal, product_code: str, tier_code: str, data: TierUpdate
 ) -> Tier:
     """Tier changes apply to every license of the tier at its next validation."""
+    fields = changes(data)
+    if fields.get("self_serve_trials"):
+        await _locked_product(session, product_code)
     tier = await session.scalar(_tier_query(product_code, tier_code).with_for_update(of=Tier))
     if tier is None:
         raise NotFound(f"Product {product_code!r} has no tier {tier_code!r}", code="TIER_NOT_FOUND")
-    fields = changes(data)
     if fields:
         for name, value in fields.items():
             setattr(tier, name, value)
+        _check_trial_settings(tier)
+        if tier.self_serve_trials:
+            await _refuse_second_self_serve_tier(session, tier.product_id, tier.id)
         tier.updated_at = datetime.now(UTC)
         await session.flush()
         await record(

@@ -17,6 +17,7 @@ EVENT_TYPES = (
     "license.reinstated",
     "license.revoked",
     "license.renewed",
+    "license.tier_changed",
     "license.expiring",
     "license.expired",
     "activation.created",

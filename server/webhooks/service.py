@@ -98,6 +98,8 @@ class _LicenseSnapshot(msgspec.Struct):
     expires_at: datetime | None
     created_at: datetime
     metadata: dict[str, Any]
+    expiry_behavior: str
+    is_trial: bool
 
 
 class _ActivationSnapshot(msgspec.Struct):

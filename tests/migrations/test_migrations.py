@@ -33,6 +33,7 @@ ALL_TABLES = TENANT_TABLES | {
     "webhook_deliveries",
     "webhook_sequences",
     "license_expiry_notices",
+    "trials",
 }
 LOOKUPS = [
     ("licentia_license_org", True, False),
@@ -49,11 +50,11 @@ def _tables(url: str) -> set[str]:
     return {r[0] for r in rows} - {"alembic_version"}
 
 
-def test_webhooks_down_to_0004_and_back(scratch_url: str) -> None:
-    """0005 (the webhook tables, the outbox trigger, the tiers' notice days) goes and comes
+def test_webhooks_down_to_0005_and_back(scratch_url: str) -> None:
+    """0006 (the webhook tables, the outbox trigger, the tiers' notice days) goes and comes
     back cleanly, and audit rows can be written with it gone."""
     upgrade(async_url(scratch_url))
-    downgrade(async_url(scratch_url), "0004")
+    downgrade(async_url(scratch_url), "0005")
     webhook_tables = {t for t in ALL_TABLES if t.startswith("webhook_")}
     assert _tables(scratch_url) == ALL_TABLES - webhook_tables - {"license_expiry_notices"}
     with psycopg.connect(scratch_url) as conn:

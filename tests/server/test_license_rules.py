@@ -101,6 +101,65 @@ def test_every_refusal_has_a_code_and_a_message() -> None:
     assert rules.refusal("active") is None
 
 
+# --- perpetual fallback ------------------------------------------------------------------------
+
+FALLBACK_CASES = [
+    # stored, expires_at, expiry_behavior, usable, updates_until
+    ("active", NOW + DAY, "fallback", True, NOW.replace(microsecond=0) + DAY),
+    ("active", NOW + 500_000 * US, "fallback", True, NOW.replace(microsecond=0)),  # expired
+    ("active", NOW - DAY, "fallback", True, NOW.replace(microsecond=0) - DAY),
+    ("active", NOW - DAY, "restrict", False, None),
+    ("active", NOW + DAY, "restrict", True, None),
+    ("active", None, "fallback", True, None),
+    ("suspended", NOW - DAY, "fallback", False, NOW.replace(microsecond=0) - DAY),
+    ("revoked", NOW + DAY, "fallback", False, NOW.replace(microsecond=0) + DAY),
+]
+
+
+@pytest.mark.parametrize(("stored", "expires", "behavior", "usable", "until"), FALLBACK_CASES)
+def test_fallback_agrees(database, stored, expires, behavior, usable, until) -> None:
+    params = {"stored": stored, "expires": expires, "behavior": behavior, "now": NOW}
+    source = (
+        "FROM (VALUES (CAST(:stored AS text), CAST(:expires AS timestamptz), "
+        "CAST(:now AS timestamptz) - interval '2 days')) AS l(status, expires_at, starts_at), "
+        "(VALUES (CAST(:behavior AS text))) AS t(expiry_behavior)"
+    )
+    sql_until = _query(database, f"SELECT {rules.updates_until_sql('l', 't')} {source}", params)
+    sql_status = _query(
+        database, f"SELECT {rules.license_status_sql('l', ':now')} {source}", params
+    )
+    status = rules.license_status(stored, NOW - 2 * DAY, expires, NOW)
+    assert sql_status == status
+    assert rules.usable(status, behavior) == usable
+    assert (rules.refusal(status, behavior) is None) == usable
+    assert rules.updates_until(expires, behavior) == sql_until == until
+
+
+# --- trials -------------------------------------------------------------------------------------
+
+TRIAL_CASES = [
+    # ends_at, converted_at, expected
+    (NOW + DAY, None, "running"),
+    (NOW + S, None, "running"),
+    (NOW + 500_000 * US, None, "ended"),  # ends within the current second
+    (NOW, None, "ended"),
+    (NOW - DAY, None, "ended"),
+    (NOW + DAY, NOW - S, "converted"),
+    (NOW - DAY, NOW - 2 * DAY, "converted"),
+]
+
+
+@pytest.mark.parametrize(("ends", "converted", "expected"), TRIAL_CASES)
+def test_trial_status_agrees(database, ends, converted, expected) -> None:
+    sql = _query(
+        database,
+        f"SELECT {rules.trial_status_sql('tr', ':now')} FROM (VALUES (CAST(:ends AS timestamptz), "
+        "CAST(:converted AS timestamptz))) AS tr(ends_at, converted_at)",
+        {"ends": ends, "converted": converted, "now": NOW},
+    )
+    assert (rules.trial_status(ends, converted, NOW), sql) == (expected, expected)
+
+
 # --- the live seat ---------------------------------------------------------------------------
 
 SEAT_CASES = [
@@ -228,6 +287,8 @@ def test_terms_from_a_row() -> None:
         "tier_features": {"a": 1, "b": 1},
         "max_activations": None,
         "tier_max_activations": 3,
+        "expiry_behavior": "restrict",
+        "is_trial": False,
     }
     terms = rules.LicenseTerms.from_row(row)
     assert terms.features == {"a": 1, "b": 2} and terms.max_activations == 3
@@ -236,6 +297,38 @@ def test_terms_from_a_row() -> None:
     assert subject.license_id == str(LICENSE) and subject.organization_id == str(ORG)
     assert subject.license_expires_at == rules.whole_second(NOW + DAY)
     assert terms.lease_end(NOW, 7) == rules.whole_second(NOW + DAY)
+    assert subject.updates_until is None and subject.trial is False
+    assert not terms.usable(NOW + DAY)
+
+
+def test_fallback_terms_outlive_their_expiry() -> None:
+    """A fallback license's tokens say it never ends (``license_expires_at`` null, leases not
+    capped) and carry ``updates_until``; it stays usable after its expiry."""
+    row = {
+        "id": LICENSE,
+        "organization_id": ORG,
+        "product": "p",
+        "tier": "t",
+        "status": "active",
+        "starts_at": NOW - DAY,
+        "expires_at": NOW + DAY,
+        "features": {},
+        "tier_features": {},
+        "max_activations": None,
+        "tier_max_activations": 3,
+        "expiry_behavior": "fallback",
+        "is_trial": True,
+    }
+    terms = rules.LicenseTerms.from_row(row)
+    subject = terms.subject()
+    assert subject.license_expires_at is None and subject.trial is True
+    assert subject.updates_until == rules.whole_second(NOW + DAY)
+    assert terms.lease_end(NOW, 7) == NOW + 7 * DAY
+    assert terms.usable(NOW + 2 * DAY) and terms.status(NOW + 2 * DAY) == "expired"
+    terms.refuse_unless_usable(NOW + 2 * DAY)
+    revoked = rules.LicenseTerms.from_row({**row, "status": "revoked"})
+    with pytest.raises(rules.LicenseRefused):
+        revoked.refuse_unless_usable(NOW)
 
 
 # --- the frozen copy in the validation function (migration 0004) ----------------------------
@@ -244,7 +337,14 @@ def test_terms_from_a_row() -> None:
 @pytest.mark.parametrize(
     ("function", "fragments"),
     [
-        ("licentia_validate", [rules.live_seat_sql("a", "t.lease_grace_days", "p_now")]),
+        ("licentia_license", [rules.updates_until_sql("l", "t")]),
+        (
+            "licentia_validate",
+            [
+                rules.live_seat_sql("a", "t.lease_grace_days", "p_now"),
+                rules.updates_until_sql("l", "t"),
+            ],
+        ),
         ("licentia_check_in", [rules.live_seat_sql("a", "v_grace", "p_now")]),
         (
             "licentia_activate",
@@ -293,3 +393,52 @@ def test_validate_function_agrees_on_live_seats(
     python = rules.holds_seat(deactivated, lease, grace, NOW)
     assert seats == f"{int(expected)} {str(expected).lower()}"
     assert python == expected
+
+
+@pytest.mark.parametrize(("stored", "expires", "behavior", "usable", "until"), FALLBACK_CASES)
+def test_validate_function_agrees_on_fallback(
+    database, stored, expires, behavior, usable, until
+) -> None:
+    """The functions return the tier's expiry behaviour and ``updates_until`` (the frozen
+    copy of ``updates_until_sql``), which the licensing service judges with ``usable``."""
+    product, tier, license_id = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    key_hash = rules.hash_license_key(f"LK-{license_id}")
+    expires_sql = "NULL" if expires is None else f"'{expires}'"
+    setup = "\n".join(
+        [
+            f"INSERT INTO organizations (id, name) VALUES ('{ORG}', 'a');",
+            f"INSERT INTO products (id, code, name) VALUES ('{product}', 'p-{product}', 'p');",
+            "INSERT INTO tiers (id, product_id, code, name, max_activations, expiry_behavior) "
+            f"VALUES ('{tier}', '{product}', 't', 't', 5, '{behavior}');",
+            "INSERT INTO licenses (id, organization_id, product_id, tier_id, key_hash, "
+            f"key_prefix, status, starts_at, expires_at) VALUES ('{license_id}', '{ORG}', "
+            f"'{product}', '{tier}', '\\x{key_hash.hex()}'::bytea, 'LK', '{stored}', "
+            f"'{NOW - 2 * DAY}', {expires_sql});",
+        ]
+    )
+    found = _query(
+        database,
+        "SELECT expiry_behavior || ' ' || "
+        "coalesce(extract(epoch FROM updates_until)::bigint::text, '-') "
+        "FROM licentia_validate(:hash, NULL, :now)",
+        {"hash": key_hash, "now": NOW},
+        setup,
+    )
+    row = {
+        "id": license_id,
+        "organization_id": ORG,
+        "product": "p",
+        "tier": "t",
+        "status": stored,
+        "starts_at": NOW - 2 * DAY,
+        "expires_at": expires,
+        "features": {},
+        "tier_features": {},
+        "max_activations": None,
+        "tier_max_activations": 5,
+        "expiry_behavior": behavior,
+        "is_trial": False,
+    }
+    terms = rules.LicenseTerms.from_row(row)
+    assert terms.usable(NOW) == usable and terms.updates_until == until
+    assert found == f"{behavior} {'-' if until is None else int(until.timestamp())}"

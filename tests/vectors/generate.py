@@ -8,6 +8,7 @@ are deterministic, so the output is byte-for-byte stable. Each vector is one JSO
 
     {"description", "jwks", "verifier": {"product", "issuer", "leeway_seconds"},
      "method": "verify_license" | "verify_activation", "token", "now", ["fingerprint"],
+     ["released_at"],
      "expected": {"ok": {<claims>}, "ids": {"license_id", "organization_id",
                   "activation_id"}} | {"error": "<ErrorName>"}}
 
@@ -151,6 +152,7 @@ def build() -> dict[str, dict[str, Any]]:
         method: str = "verify_license",
         fingerprint: str | None = None,
         now: int = NOW,
+        released_at: int | None = None,
     ) -> None:
         vector: dict[str, Any] = {
             "description": description,
@@ -162,6 +164,8 @@ def build() -> dict[str, dict[str, Any]]:
         }
         if method == "verify_activation":
             vector["fingerprint"] = FINGERPRINT if fingerprint is None else fingerprint
+        if released_at is not None:
+            vector["released_at"] = released_at
         vector["expected"] = expected
         vectors[name] = vector
 
@@ -214,6 +218,63 @@ def build() -> dict[str, dict[str, Any]]:
         "exp passed 200 s ago, inside the 300 s leeway.",
         ACTIVE.sign(L, c),
         ok(c),
+    )
+
+    # --- perpetual fallback and trials (optional claims) ---------------------------------
+    updates_until = NOW - 30 * 86400
+    c = activation_claims(license_expires_at=None, updates_until=updates_until)
+    add(
+        "valid-activation-fallback-older-build",
+        "Perpetual fallback: the license's updates ended 30 days ago (updates_until); this "
+        "build was released before that, so it is covered.",
+        ACTIVE.sign(A, c),
+        ok(c),
+        method="verify_activation",
+        released_at=updates_until - 86400,
+    )
+    add(
+        "valid-activation-fallback-build-at-updates-until",
+        "A build released exactly at updates_until is covered.",
+        ACTIVE.sign(A, c),
+        ok(c),
+        method="verify_activation",
+        released_at=updates_until,
+    )
+    add(
+        "expired-activation-fallback-newer-build",
+        "A build released one second after updates_until is not covered: Expired.",
+        ACTIVE.sign(A, c),
+        error("Expired"),
+        method="verify_activation",
+        released_at=updates_until + 1,
+    )
+    c = license_claims(license_expires_at=None, updates_until=updates_until)
+    add(
+        "valid-license-fallback-without-build-date",
+        "A fallback license token verified without a build date: updates_until is reported, "
+        "not enforced.",
+        ACTIVE.sign(L, c),
+        ok(c),
+    )
+    c = activation_claims(trial=True, tier="trial", max_activations=1)
+    add(
+        "valid-activation-trial",
+        "A trial's activation token: trial is true.",
+        ACTIVE.sign(A, c),
+        ok(c),
+        method="verify_activation",
+    )
+    add(
+        "malformed-trial-not-true",
+        "trial is present but false (the claim is true or absent).",
+        ACTIVE.sign(L, license_claims(trial=False)),
+        error("MalformedToken"),
+    )
+    add(
+        "malformed-updates-until-null",
+        "updates_until is null (the claim is integer seconds or absent).",
+        ACTIVE.sign(L, license_claims(updates_until=None)),
+        error("MalformedToken"),
     )
 
     # --- malformed ----------------------------------------------------------------------

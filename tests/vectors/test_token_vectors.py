@@ -75,6 +75,8 @@ def test_vector(path):
     kwargs = {"now": vector["now"]}
     if vector["method"] == "verify_activation":
         kwargs["fingerprint"] = vector["fingerprint"]
+    if "released_at" in vector:
+        kwargs["released_at"] = vector["released_at"]
     call = getattr(verifier, vector["method"])
     expected = vector["expected"]
     if "error" in expected:
@@ -98,3 +100,8 @@ def test_vector(path):
     assert ids["activation_id"] == (_uuid_text(claims["act"]) if "act" in claims else None)
     assert lic.token_id == claims["jti"]
     assert lic.nonce == claims.get("nonce")
+    until = lic.updates_until
+    assert (None if until is None else int(until.timestamp())) == claims.get("updates_until")
+    assert lic.is_trial is claims.get("trial", False)
+    if "released_at" in vector:
+        assert lic.allows_release(vector["released_at"])

@@ -293,6 +293,8 @@ _INTEGER = "an integer"
 _TIME_OR_NULL = f"null or integer seconds since the epoch, from 0 to {_MAX_EPOCH}"
 _FEATURES = "an object whose values are booleans, finite numbers or strings"
 _OPTIONAL_STRING = "a string when present"
+_OPTIONAL_TIME = f"integer seconds since the epoch, from 0 to {_MAX_EPOCH}, when present"
+_OPTIONAL_TRUE = "true when present"
 
 _COMMON_RULES = (
     ("iss", _STRING),
@@ -308,6 +310,8 @@ _COMMON_RULES = (
     ("max_activations", _INTEGER),
     ("license_expires_at", _TIME_OR_NULL),
     ("nonce", _OPTIONAL_STRING),
+    ("updates_until", _OPTIONAL_TIME),
+    ("trial", _OPTIONAL_TRUE),
 )
 _LICENSE_RULES = _COMMON_RULES
 _ACTIVATION_RULES = (*_COMMON_RULES, ("act", _ID), ("fp", _STRING))
@@ -321,25 +325,28 @@ _ID_LAST = "AQgw"
 # for an absent claim: a value of the wrong type, unless absence is allowed). A time:
 # whether null is allowed.
 _BY_TYPE = {_STRING: (str, _MISSING), _INTEGER: (int, _MISSING), _OPTIONAL_STRING: (str, "")}
-_BY_RANGE = {_TIME: False, _TIME_OR_NULL: True}
+# A time: (null allowed, absence allowed).
+_BY_RANGE = {_TIME: (False, False), _TIME_OR_NULL: (True, False), _OPTIONAL_TIME: (False, True)}
 _Plan = tuple[
     tuple[tuple[str, type, Any, str], ...],  # by type: claim, type, stand-in, kind
-    tuple[tuple[str, bool, str], ...],  # times: claim, null allowed, kind
+    tuple[tuple[str, bool, bool, str], ...],  # times: claim, null allowed, absence allowed, kind
     tuple[str, ...],  # ids
     tuple[str, ...],  # features
+    tuple[str, ...],  # true when present
 ]
 
 
 def _plan(rules: tuple[tuple[str, str], ...]) -> _Plan:
     """The rules of a table arranged the way ``_claims_error`` walks them."""
-    unknown = {kind for _, kind in rules} - {*_BY_TYPE, *_BY_RANGE, _ID, _FEATURES}
+    unknown = {kind for _, kind in rules} - {*_BY_TYPE, *_BY_RANGE, _ID, _FEATURES, _OPTIONAL_TRUE}
     if unknown:  # a rule nothing would check: refuse to import rather than accept it
         raise ValueError(f"no check for the claim kind(s) {sorted(unknown)}")
     return (
         tuple((claim, *_BY_TYPE[kind], kind) for claim, kind in rules if kind in _BY_TYPE),
-        tuple((claim, _BY_RANGE[kind], kind) for claim, kind in rules if kind in _BY_RANGE),
+        tuple((claim, *_BY_RANGE[kind], kind) for claim, kind in rules if kind in _BY_RANGE),
         tuple(claim for claim, kind in rules if kind is _ID),
         tuple(claim for claim, kind in rules if kind is _FEATURES),
+        tuple(claim for claim, kind in rules if kind is _OPTIONAL_TRUE),
     )
 
 
@@ -350,17 +357,20 @@ _ACTIVATION_PLAN = _plan(_ACTIVATION_RULES)
 def _claims_error(claims: dict[str, Any], plan: _Plan) -> str | None:
     """The message of a rule that ``claims`` break (the first found), or None when they
     break none. ``plan`` is ``_LICENSE_PLAN`` or ``_ACTIVATION_PLAN``."""
-    by_type, times, ids, features = plan
+    by_type, times, ids, features, flags = plan
     get = claims.get
     for claim, kind_type, absent, kind in by_type:
         if type(get(claim, absent)) is not kind_type:
             return _broken(claims, claim, kind)
-    for claim, nullable, kind in times:
+    for claim, nullable, optional, kind in times:
         value = get(claim, _MISSING)
         if type(value) is not int or not 0 <= value <= _MAX_EPOCH:
-            if value is None and nullable:
+            if (value is None and nullable) or (value is _MISSING and optional):
                 continue
             return _broken(claims, claim, kind)
+    for claim in flags:
+        if get(claim, True) is not True:
+            return _broken(claims, claim, _OPTIONAL_TRUE)
     text = ""
     for claim in ids:
         value = get(claim)
@@ -402,8 +412,10 @@ class License:
     decoded from the token's compact ids), ``product``, ``tier``, ``features`` (read-only mapping),
     ``max_activations``, ``issued_at``, ``expires_at`` (the token's expiry: for an
     activation token, the end of the offline lease), ``license_expires_at`` (``None`` for
-    a perpetual license), ``token_id`` (the ``jti``) and ``nonce`` (``None`` unless the
-    request that produced the token supplied one). Datetimes are timezone-aware UTC.
+    a perpetual license), ``token_id`` (the ``jti``), ``nonce`` (``None`` unless the
+    request that produced the token supplied one), ``updates_until`` (perpetual fallback: the
+    last release date the license covers; ``None`` when it covers every build) and
+    ``is_trial``. Datetimes are timezone-aware UTC.
     """
 
     __slots__ = ("_claims",)
@@ -424,6 +436,8 @@ class License:
         activation_id: str | None = None,
         token_id: str = "",
         nonce: str | None = None,
+        updates_until: datetime | None = None,
+        is_trial: bool = False,
     ) -> None:
         """Build a License by hand (for tests of code that consumes licenses).
 
@@ -449,6 +463,10 @@ class License:
             claims["act"] = _id_claim(activation_id, "activation_id")
         if nonce is not None:
             claims["nonce"] = nonce
+        if updates_until is not None:
+            claims["updates_until"] = int(_epoch_seconds(updates_until))
+        if is_trial:
+            claims["trial"] = True
         object.__setattr__(self, "_claims", claims)
 
     @classmethod
@@ -520,6 +538,22 @@ class License:
     def nonce(self) -> str | None:
         return self._claims.get("nonce")
 
+    @property
+    def updates_until(self) -> datetime | None:
+        value = self._claims.get("updates_until")
+        return None if value is None else _utc(value)
+
+    @property
+    def is_trial(self) -> bool:
+        return self._claims.get("trial") is True
+
+    def allows_release(self, released_at: datetime | float) -> bool:
+        """Whether a build released at ``released_at`` (a timezone-aware datetime or epoch
+        seconds) is covered: always, unless the license has ``updates_until`` (perpetual
+        fallback), then only builds released at or before it."""
+        limit = self._claims.get("updates_until")
+        return limit is None or _epoch_seconds(released_at) <= limit
+
     def has(self, feature: str) -> bool:
         """True when the feature is present and truthy (``true``, a non-zero number, a
         non-empty string); False when it is absent, ``false``, ``0`` or ``""``."""
@@ -544,6 +578,15 @@ class License:
             f"License(license_id={self.license_id!r}, activation_id={self.activation_id!r}, "
             f"product={self.product!r}, tier={self.tier!r}, "
             f"expires_at={self.expires_at.isoformat()!r})"
+        )
+
+
+def _check_release(claims: dict[str, Any], released_at: datetime | float) -> None:
+    limit = claims.get("updates_until")
+    if limit is not None and _epoch_seconds(released_at) > limit:
+        raise Expired(
+            f"this build ({_iso(_epoch_seconds(released_at))}) was released after the "
+            f"license's updates ended ({_iso(limit)})"
         )
 
 
@@ -902,18 +945,41 @@ class Verifier:
 
     # -- tokens ----------------------------------------------------------------------------
 
-    def verify_license(self, token: str, *, now: datetime | float | None = None) -> License:
-        """Verify a ``license+jwt`` token. Raises a ``LicenseError`` subclass on failure."""
+    def verify_license(
+        self,
+        token: str,
+        *,
+        now: datetime | float | None = None,
+        released_at: datetime | float | None = None,
+    ) -> License:
+        """Verify a ``license+jwt`` token. Raises a ``LicenseError`` subclass on failure.
+
+        ``released_at``: this build's release date; ``Expired`` when the license does not
+        cover it (``License.allows_release``)."""
+        claims = self._verify(token, LICENSE_TYP, now)
+        if released_at is not None:
+            _check_release(claims, released_at)
         license = _new_object(License)
-        _set_claims(license, self._verify(token, LICENSE_TYP, now))
+        _set_claims(license, claims)
         return license
 
     def verify_activation(
-        self, token: str, *, fingerprint: str, now: datetime | float | None = None
+        self,
+        token: str,
+        *,
+        fingerprint: str,
+        now: datetime | float | None = None,
+        released_at: datetime | float | None = None,
     ) -> License:
         """Verify an ``activation+jwt`` token for this machine's ``fingerprint`` (the same
-        string the product sent when it activated, e.g. ``machine_fingerprint(salt)``)."""
+        string the product sent when it activated, e.g. ``machine_fingerprint(salt)``).
+
+        ``released_at``: this build's release date (a constant of the build); a license
+        with perpetual fallback (``updates_until``) covers only builds released until
+        then, and a later build raises ``Expired``."""
         claims = self._verify(token, ACTIVATION_TYP, now)
+        if released_at is not None:
+            _check_release(claims, released_at)
         cached = self._fp_cache
         if type(fingerprint) is str and fingerprint == cached[0] and fingerprint:
             expected = cached[1]

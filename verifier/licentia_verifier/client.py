@@ -355,6 +355,36 @@ class LicenseClient:
             self._write({"license_key": license_key.strip(), "token": token})
         return license
 
+    def start_trial(
+        self,
+        *,
+        name: str | None = None,
+        platform: str | None = None,
+        now: datetime | float | None = None,
+    ) -> License:
+        """Start this machine's keyless trial of the product (no license key) and store its
+        token; ``license()`` then answers offline until the trial ends (``is_trial`` is
+        True). The server gives a machine one trial per product, ever: calling this again
+        while the trial runs gets the same trial (same end) back; after it ended the server
+        refuses with ``ActivationRefused`` code ``TRIAL_ALREADY_USED``. Activating a license
+        key later replaces the trial (and the server counts the trial as converted).
+        """
+        body: Json = {"product": self._product, "fingerprint": self._fingerprint}
+        if name is not None:
+            body["name"] = name
+        if platform is not None:
+            body["platform"] = platform
+        answer = self._post("/api/v1/trials", body)
+        token = answer.get("token")
+        if not isinstance(token, str):
+            raise ServerUnavailable("the trial answer carries no token")
+        with self._lock:
+            license = self._verifier.verify_activation(
+                token, fingerprint=self._fingerprint, now=now
+            )
+            self._write({"license_key": None, "token": token})
+        return license
+
     def license(self, *, now: datetime | float | None = None) -> License:
         """The verified license of this machine, offline.
 

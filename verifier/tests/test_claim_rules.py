@@ -20,6 +20,8 @@ from licentia_verifier._verifier import (
     _INTEGER,
     _LICENSE_RULES,
     _OPTIONAL_STRING,
+    _OPTIONAL_TIME,
+    _OPTIONAL_TRUE,
     _STRING,
     _TIME,
     _TIME_OR_NULL,
@@ -58,7 +60,10 @@ BAD_VALUES: dict[str, list[Any]] = {
         {"ok": True, "bad": None},
     ],
     _OPTIONAL_STRING: [None, 5, True, ["n"]],
+    _OPTIONAL_TIME: [None, False, 1.5, "1780000000", -1, MAX_EPOCH + 1, [1]],
+    _OPTIONAL_TRUE: [None, False, 1, "true", [True]],
 }
+OPTIONAL_KINDS = (_OPTIONAL_STRING, _OPTIONAL_TIME, _OPTIONAL_TRUE)
 
 LICENSE_CLAIMS = {
     "iss",
@@ -74,6 +79,8 @@ LICENSE_CLAIMS = {
     "max_activations",
     "license_expires_at",
     "nonce",
+    "updates_until",
+    "trial",
 }
 
 
@@ -83,7 +90,7 @@ def rule_cases() -> list[Any]:
         for claim, kind in rules:
             for value in BAD_VALUES.get(kind, []):
                 cases.append(pytest.param(typ, claim, value, f"claim {claim!r} must be {kind}"))
-            if kind is not _OPTIONAL_STRING:
+            if kind not in OPTIONAL_KINDS:
                 cases.append(pytest.param(typ, claim, ..., f"missing required claim {claim!r}"))
     return cases
 
@@ -143,6 +150,8 @@ def test_good_values_of_every_kind_are_accepted(env):
         "iat": 0,
         "nbf": 0,
         "tier": "",
+        "updates_until": 0,
+        "trial": True,
     }
     for claim, value in good.items():
         token = env.license(**{claim: value})

@@ -30,6 +30,8 @@ def test_shared_vector(path):
     kwargs = {"now": vector["now"]}
     if vector["method"] == "verify_activation":
         kwargs["fingerprint"] = vector["fingerprint"]
+    if "released_at" in vector:
+        kwargs["released_at"] = vector["released_at"]
     call = getattr(verifier, vector["method"])
     if "error" in vector["expected"]:
         with pytest.raises(LicenseError) as info:
@@ -50,3 +52,6 @@ def test_shared_vector(path):
         )
         assert dict(lic.features) == claims["features"]
         assert int(lic.expires_at.timestamp()) == claims["exp"]
+        until = lic.updates_until
+        assert (None if until is None else int(until.timestamp())) == claims.get("updates_until")
+        assert lic.is_trial is claims.get("trial", False)

@@ -38,6 +38,7 @@ DATE_FIELDS: dict[tuple[str, str, str], dict[str, Any]] = {
     },
     ("patch", "/api/v1/licenses/{license_id}", "expires_at"): {},
     ("post", "/api/v1/licenses/{license_id}/renew", "expires_at"): {},
+    ("post", "/api/v1/licenses/{license_id}/change-tier", "expires_at"): {"tier": "pro"},
     ("post", "/api/v1/keys/rotate", "activate_at"): {},
 }
 

@@ -272,7 +272,7 @@ def test_every_event_type_is_emitted_somewhere() -> None:
     """The list of types the API accepts matches the types the outbox writes."""
     from importlib import import_module
 
-    migration = import_module("migrations.versions.0005_webhooks")
+    migration = import_module("migrations.versions.0006_webhooks")
     emitted = set(migration.ACTIONS.values()) | {"webhook.test"}
     assert emitted == set(EVENT_TYPES)
 

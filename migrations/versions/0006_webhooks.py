@@ -22,8 +22,8 @@ Create Date: 2026-11-30
 
 from alembic import context, op
 
-revision = "0005"
-down_revision = "0004"
+revision = "0006"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 
@@ -110,6 +110,7 @@ ACTIONS = {
     "license.reinstate": "license.reinstated",
     "license.revoke": "license.revoked",
     "license.renew": "license.renewed",
+    "license.change_tier": "license.tier_changed",
     "license.expiring": "license.expiring",
     "license.expire": "license.expired",
     "activation.create": "activation.created",
@@ -166,7 +167,8 @@ BEGIN
                     WHERE a.license_id = l.id AND a.organization_id = l.organization_id
                       AND {LIVE_SEAT}),
                 'starts_at', l.starts_at, 'expires_at', l.expires_at,
-                'created_at', l.created_at, 'metadata', l.metadata)
+                'created_at', l.created_at, 'metadata', l.metadata,
+                'expiry_behavior', t.expiry_behavior, 'is_trial', t.is_trial)
             INTO v_subject
             FROM licenses l JOIN products p ON p.id = l.product_id JOIN tiers t ON t.id = l.tier_id
             WHERE l.id = v_license;

@@ -1,0 +1,3 @@
+"""Fixtures of the keyless trial tests."""
+
+from licensing_data import in_days, make_license, sql  # noqa: F401
