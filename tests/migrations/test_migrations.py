@@ -28,6 +28,8 @@ ALL_TABLES = TENANT_TABLES | {
     "root_keys",
     "key_certificates",
     "key_revocation_lists",
+    "staff_accounts",
+    "web_sessions",
 }
 LOOKUPS = [
     ("licentia_license_org", True, False),
