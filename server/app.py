@@ -23,6 +23,7 @@ from server.audit.routes import AuditController
 from server.auth.principal import AuthenticationMiddleware, access_token_secret
 from server.auth.routes import AuthController
 from server.auth.service import prepare as prepare_auth
+from server.console.routes import console_router
 from server.db.hot_pool import create_hot_pool
 from server.db.roles import check_runtime_role
 from server.db.session import (
@@ -46,6 +47,7 @@ from server.signing_keys.keyring import Keyring
 from server.signing_keys.routes import JwksController, SigningKeyController
 from server.users.routes import UserController
 from server.validation import JsonRequest
+from server.web import csrf_secret, static_files_router, template_config
 
 log = logging.getLogger("licentia.app")
 
@@ -109,8 +111,16 @@ def create_app(settings: Settings) -> Litestar:
             await side_engine.dispose()
 
     api = Router(path="/api/v1", route_handlers=API_CONTROLLERS)
+    pages_secret = csrf_secret(kek)
     app = Litestar(
-        route_handlers=[HealthController, JwksController, api],
+        route_handlers=[
+            HealthController,
+            JwksController,
+            api,
+            console_router(pages_secret),
+            static_files_router(),
+        ],
+        template_config=template_config(),
         lifespan=[lifespan],
         dependencies={"session": Provide(provide_session)},
         middleware=[DefineMiddleware(AuthenticationMiddleware)],

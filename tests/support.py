@@ -192,3 +192,30 @@ def assert_problem(response: Any, status: int, code: str | None = None) -> dict[
     if code is not None:
         assert body["code"] == code, body
     return body
+
+
+# --- web pages -------------------------------------------------------------------------------
+
+STAFF_PASSWORD = "console-staff-pass-1729"
+
+
+def make_staff(settings: Settings, email: str, role: str, password: str = STAFF_PASSWORD) -> str:
+    """A staff account for the console; returns its id."""
+    from server.cli_support import admin_session
+    from server.console.service import create_staff
+
+    async def work() -> str:
+        async with admin_session(settings) as session:
+            account = await create_staff(session, email=email, role=role, password=password)
+            return str(account.id)
+
+    return run(work())
+
+
+def csrf_field(html: str) -> str:
+    """The CSRF token a page's forms carry."""
+    import re
+
+    found = re.search(r'name="_csrf_token" value="([^"]+)"', html)
+    assert found, "the page has no CSRF field"
+    return found.group(1)

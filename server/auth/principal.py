@@ -292,9 +292,7 @@ async def confirm_staff(session: AsyncSession, principal: Principal) -> None:
         raise Unauthenticated("This session has ended; sign in again", code="TOKEN_REVOKED")
 
 
-def staff_principal(
-    staff_id: uuid.UUID, role: str, token_generation: int
-) -> Principal:
+def staff_principal(staff_id: uuid.UUID, role: str, token_generation: int) -> Principal:
     """The principal a console session acts as: its role's scopes, across organizations."""
     return Principal(
         kind="staff",

@@ -148,17 +148,27 @@ async def list_licenses(
     organization_id: uuid.UUID | None = None,
     product: str | None = None,
     status: Status | None = None,
+    tier: str | None = None,
+    key_prefix: str | None = None,
+    expires_before: datetime | None = None,
     limit: int = 50,
     cursor: str | None = None,
     now: datetime | None = None,
 ) -> Page[LicenseRead]:
-    """Oldest first, keyset-paginated on (created_at, id)."""
+    """Oldest first, keyset-paginated on (created_at, id). ``key_prefix`` matches the start
+    of the stored display prefix; ``expires_before`` leaves out perpetual licenses."""
     now = now or datetime.now(UTC)
     query = _visible_to(_license_select(now), principal)
     if organization_id is not None:
         query = query.where(License.organization_id == organization_id)
     if product is not None:
         query = query.where(Product.code == product)
+    if tier is not None:
+        query = query.where(Tier.code == tier)
+    if key_prefix:
+        query = query.where(License.key_prefix.startswith(key_prefix, autoescape=True))
+    if expires_before is not None:
+        query = query.where(License.expires_at < expires_before)
     if status is not None:
         query = query.where(_status_filter(status, now))
     if cursor:

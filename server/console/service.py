@@ -1,0 +1,172 @@
+"""The vendor's staff: their accounts, signing in, and the console's overview figures.
+
+Staff accounts belong to no organization; a role (admin, support, viewer) maps onto the API's
+scopes (``server.auth.principal.STAFF_ROLE_SCOPES``). Passwords are argon2id and sign-ins
+are limited exactly as the API's logins are (``server.auth.login_limit``), under their own
+e-mail buckets (``staff:<email>``).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+
+from sqlalchemy import select, text, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
+from server import license_rules as rules
+from server.audit.service import record
+from server.auth import login_limit
+from server.auth.principal import STAFF_ROLE_SCOPES, Principal
+from server.auth.service import (
+    check_password,
+    hash_password,
+    needs_rehash,
+    normalize_email,
+)
+from server.db.session import set_tenant
+from server.errors import Conflict, InvalidInput, Unauthenticated
+from server.models import StaffAccount
+from server.observability import current_client_ip
+from server.passwords import check_password_policy
+from server.settings import Settings
+
+EXPIRING_WITHIN = timedelta(days=30)
+ACTIVATION_DAYS = 30
+
+
+def _check_role(role: str) -> str:
+    if role not in STAFF_ROLE_SCOPES:
+        raise InvalidInput(
+            f"role: one of {', '.join(sorted(STAFF_ROLE_SCOPES))}", code="INVALID_STAFF_ROLE"
+        )
+    return role
+
+
+async def create_staff(
+    session: AsyncSession, *, email: str, role: str, password: str
+) -> StaffAccount:
+    """A new staff account (the command line creates them: there is no sign-up)."""
+    email = normalize_email(email)
+    _check_role(role)
+    check_password_policy(password)
+    account = StaffAccount(
+        id=uuid.uuid4(), email=email, role=role, password_hash=await hash_password(password)
+    )
+    session.add(account)
+    try:
+        await session.flush()
+    except IntegrityError as exc:
+        if "staff_accounts_email_key" in str(exc.orig):
+            raise Conflict(
+                "A staff account with this e-mail address exists", code="EMAIL_TAKEN"
+            ) from None
+        raise
+    await session.refresh(account)
+    await record(
+        session, None, "staff.create", "staff", account.id, data={"email": email, "role": role}
+    )
+    return account
+
+
+async def sign_in(
+    session: AsyncSession,
+    engine: AsyncEngine,
+    settings: Settings,
+    *,
+    email: str,
+    password: str,
+    now: datetime | None = None,
+) -> StaffAccount:
+    """Check a staff password under the login limit (429 before any argon2 work when it
+    refuses); the same answer and the same work for an unknown e-mail and a wrong password."""
+    email_key = email.strip().lower()
+    admitted = await login_limit.admit(
+        engine, settings, f"staff:{email_key}", current_client_ip(), now
+    )
+    account = await session.scalar(
+        select(StaffAccount).where(StaffAccount.email == email_key).with_for_update()
+    )
+    ok = await check_password(account.password_hash if account else None, password)
+    if not ok or account is None:
+        raise Unauthenticated("Invalid e-mail or password", code="INVALID_CREDENTIALS")
+    await set_tenant(session, None, platform_admin=True)  # staff act for the vendor
+    if needs_rehash(account.password_hash):
+        account.password_hash = await hash_password(password)
+    account.last_login_at = datetime.now(UTC)
+    await session.flush()
+    await record(session, ("staff", str(account.id)), "staff.login", "staff", account.id)
+    await login_limit.succeeded(await session.connection(), settings, admitted, now)
+    return account
+
+
+async def change_password(
+    session: AsyncSession, principal: Principal, *, current: str, new: str
+) -> StaffAccount:
+    """A new password ends every session of the account (its generation moves on)."""
+    account = await session.scalar(
+        select(StaffAccount).where(StaffAccount.id == principal.id).with_for_update()
+    )
+    if account is None or not await check_password(account.password_hash, current):
+        raise InvalidInput("The current password is not right", code="WRONG_PASSWORD")
+    check_password_policy(new)
+    await session.execute(
+        update(StaffAccount)
+        .where(StaffAccount.id == account.id)
+        .values(
+            password_hash=await hash_password(new),
+            token_generation=StaffAccount.token_generation + 1,
+            updated_at=datetime.now(UTC),
+        )
+    )
+    await record(session, principal, "staff.password_change", "staff", account.id)
+    await session.refresh(account)
+    return account
+
+
+# --- the overview ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Overview:
+    by_status: list[tuple[str, int]]
+    by_product: list[tuple[str, int]]
+    live_activations: int
+    activations_per_day: list[tuple[date, int]]
+
+
+_BY_STATUS = text(
+    f"SELECT {rules.shown_status_sql('licenses', ':now')} AS status, count(*) AS n "
+    "FROM licenses GROUP BY 1 ORDER BY 1"
+)
+_BY_PRODUCT = text(
+    "SELECT products.code AS product, count(licenses.id) AS n FROM products "
+    "LEFT JOIN licenses ON licenses.product_id = products.id "
+    "GROUP BY products.code ORDER BY products.code"
+)
+_LIVE = text(
+    "SELECT count(*) FROM activations "
+    "JOIN licenses ON licenses.id = activations.license_id "
+    "AND licenses.organization_id = activations.organization_id "
+    "JOIN tiers ON tiers.id = licenses.tier_id "
+    f"WHERE {rules.live_seat_sql('activations', 'tiers.lease_grace_days', ':now')}"
+)
+_PER_DAY = text(
+    "SELECT (activated_at AT TIME ZONE 'UTC')::date AS day, count(*) AS n FROM activations "
+    "WHERE activated_at >= :since GROUP BY 1"
+)
+
+
+async def overview(session: AsyncSession, now: datetime | None = None) -> Overview:
+    """Across every organization (the caller is staff: the transaction is the platform's)."""
+    now = now or datetime.now(UTC)
+    by_status = [(r.status, r.n) for r in await session.execute(_BY_STATUS, {"now": now})]
+    by_product = [(r.product, r.n) for r in await session.execute(_BY_PRODUCT)]
+    live = await session.scalar(_LIVE, {"now": now}) or 0
+    first = (now - timedelta(days=ACTIVATION_DAYS - 1)).date()
+    since = datetime(first.year, first.month, first.day, tzinfo=UTC)
+    counts = {r.day: r.n for r in await session.execute(_PER_DAY, {"since": since})}
+    days = [first + timedelta(days=i) for i in range(ACTIVATION_DAYS)]
+    return Overview(by_status, by_product, live, [(d, counts.get(d, 0)) for d in days])
