@@ -38,6 +38,7 @@ from server.license_admin.routes import LicenseController
 from server.maintenance import run_periodically
 from server.observability import RequestIdMiddleware
 from server.organizations.routes import OrganizationController
+from server.portal.routes import portal_router
 from server.problems import problem_details_plugin
 from server.product_licensing.routes import LicensingController
 from server.products.routes import ProductController
@@ -118,6 +119,7 @@ def create_app(settings: Settings) -> Litestar:
             JwksController,
             api,
             console_router(pages_secret),
+            portal_router(pages_secret),
             static_files_router(),
         ],
         template_config=template_config(),

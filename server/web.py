@@ -23,17 +23,18 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from litestar import Request, Response, Router
 from litestar.config.csrf import CSRFConfig
 from litestar.datastructures import Cookie, MutableScopeHeaders
+from litestar.exceptions import HTTPException
 from litestar.middleware import DefineMiddleware
 from litestar.middleware.csrf import CSRFMiddleware
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.response import Redirect, Template
 from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from litestar.types import ASGIApp, ExceptionHandlersMap, Message, Receive, Scope, Send
 from sqlalchemy import delete, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from server.errors import InvalidInput, Unauthenticated
+from server.errors import DomainError, InvalidInput, Unauthenticated
 from server.models import WebSession
 from server.problems import problem_for
 
@@ -342,6 +343,12 @@ def form_struct(fields: Mapping[str, Any], type_: type[T]) -> T:
         return msgspec.convert(values, type_, strict=False)
     except msgspec.ValidationError as exc:
         raise InvalidInput(str(exc), code="VALIDATION_ERROR") from None
+
+
+def error_handlers(area: Area) -> ExceptionHandlersMap:
+    """An area's exception handlers: every family the API maps, rendered as a page."""
+    handle = error_handler(area)
+    return {DomainError: handle, HTTPException: handle, Exception: handle}
 
 
 def error_handler(area: Area) -> Callable[[Request, Exception], Response[Any]]:

@@ -38,7 +38,7 @@ from server.auth import login_limit
 from server.auth.principal import Principal, hash_secret, issue_access_token
 from server.db.session import set_tenant
 from server.errors import Conflict, InvalidInput, RateLimited, Unauthenticated
-from server.models import Organization, RefreshToken, User
+from server.models import Organization, RefreshToken, StaffAccount, User
 from server.observability import current_client_ip
 from server.passwords import check_password_policy
 from server.settings import Settings
@@ -375,6 +375,39 @@ async def authenticate(
     # Last, so the buckets stay locked by this transaction only until its commit.
     await login_limit.succeeded(await session.connection(), settings, admitted, now)
     return user
+
+
+async def authenticate_staff(
+    session: AsyncSession,
+    engine: AsyncEngine,
+    settings: Settings,
+    *,
+    email: str,
+    password: str,
+    now: datetime | None = None,
+) -> StaffAccount:
+    """A console sign-in: the staff account's password checked under the same login limit
+    as ``authenticate`` (429 before any argon2 work when it refuses; its own e-mail buckets,
+    ``staff:<email>``), the same answer and work for an unknown e-mail and a wrong password.
+    The transaction becomes the platform's (staff act for the vendor)."""
+    email_key = email.strip().lower()
+    admitted = await login_limit.admit(
+        engine, settings, f"staff:{email_key}", current_client_ip(), now
+    )
+    account = await session.scalar(
+        select(StaffAccount).where(StaffAccount.email == email_key).with_for_update()
+    )
+    ok = await check_password(account.password_hash if account else None, password)
+    if not ok or account is None:
+        raise Unauthenticated("Invalid e-mail or password", code="INVALID_CREDENTIALS")
+    await set_tenant(session, None, platform_admin=True)
+    if needs_rehash(account.password_hash):
+        account.password_hash = await hash_password(password)
+    account.last_login_at = datetime.now(UTC)
+    await session.flush()
+    await record(session, ("staff", str(account.id)), "staff.login", "staff", account.id)
+    await login_limit.succeeded(await session.connection(), settings, admitted, now)
+    return account
 
 
 # --- refresh and logout -------------------------------------------------------------------

@@ -17,6 +17,7 @@ from litestar.response import Template
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.audit import service as audit
+from server.auth import service as auth
 from server.auth.principal import STAFF_SUPPORT_SCOPE, Guard, Principal, staff_principal
 from server.console import service
 from server.errors import InvalidInput, PermissionDenied, RateLimited, Unauthenticated
@@ -32,7 +33,7 @@ from server.web import (
     SessionFacts,
     cleared_cookie,
     end_session,
-    error_handler,
+    error_handlers,
     form_struct,
     form_text,
     open_session,
@@ -112,7 +113,7 @@ class ConsoleAuthController(Controller):
     ) -> Template | Response[Any]:
         state = request.app.state
         try:
-            account = await service.sign_in(
+            account = await auth.authenticate_staff(
                 session,
                 state.side_engine,
                 state.settings,
@@ -427,6 +428,6 @@ def console_router(csrf_secret: str) -> Router:
         path="/console",
         route_handlers=[ConsoleAuthController, ConsoleController],
         middleware=web_middleware("console", principal_for, csrf_secret),
-        exception_handlers={Exception: error_handler("console")},
+        exception_handlers=error_handlers("console"),
         include_in_schema=False,
     )

@@ -1,9 +1,8 @@
 """The vendor's staff: their accounts, signing in, and the console's overview figures.
 
 Staff accounts belong to no organization; a role (admin, support, viewer) maps onto the API's
-scopes (``server.auth.principal.STAFF_ROLE_SCOPES``). Passwords are argon2id and sign-ins
-are limited exactly as the API's logins are (``server.auth.login_limit``), under their own
-e-mail buckets (``staff:<email>``).
+scopes (``server.auth.principal.STAFF_ROLE_SCOPES``). Passwords are argon2id; signing in is
+``server.auth.service.authenticate_staff``, limited exactly as the API's logins are.
 """
 
 from __future__ import annotations
@@ -14,24 +13,19 @@ from datetime import UTC, date, datetime, timedelta
 
 from sqlalchemy import select, text, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from server import license_rules as rules
 from server.audit.service import record
-from server.auth import login_limit
 from server.auth.principal import STAFF_ROLE_SCOPES, Principal
 from server.auth.service import (
     check_password,
     hash_password,
-    needs_rehash,
     normalize_email,
 )
-from server.db.session import set_tenant
-from server.errors import Conflict, InvalidInput, Unauthenticated
+from server.errors import Conflict, InvalidInput
 from server.models import StaffAccount
-from server.observability import current_client_ip
 from server.passwords import check_password_policy
-from server.settings import Settings
 
 EXPIRING_WITHIN = timedelta(days=30)
 ACTIVATION_DAYS = 30
@@ -68,37 +62,6 @@ async def create_staff(
     await record(
         session, None, "staff.create", "staff", account.id, data={"email": email, "role": role}
     )
-    return account
-
-
-async def sign_in(
-    session: AsyncSession,
-    engine: AsyncEngine,
-    settings: Settings,
-    *,
-    email: str,
-    password: str,
-    now: datetime | None = None,
-) -> StaffAccount:
-    """Check a staff password under the login limit (429 before any argon2 work when it
-    refuses); the same answer and the same work for an unknown e-mail and a wrong password."""
-    email_key = email.strip().lower()
-    admitted = await login_limit.admit(
-        engine, settings, f"staff:{email_key}", current_client_ip(), now
-    )
-    account = await session.scalar(
-        select(StaffAccount).where(StaffAccount.email == email_key).with_for_update()
-    )
-    ok = await check_password(account.password_hash if account else None, password)
-    if not ok or account is None:
-        raise Unauthenticated("Invalid e-mail or password", code="INVALID_CREDENTIALS")
-    await set_tenant(session, None, platform_admin=True)  # staff act for the vendor
-    if needs_rehash(account.password_hash):
-        account.password_hash = await hash_password(password)
-    account.last_login_at = datetime.now(UTC)
-    await session.flush()
-    await record(session, ("staff", str(account.id)), "staff.login", "staff", account.id)
-    await login_limit.succeeded(await session.connection(), settings, admitted, now)
     return account
 
 

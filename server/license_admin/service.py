@@ -135,6 +135,17 @@ async def get_license(
     return _read(await _license_row(session, principal, license_id, now), now)
 
 
+async def license_id_for_key(
+    session: AsyncSession, principal: Principal, license_key: str
+) -> uuid.UUID | None:
+    """The id of the license this key opens, if the caller may see it."""
+    query = _visible_to(
+        select(License.id).where(License.key_hash == rules.hash_license_key(license_key)),
+        principal,
+    )
+    return await session.scalar(query)
+
+
 def _status_filter(status: Status, now: datetime) -> Any:
     return text(f"{rules.shown_status_sql('licenses', ':now')} = :status").bindparams(
         now=now, status=status

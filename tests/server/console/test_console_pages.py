@@ -1,0 +1,173 @@
+"""The console in process (TestClient): sign-in, sessions, CSRF, headers, roles, and the
+license actions going through the API's services. The browser suite (tests/browser) drives
+the same pages in Chromium."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from litestar.testing import TestClient
+from support import STAFF_PASSWORD, csrf_field, make_staff
+
+from server.settings import Settings
+
+pytestmark = pytest.mark.usefixtures("cheap_argon2")
+
+
+def sign_in(client: TestClient, settings: Settings, role: str) -> str:
+    email = f"{role}@vendor.test"
+    make_staff(settings, email, role)
+    token = csrf_field(client.get("/console/login").text)
+    response = client.post(
+        "/console/login",
+        data={"email": email, "password": STAFF_PASSWORD, "_csrf_token": token},
+        follow_redirects=False,
+    )
+    assert response.status_code == 303, response.text
+    assert response.headers["location"] == "/console"
+    return token
+
+
+def test_pages_need_a_session(client: TestClient) -> None:
+    response = client.get("/console/licenses", follow_redirects=False)
+    assert response.status_code == 303
+    assert response.headers["location"] == "/console/login"
+
+
+def test_wrong_password_is_refused_on_the_form(client: TestClient, settings: Settings) -> None:
+    make_staff(settings, "ops@vendor.test", "admin")
+    token = csrf_field(client.get("/console/login").text)
+    response = client.post(
+        "/console/login",
+        data={"email": "ops@vendor.test", "password": "not it at all", "_csrf_token": token},
+    )
+    assert response.status_code == 401
+    assert "Invalid e-mail or password" in response.text
+    assert "licentia_console=" not in response.headers.get("set-cookie", "")
+
+
+def test_session_cookie_and_security_headers(client: TestClient, settings: Settings) -> None:
+    make_staff(settings, "ops@vendor.test", "admin")
+    page = client.get("/console/login")
+    csp = page.headers["content-security-policy"]
+    assert "script-src 'self'" in csp and "unsafe-inline" not in csp
+    assert page.headers["x-frame-options"] == "DENY"
+    response = client.post(
+        "/console/login",
+        data={
+            "email": "ops@vendor.test",
+            "password": STAFF_PASSWORD,
+            "_csrf_token": csrf_field(page.text),
+        },
+        follow_redirects=False,
+    )
+    cookie = response.headers["set-cookie"]
+    assert "HttpOnly" in cookie and "SameSite=lax" in cookie and "Path=/console" in cookie
+    assert "Secure" not in cookie  # plain http here; https adds it
+
+
+def test_cookies_are_secure_over_https(settings: Settings, signing_key: str) -> None:
+    from server.app import create_app
+
+    with TestClient(create_app(settings), base_url="https://console.local") as client:
+        cookie = client.get("/console/login").headers["set-cookie"]
+    assert "Secure" in cookie.split("; ")
+
+
+def test_a_form_without_the_csrf_token_is_refused(client: TestClient, settings: Settings) -> None:
+    make_staff(settings, "ops@vendor.test", "admin")
+    client.get("/console/login")
+    response = client.post(
+        "/console/login", data={"email": "ops@vendor.test", "password": STAFF_PASSWORD}
+    )
+    assert response.status_code == 403
+    assert "CSRF" in response.text
+    assert "licentia_console=" not in response.headers.get("set-cookie", "")
+
+
+def test_issue_shows_the_key_once(client: TestClient, settings: Settings, make_license) -> None:
+    made = make_license()  # the catalog and an organization
+    token = sign_in(client, settings, "admin")
+    form = client.get(f"/console/licenses/new?organization={made.organization_id}")
+    assert f"{made.product}/{made.tier}" in form.text
+    issued = client.post(
+        "/console/licenses",
+        data={
+            "organization_id": str(made.organization_id),
+            "plan": f"{made.product}/{made.tier}",
+            "metadata": '{"order": "INV-7"}',
+            "_csrf_token": token,
+        },
+    )
+    assert issued.status_code == 200, issued.text
+    key = re.search(r'id="license-key" class="key">([^<]+)<', issued.text).group(1)
+    assert key.startswith("LK-")
+    license_id = re.search(r'href="/console/licenses/([0-9a-f-]{36})"', issued.text).group(1)
+    detail = client.get(f"/console/licenses/{license_id}")
+    assert detail.status_code == 200
+    assert key not in detail.text and key[:8] in detail.text
+    assert "INV-7" in detail.text and "license.issue" in detail.text
+
+
+def test_viewer_reads_but_cannot_act(client: TestClient, settings: Settings, make_license) -> None:
+    made = make_license()
+    token = sign_in(client, settings, "viewer")
+    page = client.get(f"/console/licenses/{made.id}")
+    assert page.status_code == 200
+    assert "Suspend" not in page.text and "Revoke" not in page.text
+    refused = client.post(f"/console/licenses/{made.id}/revoke", data={"_csrf_token": token})
+    assert refused.status_code == 403
+    assert "INSUFFICIENT_ROLE" in refused.text
+    assert client.get("/console/licenses/new").status_code == 403
+
+
+def test_support_suspends_but_cannot_revoke(
+    client: TestClient, settings: Settings, make_license
+) -> None:
+    made = make_license()
+    token = sign_in(client, settings, "support")
+    page = client.get(f"/console/licenses/{made.id}")
+    assert "Suspend" in page.text and "Revoke" not in page.text
+    suspended = client.post(f"/console/licenses/{made.id}/suspend", data={"_csrf_token": token})
+    assert suspended.status_code == 200 and "suspended" in suspended.text
+    refused = client.post(f"/console/licenses/{made.id}/revoke", data={"_csrf_token": token})
+    assert refused.status_code == 403
+    reinstated = client.post(f"/console/licenses/{made.id}/reinstate", data={"_csrf_token": token})
+    assert reinstated.status_code == 200 and "Suspend" in reinstated.text
+
+
+def test_a_refused_transition_is_the_services_error(
+    client: TestClient, settings: Settings, make_license
+) -> None:
+    made = make_license(status="revoked")
+    token = sign_in(client, settings, "admin")
+    response = client.post(f"/console/licenses/{made.id}/suspend", data={"_csrf_token": token})
+    assert response.status_code == 409
+    assert "LICENSE_REVOKED" in response.text or "ALREADY_REVOKED" in response.text
+
+
+def test_logout_ends_the_session_everywhere(client: TestClient, settings: Settings) -> None:
+    token = sign_in(client, settings, "admin")
+    cookie = client.cookies.get("licentia_console")
+    assert client.get("/console").status_code == 200
+    client.post("/console/logout", data={"_csrf_token": token}, follow_redirects=False)
+    # Another browser holding the same cookie (or another worker) is signed out too.
+    client.cookies.set("licentia_console", cookie, path="/console")
+    response = client.get("/console", follow_redirects=False)
+    assert response.status_code == 303 and response.headers["location"] == "/console/login"
+
+
+def test_search_filters_licenses(client: TestClient, settings: Settings, make_license) -> None:
+    first = make_license()
+    second = make_license(organization_id=first.organization_id, status="suspended")
+    sign_in(client, settings, "viewer")
+    prefix = second.key[:8]
+    found = client.get("/console/licenses", params={"prefix": prefix})
+    assert prefix in found.text and first.key[:8] not in found.text
+    suspended = client.get("/console/licenses", params={"status": "suspended"})
+    assert prefix in suspended.text and first.key[:8] not in suspended.text
+    partial = client.get(
+        "/console/licenses", params={"prefix": prefix}, headers={"HX-Request": "true"}
+    )
+    assert "<html" not in partial.text and prefix in partial.text
