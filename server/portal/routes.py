@@ -197,6 +197,7 @@ class PortalController(Controller):
         return Response(
             content=msgspec.json.format(msgspec.json.encode(answer), indent=2) + b"\n",
             media_type="application/json",
+            status_code=200,
             headers={"Content-Disposition": 'attachment; filename="activation-response.json"'},
         )
 
