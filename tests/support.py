@@ -5,6 +5,7 @@ helpers from here (``from support import ...``), never from a conftest."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import hashlib
 import os
 import secrets
@@ -61,7 +62,14 @@ def with_credentials(
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
-    return asyncio.run(coro)
+    """Run a coroutine to completion; on a thread of its own when this one already runs an
+    event loop (Playwright's synchronous API keeps one running)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
 
 
 def make_api_key(settings: Settings, scopes: list[str]) -> str:
