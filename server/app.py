@@ -41,6 +41,7 @@ from server.organizations.routes import OrganizationController
 from server.portal.routes import portal_router
 from server.problems import problem_details_plugin
 from server.product_licensing.routes import LicensingController
+from server.product_licensing.usage import ValidationCounter
 from server.products.routes import ProductController
 from server.projects.routes import ProjectController
 from server.settings import Settings, SettingsError
@@ -97,6 +98,7 @@ def create_app(settings: Settings) -> Litestar:
             app.state.hot_pool = await create_hot_pool(settings)
             await asyncio.to_thread(prepare_auth)  # the dummy password hash, built once
             housekeeping = asyncio.create_task(run_periodically(side_engine))
+            counting = asyncio.create_task(app.state.validation_counter.run(side_engine))
             # Everything built so far lives as long as the process: keep it out of the
             # cyclic collector's full passes, which otherwise walk it all (tens of ms, a
             # latency spike for every request in flight) now and then under load.
@@ -105,6 +107,8 @@ def create_app(settings: Settings) -> Litestar:
                 yield
             finally:
                 housekeeping.cancel()
+                counting.cancel()  # it writes what it counted last, then ends
+                await asyncio.gather(counting, return_exceptions=True)
         finally:
             if getattr(app.state, "hot_pool", None) is not None:
                 await app.state.hot_pool.close()
@@ -155,6 +159,7 @@ def _initial_state(settings: Settings, kek: bytes) -> State:
             "settings": settings,
             "kek": kek,
             "access_token_secret": access_token_secret(kek),
+            "validation_counter": ValidationCounter(),
         }
     )
 

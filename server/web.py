@@ -31,7 +31,7 @@ from litestar.response import Redirect, Template
 from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 from litestar.types import ASGIApp, ExceptionHandlersMap, Message, Receive, Scope, Send
-from sqlalchemy import delete, select, text
+from sqlalchemy import delete, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from server.errors import DomainError, InvalidInput, Unauthenticated
@@ -217,15 +217,6 @@ async def end_sessions_of(session: AsyncSession, area: Area, subject_id: uuid.UU
     await session.execute(
         delete(WebSession).where(WebSession.area == area, WebSession.subject_id == subject_id)
     )
-
-
-async def delete_expired_sessions(session: AsyncSession) -> int:
-    ids = (
-        await session.scalars(select(WebSession.id).where(WebSession.expires_at <= text("now()")))
-    ).all()
-    if ids:
-        await session.execute(delete(WebSession).where(WebSession.id.in_(ids)))
-    return len(ids)
 
 
 def session_cookie(area: Area, token: str) -> Cookie:

@@ -80,7 +80,7 @@ def database() -> Iterator[TestDatabase]:
 TABLES = (
     "audit_events, activations, licenses, refresh_tokens, users, projects, tiers, products, "
     "organizations, signing_keys, api_keys, idempotency_keys, rate_limits, staff_accounts, "
-    "web_sessions"
+    "web_sessions, validation_counts"
 )
 
 

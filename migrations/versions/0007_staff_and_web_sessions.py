@@ -1,6 +1,7 @@
-"""Staff accounts for the console and server-side sessions for the console and the portal.
+"""Staff accounts for the console, server-side sessions for the console and the portal, and
+validation counts per hour for the console's chart.
 
-Both are deployment tables, not tenant tables (no row-level security), like ``api_keys``: a
+All three are deployment tables, not tenant tables (no row-level security), like ``api_keys``: a
 session is found by the SHA-256 of its cookie before anyone is known, and a staff account
 belongs to no organization. A portal session names its user's organization; the request
 that uses it sets that tenant, so everything it reads stays under the policies.
@@ -17,7 +18,7 @@ down_revision = "0004"
 branch_labels = None
 depends_on = None
 
-TABLES = ("staff_accounts", "web_sessions")
+TABLES = ("staff_accounts", "web_sessions", "validation_counts")
 
 SCHEMA = """
 CREATE TABLE staff_accounts (
@@ -45,7 +46,12 @@ CREATE TABLE web_sessions (
     CHECK ((area = 'portal') = (organization_id IS NOT NULL))
 );
 CREATE INDEX web_sessions_subject_idx ON web_sessions (area, subject_id);
-CREATE INDEX web_sessions_expires_idx ON web_sessions (expires_at)
+CREATE INDEX web_sessions_expires_idx ON web_sessions (expires_at);
+
+CREATE TABLE validation_counts (
+    hour timestamptz PRIMARY KEY CHECK (hour = date_trunc('hour', hour)),
+    count bigint NOT NULL CHECK (count >= 0)
+)
 """
 
 

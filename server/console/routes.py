@@ -157,8 +157,14 @@ class ConsoleController(Controller):
             expires_before=now + service.EXPIRING_WITHIN,
             limit=PAGE,
         )
-        peak = max((n for _, n in figures.activations_per_day), default=0)
-        return _page(request, "overview.html", figures=figures, expiring=expiring.items, peak=peak)
+        return _page(
+            request,
+            "overview.html",
+            figures=figures,
+            expiring=expiring.items,
+            peak=max(n for _, n in figures.activations_per_day),
+            validation_peak=max(n for _, n in figures.validations_per_hour),
+        )
 
     # --- organizations ---------------------------------------------------------------------
 

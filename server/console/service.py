@@ -29,6 +29,7 @@ from server.passwords import check_password_policy
 
 EXPIRING_WITHIN = timedelta(days=30)
 ACTIVATION_DAYS = 30
+VALIDATION_HOURS = 48
 
 
 def _check_role(role: str) -> str:
@@ -98,6 +99,9 @@ class Overview:
     by_product: list[tuple[str, int]]
     live_activations: int
     activations_per_day: list[tuple[date, int]]
+    validations_per_hour: list[tuple[datetime, int]]
+    """Counted by each process in memory and written every few seconds
+    (``server.product_licensing.usage``): the current hour trails by those seconds."""
 
 
 _BY_STATUS = text(
@@ -120,6 +124,7 @@ _PER_DAY = text(
     "SELECT (activated_at AT TIME ZONE 'UTC')::date AS day, count(*) AS n FROM activations "
     "WHERE activated_at >= :since GROUP BY 1"
 )
+_PER_HOUR = text("SELECT hour, count AS n FROM validation_counts WHERE hour >= :since")
 
 
 async def overview(session: AsyncSession, now: datetime | None = None) -> Overview:
@@ -132,4 +137,14 @@ async def overview(session: AsyncSession, now: datetime | None = None) -> Overvi
     since = datetime(first.year, first.month, first.day, tzinfo=UTC)
     counts = {r.day: r.n for r in await session.execute(_PER_DAY, {"since": since})}
     days = [first + timedelta(days=i) for i in range(ACTIVATION_DAYS)]
-    return Overview(by_status, by_product, live, [(d, counts.get(d, 0)) for d in days])
+    this_hour = now.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    hours = [this_hour - timedelta(hours=VALIDATION_HOURS - 1 - i) for i in range(VALIDATION_HOURS)]
+    rows = await session.execute(_PER_HOUR, {"since": hours[0]})
+    validations: dict[datetime, int] = {r.hour: r.n for r in rows}
+    return Overview(
+        by_status,
+        by_product,
+        live,
+        [(d, counts.get(d, 0)) for d in days],
+        [(h, validations.get(h, 0)) for h in hours],
+    )

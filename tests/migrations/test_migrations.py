@@ -30,6 +30,7 @@ ALL_TABLES = TENANT_TABLES | {
     "key_revocation_lists",
     "staff_accounts",
     "web_sessions",
+    "validation_counts",
 }
 LOOKUPS = [
     ("licentia_license_org", True, False),

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import re
 
+import psycopg
 import pytest
 from litestar.testing import TestClient
-from support import STAFF_PASSWORD, csrf_field, make_staff
+from support import STAFF_PASSWORD, TestDatabase, csrf_field, make_staff
 
 from server.settings import Settings
 
@@ -171,3 +172,25 @@ def test_search_filters_licenses(client: TestClient, settings: Settings, make_li
         "/console/licenses", params={"prefix": prefix}, headers={"HX-Request": "true"}
     )
     assert "<html" not in partial.text and prefix in partial.text
+
+
+def test_overview_figures(
+    client: TestClient, settings: Settings, database: TestDatabase, make_license
+) -> None:
+    made = make_license(max_activations=3)
+    make_license(organization_id=made.organization_id, status="suspended")
+    activated = client.post(
+        "/api/v1/licenses/activate",
+        json={"license_key": made.key, "product": made.product, "fingerprint": "m-1"},
+    )
+    assert activated.status_code == 201
+    with psycopg.connect(database.owner_url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO validation_counts (hour, count) VALUES (date_trunc('hour', now()), 7)"
+        )
+    sign_in(client, settings, "viewer")
+    page = client.get("/console").text
+    live = re.search(r'id="live-h">Activations live now</h2>\s*<p class="figure">(\d+)<', page)
+    assert live and live.group(1) == "1"
+    assert "highest day: 1." in page and "busiest hour: 7." in page
+    assert re.search(r"status-suspended\">suspended</span>\s*</td><td>1<", page)
