@@ -34,6 +34,7 @@ from litestar.types import ASGIApp, ExceptionHandlersMap, Message, Receive, Scop
 from sqlalchemy import delete, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from server.client_address import forwarded_https, trusted_networks
 from server.errors import DomainError, InvalidInput, Unauthenticated
 from server.models import WebSession
 from server.problems import problem_for
@@ -99,7 +100,7 @@ class SecurityHeadersMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        https = scope.get("scheme") == "https"
+        https = _over_https(scope)
 
         async def wrapped(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -116,6 +117,19 @@ class SecurityHeadersMiddleware:
             await send(message)
 
         await self.app(scope, receive, wrapped)
+
+
+def _over_https(scope: Scope) -> bool:
+    """The socket's scheme, or a trusted proxy's ``X-Forwarded-Proto`` (``licentia serve``
+    leaves uvicorn's own proxy handling off; ``LICENTIA_TRUSTED_PROXIES`` decides)."""
+    if scope.get("scheme") == "https":
+        return True
+    client = scope.get("client")
+    protos = [v.decode("latin-1") for k, v in scope["headers"] if k == b"x-forwarded-proto"]
+    if client is None or not protos:
+        return False
+    settings = scope["litestar_app"].state.settings
+    return forwarded_https(client[0], protos, trusted_networks(settings.trusted_proxies))
 
 
 def csrf_secret(key_encryption_key: bytes) -> str:

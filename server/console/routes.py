@@ -321,11 +321,8 @@ class ConsoleController(Controller):
     async def terms(
         self, request: Request, session: AsyncSession, license_id: uuid.UUID, data: Form
     ) -> Response[Any]:
-        seats = form_text(data, "max_activations")
-        fields: dict[str, Any] = {
-            "max_activations": None if seats == "" else seats,
-            "features": form_text(data, "features") or "{}",
-        }
+        # An empty field changes nothing (the form shows the terms in force).
+        fields = {name: form_text(data, name) for name in ("max_activations", "features")}
         await licenses.update_license(
             session, _me(request), license_id, form_struct(fields, LicenseUpdate)
         )

@@ -194,3 +194,33 @@ def test_overview_figures(
     assert live and live.group(1) == "1"
     assert "highest day: 1." in page and "busiest hour: 7." in page
     assert re.search(r"status-suspended\">suspended</span>\s*</td><td>1<", page)
+
+
+def test_terms_renewal_and_a_freed_seat(
+    client: TestClient, settings: Settings, make_license
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    made = make_license(max_activations=2, expires_at=datetime.now(UTC) + timedelta(days=10))
+    seat = client.post(
+        "/api/v1/licenses/activate",
+        json={"license_key": made.key, "product": made.product, "fingerprint": "m-1"},
+    ).json()
+    token = sign_in(client, settings, "admin")
+    base = f"/console/licenses/{made.id}"
+    changed = client.post(f"{base}/terms", data={"max_activations": "4", "_csrf_token": token})
+    assert "1 of 4" in changed.text
+    bad = client.post(f"{base}/terms", data={"features": "{not json", "_csrf_token": token})
+    assert bad.status_code == 422 and "VALIDATION_ERROR" in bad.text
+    renewed = client.post(f"{base}/renew", data={"duration_days": "30", "_csrf_token": token})
+    expected = (datetime.now(UTC) + timedelta(days=40)).strftime("%Y-%m-%d")
+    assert expected in renewed.text
+    freed = client.post(
+        f"{base}/activations/{seat['activation_id']}/deactivate", data={"_csrf_token": token}
+    )
+    assert "0 of 4" in freed.text and "freed" in freed.text
+
+
+def test_a_forged_forwarded_proto_does_not_make_cookies_secure(client: TestClient) -> None:
+    page = client.get("/console/login", headers={"X-Forwarded-Proto": "https"})
+    assert "Secure" not in page.headers["set-cookie"]
