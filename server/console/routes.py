@@ -166,6 +166,23 @@ class ConsoleController(Controller):
             validation_peak=max(n for _, n in figures.validations_per_hour),
         )
 
+    @get("/account")
+    async def account(self, request: Request) -> Template:
+        return _page(request, "account.html")
+
+    @post("/account/password")
+    async def change_password(
+        self, request: Request, session: AsyncSession, data: Form
+    ) -> Response[Any]:
+        await service.change_password(
+            session,
+            _me(request),
+            current=data.get("current_password", ""),
+            new=data.get("new_password", ""),
+        )
+        # Every session of the account has ended, this one too: sign in again.
+        return see_other(request, "/console/login", [cleared_cookie("console")])
+
     # --- organizations ---------------------------------------------------------------------
 
     @get("/organizations", guards=[can("organizations:read")])

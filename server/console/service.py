@@ -23,7 +23,7 @@ from server.auth.service import (
     hash_password,
     normalize_email,
 )
-from server.errors import Conflict, InvalidInput
+from server.errors import Conflict, InvalidInput, PermissionDenied
 from server.models import StaffAccount
 from server.passwords import check_password_policy
 
@@ -74,7 +74,7 @@ async def change_password(
         select(StaffAccount).where(StaffAccount.id == principal.id).with_for_update()
     )
     if account is None or not await check_password(account.password_hash, current):
-        raise InvalidInput("The current password is not right", code="WRONG_PASSWORD")
+        raise PermissionDenied("The current password is wrong", code="WRONG_PASSWORD")
     check_password_policy(new)
     await session.execute(
         update(StaffAccount)

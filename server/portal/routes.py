@@ -201,6 +201,26 @@ class PortalController(Controller):
             headers={"Content-Disposition": 'attachment; filename="activation-response.json"'},
         )
 
+    @get("/account")
+    async def account(self, request: Request) -> Template:
+        return _page(request, "account.html")
+
+    @post("/account/password")
+    async def change_password(
+        self, request: Request, session: AsyncSession, data: Form
+    ) -> Response[Any]:
+        me = principal_of(request)
+        change = form_struct(
+            {
+                "password": data.get("new_password", ""),
+                "current_password": data.get("current_password", ""),
+            },
+            UserUpdate,
+        )
+        await users.update_user(session, me, me.id, change)
+        # The API's rule: a new password ends every session, this one too.
+        return see_other(request, "/portal/login", [cleared_cookie("portal")])
+
     # --- projects ----------------------------------------------------------------------------
 
     @get("/projects")

@@ -156,6 +156,8 @@ def test_a_vendor_issues_watches_and_revokes(
 
     page.get_by_role("link", name="Overview").click()
     check_page(page, "console-overview")
+    page.get_by_role("link", name="Account").click()
+    check_page(page)
 
     csrf_is_checked(context, api, organization["id"])
     names_render_as_text(page, live, api, check_page)
@@ -198,6 +200,8 @@ def test_a_customer_frees_a_seat_and_the_product_is_refused(
     check_page(page, "portal-projects")
     page.get_by_role("link", name="Members").click()
     check_page(page, "portal-members")
+    page.get_by_role("link", name="Account").click()
+    check_page(page)
 
     # A machine named like a script is shown as text in the portal too.
     activate(live, license_["key"], XSS)

@@ -224,3 +224,85 @@ def test_terms_renewal_and_a_freed_seat(
 def test_a_forged_forwarded_proto_does_not_make_cookies_secure(client: TestClient) -> None:
     page = client.get("/console/login", headers={"X-Forwarded-Proto": "https"})
     assert "Secure" not in page.headers["set-cookie"]
+
+
+def test_a_new_password_ends_every_session(client: TestClient, settings: Settings) -> None:
+    token = sign_in(client, settings, "support")
+    cookie = client.cookies.get("licentia_console")
+    wrong = client.post(
+        "/console/account/password",
+        data={"current_password": "not it", "new_password": "x" * 16, "_csrf_token": token},
+    )
+    assert wrong.status_code == 403 and "WRONG_PASSWORD" in wrong.text
+    changed = client.post(
+        "/console/account/password",
+        data={
+            "current_password": STAFF_PASSWORD,
+            "new_password": "another long passphrase",
+            "_csrf_token": token,
+        },
+        follow_redirects=False,
+    )
+    assert changed.status_code == 303 and changed.headers["location"] == "/console/login"
+    client.cookies.set("licentia_console", cookie, path="/console")
+    assert client.get("/console", follow_redirects=False).status_code == 303
+    again = client.post(
+        "/console/login",
+        data={
+            "email": "support@vendor.test",
+            "password": "another long passphrase",
+            "_csrf_token": token,
+        },
+        follow_redirects=False,
+    )
+    assert again.status_code == 303
+    assert client.get("/console/account").status_code == 200
+
+
+def test_tiers_keys_and_the_audit_log(client: TestClient, settings: Settings, make_license) -> None:
+    made = make_license(max_activations=5)
+    token = sign_in(client, settings, "admin")
+    page = client.get("/console/products").text
+    assert 'value="5"' in page
+    saved = client.post(
+        f"/console/products/{made.product}/tiers/{made.tier}",
+        data={
+            "max_activations": "9",
+            "offline_lease_days": "3",
+            "lease_grace_days": "2",
+            "max_deactivations_per_day": "4",
+            "features": '{"export": true}',
+            "_csrf_token": token,
+        },
+    )
+    assert saved.status_code == 200 and 'value="9"' in saved.text
+    refused = client.post(
+        f"/console/products/{made.product}/tiers/{made.tier}",
+        data={"offline_lease_days": "0", "_csrf_token": token},
+    )
+    assert refused.status_code == 422
+
+    before = client.get("/console/keys").text.count("<td>active</td>")
+    assert before == 1
+    rotated = client.post("/console/keys/rotate", data={"_csrf_token": token})
+    assert rotated.status_code == 200
+    assert rotated.text.count("<td>active</td>") == 1
+    assert rotated.text.count("<td>retired</td>") == 1
+
+    audit = client.get("/console/audit", params={"action": "tier.update"}).text
+    assert "tier.update" in audit and "key.rotate" not in audit
+    assert "key.rotate" in client.get("/console/audit").text
+
+
+def test_viewer_sees_tiers_read_only(client: TestClient, settings: Settings, make_license) -> None:
+    made = make_license()
+    token = sign_in(client, settings, "viewer")
+    page = client.get("/console/products").text
+    assert "<input" not in page.split("<main")[1].split("</main>")[0]
+    refused = client.post(
+        f"/console/products/{made.product}/tiers/{made.tier}",
+        data={"max_activations": "9", "_csrf_token": token},
+    )
+    assert refused.status_code == 403
+    assert "Rotate" not in client.get("/console/keys").text
+    assert client.post("/console/keys/rotate", data={"_csrf_token": token}).status_code == 403

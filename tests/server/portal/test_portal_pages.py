@@ -171,3 +171,31 @@ def test_logging_out_everywhere_through_the_api_ends_portal_sessions(client: Tes
     client.post("/api/v1/auth/logout-all", headers=owner["headers"])
     response = client.get("/portal", follow_redirects=False)
     assert response.status_code == 303 and response.headers["location"] == "/portal/login"
+
+
+def test_a_new_password_ends_portal_and_api_sessions(client: TestClient) -> None:
+    owner = signup(client, "Initech")
+    token = portal_login(client, owner["user"]["email"])
+    changed = client.post(
+        "/portal/account/password",
+        data={
+            "current_password": PASSWORD,
+            "new_password": "a brand new passphrase",
+            "_csrf_token": token,
+        },
+        follow_redirects=False,
+    )
+    assert changed.status_code == 303 and changed.headers["location"] == "/portal/login"
+    assert client.get("/api/v1/auth/me", headers=owner["headers"]).status_code == 401
+    client.cookies.clear()
+    token = csrf_field(client.get("/portal/login").text)
+    again = client.post(
+        "/portal/login",
+        data={
+            "email": owner["user"]["email"],
+            "password": "a brand new passphrase",
+            "_csrf_token": token,
+        },
+        follow_redirects=False,
+    )
+    assert again.status_code == 303
