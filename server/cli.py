@@ -205,7 +205,8 @@ def db_current(data_dir: Path) -> None:
 @db.command("cleanup")
 @data_dir_option
 def db_cleanup(data_dir: Path) -> None:
-    """Delete expired rate-limit windows, idempotency records and refresh tokens."""
+    """Delete expired rate-limit windows, idempotency records, refresh tokens and web
+    sessions, and validation counts older than 30 days."""
     from sqlalchemy.ext.asyncio import create_async_engine
 
     from server.maintenance import purge_expired
