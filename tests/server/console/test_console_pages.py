@@ -306,3 +306,20 @@ def test_viewer_sees_tiers_read_only(client: TestClient, settings: Settings, mak
     assert refused.status_code == 403
     assert "Rotate" not in client.get("/console/keys").text
     assert client.post("/console/keys/rotate", data={"_csrf_token": token}).status_code == 403
+
+
+def test_sign_in_is_limited_like_the_api_login(settings: Settings, signing_key: str) -> None:
+    import msgspec
+
+    from server.app import create_app
+
+    strict = msgspec.structs.replace(settings, login_failures_per_address_email=2)
+    make_staff(settings, "ops@vendor.test", "admin")
+    with TestClient(create_app(strict)) as client:
+        token = csrf_field(client.get("/console/login").text)
+        attempt = {"email": "ops@vendor.test", "password": "wrong guess", "_csrf_token": token}
+        statuses = [client.post("/console/login", data=attempt).status_code for _ in range(3)]
+        right = {**attempt, "password": STAFF_PASSWORD}
+        refused = client.post("/console/login", data=right, follow_redirects=False)
+    assert statuses == [401, 401, 429]
+    assert refused.status_code == 429 and "Too many failed logins" in refused.text

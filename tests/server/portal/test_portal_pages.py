@@ -199,3 +199,24 @@ def test_a_new_password_ends_portal_and_api_sessions(client: TestClient) -> None
         follow_redirects=False,
     )
     assert again.status_code == 303
+
+
+def test_another_organizations_ids_are_not_found(client: TestClient) -> None:
+    theirs = signup(client, "Umbrella")
+    project = client.post(
+        "/api/v1/projects", headers=theirs["headers"], json={"name": "Hive", "description": ""}
+    )
+    assert project.status_code == 201, project.text
+    ours = signup(client, "Initech")
+    token = portal_login(client, ours["user"]["email"])
+    project_id, user_id = project.json()["id"], theirs["user"]["id"]
+    for path, data in (
+        (f"/portal/projects/{project_id}", {"name": "Mine now"}),
+        (f"/portal/projects/{project_id}/delete", {}),
+        (f"/portal/members/{user_id}/role", {"role": "member"}),
+        (f"/portal/members/{user_id}/remove", {}),
+    ):
+        response = client.post(path, data={**data, "_csrf_token": token})
+        assert response.status_code == 404, (path, response.text)
+    listed = client.get("/api/v1/projects", headers=theirs["headers"]).json()["items"]
+    assert [p["name"] for p in listed] == ["Hive"]
