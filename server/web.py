@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal, TypeVar
+from urllib.parse import urlencode
 
 import msgspec
 from cryptography.hazmat.primitives import hashes
@@ -314,6 +315,14 @@ def page(
         cookies=cookies,
         media_type="text/html",
     )
+
+
+def next_page(request: Request, cursor: str | None) -> str | None:
+    """The link to the page after this one (the same filters, the service's cursor)."""
+    if cursor is None:
+        return None
+    query = {k: v for k, v in request.query_params.items() if k != "cursor" and v}
+    return f"{request.url.path}?{urlencode({**query, 'cursor': cursor})}"
 
 
 def form_text(form: Mapping[str, Any], name: str) -> str:

@@ -36,6 +36,7 @@ from server.web import (
     error_handlers,
     form_struct,
     form_text,
+    next_page,
     open_session,
     page,
     see_other,
@@ -187,12 +188,22 @@ class ConsoleController(Controller):
 
     @get("/organizations", guards=[can("organizations:read")])
     async def organizations(
-        self, request: Request, session: AsyncSession, q: str | None = None
+        self,
+        request: Request,
+        session: AsyncSession,
+        q: str | None = None,
+        cursor: str | None = None,
     ) -> Template:
         found = await organizations.list_organizations(
-            session, _me(request), limit=PAGE, cursor=None, search=(q or "").strip() or None
+            session, _me(request), limit=PAGE, cursor=cursor, search=(q or "").strip() or None
         )
-        return _page(request, "organizations.html", organizations=found.items, q=q or "")
+        return _page(
+            request,
+            "organizations.html",
+            organizations=found.items,
+            q=q or "",
+            next_page=next_page(request, found.next_cursor),
+        )
 
     @get("/organizations/{organization_id:uuid}", guards=[can("organizations:read")])
     async def organization(
@@ -234,6 +245,7 @@ class ConsoleController(Controller):
         tier: str | None = None,
         status: str | None = None,
         expires_before: str | None = None,
+        cursor: str | None = None,
     ) -> Template:
         if status and status not in STATUSES:
             raise InvalidInput(f"status: one of {', '.join(STATUSES)}", code="VALIDATION_ERROR")
@@ -247,6 +259,7 @@ class ConsoleController(Controller):
             key_prefix=(prefix or "").strip() or None,
             expires_before=_day(expires_before, "expires_before"),
             limit=PAGE,
+            cursor=cursor,
         )
         filters = {
             "prefix": prefix or "",
@@ -257,7 +270,14 @@ class ConsoleController(Controller):
             "expires_before": expires_before or "",
         }
         name = "_license_rows.html" if request.headers.get("hx-request") else "licenses.html"
-        return _page(request, name, licenses=found.items, filters=filters, statuses=STATUSES)
+        return _page(
+            request,
+            name,
+            licenses=found.items,
+            filters=filters,
+            statuses=STATUSES,
+            next_page=next_page(request, found.next_cursor),
+        )
 
     @get("/licenses/new", guards=[can("licenses:write")])
     async def new_license(
@@ -411,6 +431,7 @@ class ConsoleController(Controller):
         action: str | None = None,
         organization: str | None = None,
         target: str | None = None,
+        cursor: str | None = None,
     ) -> Template:
         events = await audit.list_events(
             session,
@@ -418,15 +439,21 @@ class ConsoleController(Controller):
             organization_id=_uuid(organization),
             action=(action or "").strip() or None,
             target_id=(target or "").strip() or None,
-            limit=200,
-            cursor=None,
+            limit=PAGE,
+            cursor=cursor,
         )
         filters = {
             "action": action or "",
             "organization": organization or "",
             "target": target or "",
         }
-        return _page(request, "audit.html", events=events.items, filters=filters)
+        return _page(
+            request,
+            "audit.html",
+            events=events.items,
+            filters=filters,
+            next_page=next_page(request, events.next_cursor),
+        )
 
 
 async def _forget_key(keyring: Any) -> None:

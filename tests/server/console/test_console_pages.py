@@ -323,3 +323,20 @@ def test_sign_in_is_limited_like_the_api_login(settings: Settings, signing_key: 
         refused = client.post("/console/login", data=right, follow_redirects=False)
     assert statuses == [401, 401, 429]
     assert refused.status_code == 429 and "Too many failed logins" in refused.text
+
+
+def test_lists_page_on(client: TestClient, settings: Settings, database: TestDatabase) -> None:
+    with psycopg.connect(database.owner_url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO organizations (name, created_at) "
+            "SELECT 'Org ' || lpad(n::text, 3, '0'), now() - make_interval(mins => 100 - n) "
+            "FROM generate_series(1, 52) AS n"
+        )
+    sign_in(client, settings, "viewer")
+    first = client.get("/console/organizations", params={"q": "org"}).text
+    assert "Org 001" in first and "Org 050" in first and "Org 051" not in first
+    link = re.search(r'href="([^"]+)" rel="next"', first).group(1).replace("&amp;", "&")
+    assert link.startswith("/console/organizations?q=org&cursor=")
+    second = client.get(link).text
+    assert "Org 051" in second and "Org 052" in second and "Org 050" not in second
+    assert 'rel="next"' not in second
