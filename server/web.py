@@ -227,13 +227,6 @@ async def end_session(session: AsyncSession, area: Area, token: str) -> None:
     )
 
 
-async def end_sessions_of(session: AsyncSession, area: Area, subject_id: uuid.UUID) -> None:
-    """Every session of one person (their password changed, or they were removed)."""
-    await session.execute(
-        delete(WebSession).where(WebSession.area == area, WebSession.subject_id == subject_id)
-    )
-
-
 def session_cookie(area: Area, token: str) -> Cookie:
     return Cookie(
         key=cookie_name(area),
@@ -328,10 +321,6 @@ def next_page(request: Request, cursor: str | None) -> str | None:
 def form_text(form: Mapping[str, Any], name: str) -> str:
     value = form.get(name, "")
     return value.strip() if isinstance(value, str) else ""
-
-
-def form_optional(form: Mapping[str, Any], name: str) -> str | None:
-    return form_text(form, name) or None
 
 
 JSON_FIELDS = frozenset({"features", "metadata"})

@@ -36,6 +36,7 @@ from server.web import (
     error_handlers,
     form_struct,
     form_text,
+    is_htmx,
     next_page,
     open_session,
     page,
@@ -269,7 +270,7 @@ class ConsoleController(Controller):
             "status": status or "",
             "expires_before": expires_before or "",
         }
-        name = "_license_rows.html" if request.headers.get("hx-request") else "licenses.html"
+        name = "_license_rows.html" if is_htmx(request) else "licenses.html"
         return _page(
             request,
             name,

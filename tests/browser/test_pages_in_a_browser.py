@@ -4,14 +4,17 @@ and axe-core on every page visited. Screenshots feed docs/console.md."""
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
+from licentia_verifier import LicenseClient, Verifier
 from support import STAFF_PASSWORD, LiveServer, server_env
 
 from server.settings import Settings
@@ -165,7 +168,12 @@ def test_a_vendor_issues_watches_and_revokes(
 
 
 def test_a_customer_frees_a_seat_and_the_product_is_refused(
-    context: Any, live: LiveServer, api: httpx.Client, check_page: Callable
+    context: Any,
+    live: LiveServer,
+    api: httpx.Client,
+    settings: Settings,
+    check_page: Callable,
+    tmp_path: Path,
 ) -> None:
     catalog(api)
     page = context.new_page()
@@ -192,6 +200,30 @@ def test_a_customer_frees_a_seat_and_the_product_is_refused(
         json={"license_key": license_["key"], "product": "studio", "fingerprint": fingerprint},
     )
     assert check_in.status_code == 404 and check_in.json()["code"] == "NOT_ACTIVATED"
+
+    # An air-gapped machine: its request file up, the signed answer down, installed there.
+    verifier = Verifier.from_jwks(
+        httpx.get(f"{live.base_url}/.well-known/jwks.json").json(),
+        product="studio",
+        issuer=settings.issuer,
+    )
+    machine = LicenseClient(
+        "http://127.0.0.1:9",  # never reached: the machine has no network
+        product="studio",
+        verifier=verifier,
+        cache_dir=tmp_path / "machine",
+        fingerprint="lab-pc-fingerprint",
+    )
+    request_file = tmp_path / "activation-request.json"
+    request_file.write_text(json.dumps(machine.offline_request(license_["key"], name="lab-pc")))
+    page.get_by_label("Activation request file").set_input_files(str(request_file))
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Activate and download the answer").click()
+    answer = tmp_path / "activation-response.json"
+    download.value.save_as(str(answer))
+    assert machine.install(answer).license_id == license_["id"]
+    page.reload()
+    assert page.get_by_role("cell", name="lab-pc").is_visible()
 
     page.get_by_role("link", name="Projects").click()
     page.get_by_label("Name", exact=True).fill("Apollo")
