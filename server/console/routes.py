@@ -18,7 +18,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.audit import service as audit
 from server.auth import service as auth
-from server.auth.principal import STAFF_SUPPORT_SCOPE, Guard, Principal, staff_principal
+from server.auth.principal import (
+    STAFF_ROLE_SCOPES,
+    STAFF_SUPPORT_SCOPE,
+    Guard,
+    Principal,
+    staff_principal,
+)
 from server.console import service
 from server.errors import InvalidInput, PermissionDenied, RateLimited, Unauthenticated
 from server.license_admin import service as licenses
@@ -53,7 +59,7 @@ PAGE = 50
 
 def principal_for(facts: SessionFacts) -> Principal | None:
     """A console session acts as its staff member, with their role's scopes."""
-    if facts.role not in ("admin", "support", "viewer"):
+    if facts.role not in STAFF_ROLE_SCOPES:
         return None
     return staff_principal(facts.subject_id, facts.role, facts.token_generation)
 
