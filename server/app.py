@@ -24,6 +24,7 @@ from server.audit.routes import AuditController
 from server.auth.principal import AuthenticationMiddleware, access_token_secret
 from server.auth.routes import AuthController
 from server.auth.service import prepare as prepare_auth
+from server.console.routes import console_router
 from server.db.hot_pool import create_hot_pool
 from server.db.roles import check_runtime_role
 from server.db.session import (
@@ -38,8 +39,10 @@ from server.license_admin.routes import LicenseController
 from server.maintenance import run_periodically
 from server.observability import RequestIdMiddleware
 from server.organizations.routes import OrganizationController
+from server.portal.routes import portal_router
 from server.problems import problem_details_plugin
 from server.product_licensing.routes import LicensingController
+from server.product_licensing.usage import ValidationCounter
 from server.products.routes import ProductController
 from server.projects.routes import ProjectController
 from server.settings import Settings, SettingsError
@@ -48,6 +51,7 @@ from server.signing_keys.routes import JwksController, SigningKeyController
 from server.trials.routes import TrialController
 from server.users.routes import UserController
 from server.validation import JsonRequest
+from server.web import csrf_secret, static_files_router, template_config
 from server.webhooks.dispatcher import Dispatcher
 from server.webhooks.routes import WebhookController
 
@@ -112,6 +116,7 @@ def create_app(settings: Settings) -> Litestar:
                 if settings.webhook_dispatcher
                 else None
             )
+            counting = asyncio.create_task(app.state.validation_counter.run(side_engine))
             # Everything built so far lives as long as the process: keep it out of the
             # cyclic collector's full passes, which otherwise walk it all (tens of ms, a
             # latency spike for every request in flight) now and then under load.
@@ -120,6 +125,8 @@ def create_app(settings: Settings) -> Litestar:
                 yield
             finally:
                 housekeeping.cancel()
+                counting.cancel()  # it writes what it counted last, then ends
+                await asyncio.gather(counting, return_exceptions=True)
                 if webhooks is not None:
                     webhooks.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
@@ -137,8 +144,18 @@ def create_app(settings: Settings) -> Litestar:
         middleware=[DefineMiddleware(AuthenticationMiddleware)],
     )
     product_api = Router(path="/api/v1", route_handlers=PRODUCT_CONTROLLERS)
+    pages_secret = csrf_secret(kek)
     app = Litestar(
-        route_handlers=[HealthController, JwksController, credential_api, product_api],
+        route_handlers=[
+            HealthController,
+            JwksController,
+            credential_api,
+            product_api,
+            console_router(pages_secret),
+            portal_router(pages_secret),
+            static_files_router(),
+        ],
+        template_config=template_config(),
         lifespan=[lifespan],
         dependencies={"session": Provide(provide_session)},
         plugins=[problem_details_plugin()],
@@ -170,6 +187,7 @@ def _initial_state(settings: Settings, kek: bytes) -> State:
             "settings": settings,
             "kek": kek,
             "access_token_secret": access_token_secret(kek),
+            "validation_counter": ValidationCounter(),
         }
     )
 

@@ -216,7 +216,8 @@ def db_current(data_dir: Path) -> None:
 @db.command("cleanup")
 @data_dir_option
 def db_cleanup(data_dir: Path) -> None:
-    """Delete expired rate-limit windows, idempotency records and refresh tokens."""
+    """Delete expired rate-limit windows, idempotency records, refresh tokens and web
+    sessions, and validation counts older than 30 days."""
     from sqlalchemy.ext.asyncio import create_async_engine
 
     from server.maintenance import purge_expired
@@ -238,7 +239,7 @@ def db_cleanup(data_dir: Path) -> None:
 
 @main.group()
 def admin() -> None:
-    """Admin API keys."""
+    """Admin API keys and staff accounts for the console."""
 
 
 @admin.command("create-key")
@@ -252,6 +253,30 @@ def admin_create_key(name: str, scopes: tuple[str, ...], data_dir: Path) -> None
     settings = settings_for(resolve_database(data_dir))
     created = run_admin(settings, lambda s: create_api_key(s, None, name, list(scopes) or ["*"]))
     click.echo(created.key)
+
+
+@admin.command("create-staff")
+@click.option("--email", required=True)
+@click.option(
+    "--role",
+    required=True,
+    type=click.Choice(["admin", "support", "viewer"]),
+    help="viewer reads; support also suspends, reinstates and frees seats; admin does all.",
+)
+@data_dir_option
+def admin_create_staff(email: str, role: str, data_dir: Path) -> None:
+    """Create a staff account for the console (/console). The password comes from
+    LICENTIA_STAFF_PASSWORD, or is asked for."""
+    from server.console.service import create_staff
+
+    password = os.environ.get("LICENTIA_STAFF_PASSWORD") or click.prompt(
+        "Password", hide_input=True, confirmation_prompt=True
+    )
+    settings = settings_for(resolve_database(data_dir))
+    account = run_admin(
+        settings, lambda s: create_staff(s, email=email, role=role, password=password)
+    )
+    click.echo(f"Staff account {account.email} ({account.role}) created: sign in at /console")
 
 
 # --- demo --------------------------------------------------------------------------------

@@ -36,6 +36,12 @@ def parse_networks(entries: Iterable[str]) -> tuple[Network, ...]:
     return tuple(networks)
 
 
+@functools.lru_cache(maxsize=8)
+def trusted_networks(entries: tuple[str, ...]) -> tuple[Network, ...]:
+    """``parse_networks`` of a setting, parsed once per process."""
+    return parse_networks(entries)
+
+
 def parse_address(text: str) -> Address | None:
     """An address as peers and proxies write it (``[2001:db8::1]:443``, ``192.0.2.7:5000``
     and IPv4-mapped IPv6 included), or ``None`` when it is not one."""
@@ -113,3 +119,16 @@ def _unmapped_network(network: Network) -> Network:
         if mapped is not None and network.prefixlen >= 96:
             return ipaddress.IPv4Network((mapped, network.prefixlen - 96))
     return network
+
+
+def forwarded_https(
+    peer: str | None, forwarded_proto: Iterable[str], trusted: tuple[Network, ...]
+) -> bool:
+    """Whether a trusted proxy in front (the peer itself) says the client used https: the
+    last ``X-Forwarded-Proto`` value, which that proxy wrote. Anyone else's header is
+    ignored."""
+    address = parse_address(peer) if peer else None
+    if address is None or not _is_trusted(address, trusted):
+        return False
+    values = [v.strip().lower() for value in forwarded_proto for v in value.split(",")]
+    return bool(values) and values[-1] == "https"

@@ -1,6 +1,7 @@
 """Housekeeping: drop rows whose purpose has passed (rate-limit windows, idempotency
-records, expired refresh tokens). Every worker runs it now and then; running it twice at
-once is harmless (plain deletes of expired rows)."""
+records, expired refresh tokens and web sessions, validation counts older than 30 days).
+Every worker runs it now and then; running it twice at once is harmless (plain deletes of
+expired rows)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ from server import ratelimit
 log = logging.getLogger("licentia.maintenance")
 
 _EXPIRED_IDEMPOTENCY = text("DELETE FROM idempotency_keys WHERE expires_at < now()")
+_EXPIRED_SESSIONS = text("DELETE FROM web_sessions WHERE expires_at < now()")
+_OLD_COUNTS = text("DELETE FROM validation_counts WHERE hour < now() - interval '30 days'")
 _EXPIRED_REFRESH = text("DELETE FROM refresh_tokens WHERE expires_at < now() - interval '1 day'")
 # Refresh tokens are a tenant table (row-level security): housekeeping acts for every
 # tenant, as the admin CLI does, for this transaction only.
@@ -28,15 +31,19 @@ class Purged:
     rate_limit_windows: int
     idempotency_keys: int
     refresh_tokens: int
+    web_sessions: int = 0
+    validation_counts: int = 0
 
 
 async def purge_expired(engine: AsyncEngine) -> Purged:
     windows = await ratelimit.cleanup(engine)
     async with engine.begin() as connection:
         idempotency = (await connection.execute(_EXPIRED_IDEMPOTENCY)).rowcount or 0
+        sessions = (await connection.execute(_EXPIRED_SESSIONS)).rowcount or 0
+        counts = (await connection.execute(_OLD_COUNTS)).rowcount or 0
         await connection.execute(_EVERY_TENANT)
         refresh = (await connection.execute(_EXPIRED_REFRESH)).rowcount or 0
-    return Purged(windows, idempotency, refresh)
+    return Purged(windows, idempotency, refresh, sessions, counts)
 
 
 async def run_periodically(engine: AsyncEngine, every_seconds: float = 600.0) -> None:

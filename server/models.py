@@ -345,3 +345,35 @@ class WebhookDelivery(Base):
     last_error: Mapped[str | None] = mapped_column(String(300))
     delivered_at: Mapped[datetime | None]
     failed_at: Mapped[datetime | None]
+
+
+class StaffAccount(Base):
+    """A member of the vendor's staff: signs in to the console, belongs to no organization."""
+
+    __tablename__ = "staff_accounts"
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    role: Mapped[str] = mapped_column(String(16))
+    password_hash: Mapped[str] = mapped_column(Text)
+    token_generation: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    """Sessions carry it; bumping it (password change) ends them."""
+    created_at: Mapped[datetime] = _now()
+    updated_at: Mapped[datetime] = _now()
+    last_login_at: Mapped[datetime | None]
+
+
+class WebSession(Base):
+    """A console or portal sign-in, found by the SHA-256 of its cookie."""
+
+    __tablename__ = "web_sessions"
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    token_hash: Mapped[bytes] = mapped_column(LargeBinary, unique=True)
+    area: Mapped[str] = mapped_column(String(16))
+    subject_id: Mapped[uuid.UUID]
+    organization_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("organizations.id"))
+    role: Mapped[str] = mapped_column(String(16))
+    token_generation: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = _now()
+    expires_at: Mapped[datetime]

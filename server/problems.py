@@ -200,6 +200,15 @@ def unexpected_problem(error: Exception) -> ProblemDetailsException:
     )
 
 
+def problem_for(error: Exception) -> ProblemDetailsException:
+    """The problem any error becomes (the pages render the same mapping as HTML)."""
+    if isinstance(error, DomainError):
+        return domain_problem(error)
+    if isinstance(error, HTTPException):
+        return http_problem(error)
+    return unexpected_problem(error)
+
+
 class Problem(msgspec.Struct):
     """RFC 9457 problem details, as every error of this API is rendered."""
 

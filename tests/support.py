@@ -5,6 +5,7 @@ helpers from here (``from support import ...``), never from a conftest."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import hashlib
 import json
@@ -65,7 +66,14 @@ def with_credentials(
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
-    return asyncio.run(coro)
+    """Run a coroutine to completion; on a thread of its own when this one already runs an
+    event loop (Playwright's synchronous API keeps one running)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
 
 
 def make_api_key(settings: Settings, scopes: list[str]) -> str:
@@ -351,3 +359,30 @@ def wait_until(check: Callable[[], T], what: str, *, timeout: float = 60.0) -> T
         if time.monotonic() > deadline:
             raise AssertionError(f"gave up waiting: {what}")
         time.sleep(0.05)
+
+
+# --- web pages -------------------------------------------------------------------------------
+
+STAFF_PASSWORD = "console-staff-pass-1729"
+
+
+def make_staff(settings: Settings, email: str, role: str, password: str = STAFF_PASSWORD) -> str:
+    """A staff account for the console; returns its id."""
+    from server.cli_support import admin_session
+    from server.console.service import create_staff
+
+    async def work() -> str:
+        async with admin_session(settings) as session:
+            account = await create_staff(session, email=email, role=role, password=password)
+            return str(account.id)
+
+    return run(work())
+
+
+def csrf_field(html: str) -> str:
+    """The CSRF token a page's forms carry."""
+    import re
+
+    found = re.search(r'name="_csrf_token" value="([^"]+)"', html)
+    assert found, "the page has no CSRF field"
+    return found.group(1)

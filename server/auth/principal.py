@@ -73,10 +73,23 @@ or changes or removes someone must hold every scope of that role: an API key hol
 literally (or ``*``), a user through their own role. So a key can never log in, through a
 person it made, to anything it was refused directly."""
 
+StaffRole = Literal["admin", "support", "viewer"]
+STAFF_SUPPORT_SCOPE = "licenses:support"
+"""Held by staff only (no API key is given it): suspend, reinstate and free a seat, the part
+of ``licenses:write`` that support staff do; ``licenses:write`` itself covers it."""
+_STAFF_READ = frozenset({"organizations:read", "products:read", "licenses:read", "audit:read"})
+STAFF_ROLE_SCOPES: dict[str, frozenset[str]] = {
+    "viewer": _STAFF_READ,
+    "support": _STAFF_READ | {STAFF_SUPPORT_SCOPE},
+    "admin": frozenset({"*"}),
+}
+"""What the vendor's staff may do in the console, in the API's scopes: viewers read, support
+also suspends, reinstates and frees seats, admins do everything an all-scopes API key does."""
+
 
 @dataclass(frozen=True)
 class Principal:
-    kind: Literal["api_key", "user"]
+    kind: Literal["api_key", "user", "staff"]
     id: uuid.UUID
     scopes: frozenset[str] = field(default_factory=frozenset)
     organization_id: uuid.UUID | None = None
@@ -86,10 +99,15 @@ class Principal:
 
     @property
     def is_admin(self) -> bool:
-        return self.kind == "api_key"
+        """API keys and staff act for the vendor, across every organization."""
+        return self.kind != "user"
 
     def has_scope(self, scope: str) -> bool:
-        return self.is_admin and ("*" in self.scopes or scope in self.scopes)
+        if not self.is_admin:
+            return False
+        if "*" in self.scopes or scope in self.scopes:
+            return True
+        return scope == STAFF_SUPPORT_SCOPE and "licenses:write" in self.scopes
 
     def scopes_lacking(self, scopes: Iterable[str]) -> list[str]:
         """The scopes of ``scopes`` this API key does not hold (``*`` holds every one;
@@ -104,9 +122,12 @@ class Principal:
 
     async def confirm(self, session: AsyncSession) -> None:
         """Run by the request transaction once the tenant is set: a user's token stands
-        only while the user does (API keys were checked when they authenticated)."""
-        if not self.is_admin:
+        only while the user does, a staff member's session while the account does with the
+        same role and generation (API keys were checked when they authenticated)."""
+        if self.kind == "user":
             await confirm_user(session, self)
+        elif self.kind == "staff":
+            await confirm_staff(session, self)
 
 
 def hash_secret(value: str) -> bytes:
@@ -258,6 +279,30 @@ async def confirm_user(session: AsyncSession, principal: Principal) -> None:
         )
     if row.role != principal.role:
         raise Unauthenticated("Your role has changed; refresh the access token", code="TOKEN_STALE")
+
+
+_CURRENT_STAFF = text("SELECT role, token_generation FROM staff_accounts WHERE id = :id")
+
+
+async def confirm_staff(session: AsyncSession, principal: Principal) -> None:
+    """A staff session stands while the account exists with the role and generation it was
+    opened under (a password change or a new role ends it)."""
+    row = (await session.execute(_CURRENT_STAFF, {"id": principal.id})).first()
+    if row is None:
+        raise Unauthenticated("This account no longer exists", code="INVALID_TOKEN")
+    if row.token_generation != principal.token_generation or row.role != principal.role:
+        raise Unauthenticated("This session has ended; sign in again", code="TOKEN_REVOKED")
+
+
+def staff_principal(staff_id: uuid.UUID, role: str, token_generation: int) -> Principal:
+    """The principal a console session acts as: its role's scopes, across organizations."""
+    return Principal(
+        kind="staff",
+        id=staff_id,
+        scopes=STAFF_ROLE_SCOPES[role],
+        role=role,
+        token_generation=token_generation,
+    )
 
 
 # --- guards --------------------------------------------------------------------------------

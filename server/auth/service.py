@@ -38,7 +38,7 @@ from server.auth import login_limit
 from server.auth.principal import Principal, hash_secret, issue_access_token
 from server.db.session import set_tenant
 from server.errors import Conflict, InvalidInput, RateLimited, Unauthenticated
-from server.models import Organization, RefreshToken, User
+from server.models import Organization, RefreshToken, StaffAccount, User
 from server.observability import current_client_ip
 from server.passwords import check_password_policy
 from server.settings import Settings
@@ -193,14 +193,38 @@ async def signup(
     full_name: str,
     organization_name: str,
 ) -> SignedUp:
-    """Create an organization with this person as its owner, and log them in.
+    """``register``, then log the new owner in with a new access and refresh token."""
+    user, organization = await register(
+        session,
+        engine,
+        ctx.settings,
+        email=email,
+        password=password,
+        full_name=full_name,
+        organization_name=organization_name,
+    )
+    return SignedUp(user, organization, await _issue_tokens(session, ctx, user))
+
+
+async def register(
+    session: AsyncSession,
+    engine: AsyncEngine,
+    settings: Settings,
+    *,
+    email: str,
+    password: str,
+    full_name: str,
+    organization_name: str,
+) -> tuple[User, Organization]:
+    """Create an organization with this person as its owner (the API's sign-up and the
+    portal's both call it); the tenant stays set to the new organization.
 
     The organization is new, so the address is never taken in it: whether it has an
     account elsewhere is neither checked nor told. At most ``signups_per_hour`` per client
     address, counted before anything else (on its own transaction, before the request's
     session holds a connection)."""
     client_ip = current_client_ip()
-    limit = ctx.settings.signups_per_hour
+    limit = settings.signups_per_hour
     if client_ip and limit > 0:
         wait = await ratelimit.hit(engine, ratelimit.bucket("signup:ip", client_ip), limit, 3600)
         if wait:
@@ -246,10 +270,23 @@ async def signup(
         organization_id=organization_id,
         data={"email": email, "role": "owner"},
     )
-    return SignedUp(user, organization, await _issue_tokens(session, ctx, user))
+    return user, organization
 
 
 # --- login --------------------------------------------------------------------------------
+
+
+async def check_password(password_hash: str | None, password: str) -> bool:
+    """Whether ``password`` matches; with no hash (no such account) the same argon2 work is
+    done against a dummy hash and the answer is False, so both failures cost the same."""
+    if password_hash is None:
+        await verify_password(_dummy_hash(), password)
+        return False
+    return await verify_password(password_hash, password)
+
+
+def needs_rehash(password_hash: str) -> bool:
+    return _hasher.check_needs_rehash(password_hash)
 
 
 async def login(
@@ -262,7 +299,31 @@ async def login(
     organization_id: uuid.UUID | None = None,
     now: datetime | None = None,
 ) -> Tokens:
-    """Check the password, unless the login limit refuses the attempt first (429).
+    """``authenticate``, then a new access and refresh token."""
+    user = await authenticate(
+        session,
+        engine,
+        ctx.settings,
+        email=email,
+        password=password,
+        organization_id=organization_id,
+        now=now,
+    )
+    return await _issue_tokens(session, ctx, user)
+
+
+async def authenticate(
+    session: AsyncSession,
+    engine: AsyncEngine,
+    settings: Settings,
+    *,
+    email: str,
+    password: str,
+    organization_id: uuid.UUID | None = None,
+    now: datetime | None = None,
+) -> User:
+    """Check the password, unless the login limit refuses the attempt first (429); the user,
+    with the tenant set to their organization. The API's login and the portal's both call it.
 
     ``login_limit.admit`` counts the attempt per e-mail and client address, per address
     (both with back-off) and per e-mail from all addresses, atomically and *before* argon2
@@ -282,7 +343,7 @@ async def login(
     logout-everywhere running at the same time is never overtaken by this login.
     """
     email_key = email.strip().lower()
-    admitted = await login_limit.admit(engine, ctx.settings, email_key, current_client_ip(), now)
+    admitted = await login_limit.admit(engine, settings, email_key, current_client_ip(), now)
 
     user: User | None = None
     found_org = await session.scalar(
@@ -295,16 +356,11 @@ async def login(
             .where(User.email == email_key, User.organization_id == found_org)
             .with_for_update()
         )
-    if user is None:
-        await verify_password(_dummy_hash(), password)
-        ok = False
-    else:
-        ok = await verify_password(user.password_hash, password)
-
+    ok = await check_password(user.password_hash if user else None, password)
     if not ok or user is None:
         raise Unauthenticated("Invalid e-mail or password", code="INVALID_CREDENTIALS")
 
-    if _hasher.check_needs_rehash(user.password_hash):
+    if needs_rehash(user.password_hash):
         user.password_hash = await hash_password(password)
     user.last_login_at = datetime.now(UTC)
     await session.flush()
@@ -316,10 +372,42 @@ async def login(
         user.id,
         organization_id=user.organization_id,
     )
-    tokens = await _issue_tokens(session, ctx, user)
     # Last, so the buckets stay locked by this transaction only until its commit.
-    await login_limit.succeeded(await session.connection(), ctx.settings, admitted, now)
-    return tokens
+    await login_limit.succeeded(await session.connection(), settings, admitted, now)
+    return user
+
+
+async def authenticate_staff(
+    session: AsyncSession,
+    engine: AsyncEngine,
+    settings: Settings,
+    *,
+    email: str,
+    password: str,
+    now: datetime | None = None,
+) -> StaffAccount:
+    """A console sign-in: the staff account's password checked under the same login limit
+    as ``authenticate`` (429 before any argon2 work when it refuses; its own e-mail buckets,
+    ``staff:<email>``), the same answer and work for an unknown e-mail and a wrong password.
+    The transaction becomes the platform's (staff act for the vendor)."""
+    email_key = email.strip().lower()
+    admitted = await login_limit.admit(
+        engine, settings, f"staff:{email_key}", current_client_ip(), now
+    )
+    account = await session.scalar(
+        select(StaffAccount).where(StaffAccount.email == email_key).with_for_update()
+    )
+    ok = await check_password(account.password_hash if account else None, password)
+    if not ok or account is None:
+        raise Unauthenticated("Invalid e-mail or password", code="INVALID_CREDENTIALS")
+    await set_tenant(session, None, platform_admin=True)
+    if needs_rehash(account.password_hash):
+        account.password_hash = await hash_password(password)
+    account.last_login_at = datetime.now(UTC)
+    await session.flush()
+    await record(session, ("staff", str(account.id)), "staff.login", "staff", account.id)
+    await login_limit.succeeded(await session.connection(), settings, admitted, now)
+    return account
 
 
 # --- refresh and logout -------------------------------------------------------------------

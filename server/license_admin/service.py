@@ -149,6 +149,17 @@ async def get_license(
     return _read(await _license_row(session, principal, license_id, now), now)
 
 
+async def license_id_for_key(
+    session: AsyncSession, principal: Principal, license_key: str
+) -> uuid.UUID | None:
+    """The id of the license this key opens, if the caller may see it."""
+    query = _visible_to(
+        select(License.id).where(License.key_hash == rules.hash_license_key(license_key)),
+        principal,
+    )
+    return await session.scalar(query)
+
+
 def _status_filter(status: Status, now: datetime) -> Any:
     return text(f"{rules.shown_status_sql('licenses', ':now')} = :status").bindparams(
         now=now, status=status
@@ -226,6 +237,7 @@ async def list_licenses(
     organization_id: uuid.UUID | None = None,
     product: str | None = None,
     status: Status | None = None,
+    tier: str | None = None,
     expires_before: datetime | None = None,
     key_prefix: str | None = None,
     q: str | None = None,
@@ -243,6 +255,8 @@ async def list_licenses(
         query = query.where(License.organization_id == organization_id)
     if product is not None:
         query = query.where(Product.code == product)
+    if tier is not None:
+        query = query.where(Tier.code == tier)
     if status is not None:
         query = query.where(_status_filter(status, now))
     if expires_before is not None:

@@ -41,9 +41,17 @@ async def get_organization(
 
 
 async def list_organizations(
-    session: AsyncSession, principal: Principal, *, limit: int, cursor: str | None
+    session: AsyncSession,
+    principal: Principal,
+    *,
+    limit: int,
+    cursor: str | None,
+    search: str | None = None,
 ) -> Page[Organization]:
+    """``search``: a case-insensitive part of the name."""
     query = select(Organization)
+    if search:
+        query = query.where(Organization.name.icontains(search, autoescape=True))
     if not principal.is_admin:
         query = query.where(Organization.id == principal.organization_id)
     return await paginate(session, query, Organization.created_at, Organization.id, limit, cursor)

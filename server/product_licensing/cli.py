@@ -109,20 +109,7 @@ def offline_activate(request: Path, output: Path | None, data_dir: Path) -> None
     activated = run_licensing(
         settings, lambda connection, caller: service.activate(connection, caller, data)
     ).response
-    _write(
-        {
-            "type": "activation_response",
-            "version": 1,
-            "token": activated.token,
-            "activation_id": str(activated.activation_id),
-            "lease_expires_at": activated.lease_expires_at.isoformat().replace("+00:00", "Z"),
-            "nonce": activated.nonce,
-            "key_certificate": activated.key_certificate,
-            "key_revocations": activated.key_revocations,
-            "root_endorsements": activated.root_endorsements,
-        },
-        output,
-    )
+    _write(service.activation_response_file(activated), output)
 
 
 @offline.command("deactivate")

@@ -72,7 +72,9 @@ class LicensingController(Controller):
         ),
     )
     async def validate(self, state: State, data: ValidateRequest) -> ValidateResponse:
-        return await service.validate(state.hot_pool, _caller(state), data)
+        answer = await service.validate(state.hot_pool, _caller(state), data)
+        state.validation_counter.count()  # in memory; written every few seconds
+        return answer
 
     @post(
         "/activate",

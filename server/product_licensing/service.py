@@ -31,6 +31,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, Protocol
 
 import asyncpg
+import msgspec
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from keys.crypto import SigningKey
@@ -556,3 +557,38 @@ async def features(
     return FeaturesResponse(
         product=product, tier=tier or "", features=json_object(found["features"])
     )
+
+
+# --- offline activation files -----------------------------------------------------------
+
+
+def read_activation_request_file(body: bytes) -> ActivateRequest:
+    """An offline activation request file (``LicenseClient.offline_request``), checked as the
+    command line checks it: valid JSON of the request schema, ``type`` and ``version`` 1."""
+    try:
+        request = msgspec.json.decode(body, type=ActivateRequest)
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        raise InvalidInput(
+            f"Not a valid activation request file: {exc}", code="INVALID_REQUEST_FILE"
+        ) from None
+    if request.type != "activation_request" or request.version != 1:
+        raise InvalidInput(
+            "Not an activation request file (expected type 'activation_request', version 1)",
+            code="INVALID_REQUEST_FILE",
+        )
+    return request
+
+
+def activation_response_file(activated: ActivationResponse) -> dict[str, Any]:
+    """The answer file an air-gapped machine installs (``LicenseClient.install``)."""
+    return {
+        "type": "activation_response",
+        "version": 1,
+        "token": activated.token,
+        "activation_id": str(activated.activation_id),
+        "lease_expires_at": activated.lease_expires_at.isoformat().replace("+00:00", "Z"),
+        "nonce": activated.nonce,
+        "key_certificate": activated.key_certificate,
+        "key_revocations": activated.key_revocations,
+        "root_endorsements": activated.root_endorsements,
+    }

@@ -22,9 +22,16 @@ def _not_found() -> NotFound:
 
 
 async def list_projects(
-    session: AsyncSession, principal: Principal, *, limit: int, cursor: str | None
+    session: AsyncSession,
+    principal: Principal,
+    *,
+    limit: int,
+    cursor: str | None,
+    organization_id: uuid.UUID | None = None,
 ) -> Page[Project]:
-    query = select(Project).where(Project.organization_id == principal.organization_id)
+    """The caller's organization's projects; admins name the organization."""
+    owner = organization_id if principal.is_admin else principal.organization_id
+    query = select(Project).where(Project.organization_id == owner)
     return await paginate(session, query, Project.created_at, Project.id, limit, cursor)
 
 

@@ -41,6 +41,7 @@ SHARED = {
     "server.ratelimit",
     "server.license_rules",
     "server.passwords",
+    "server.web",
 }
 WIRING = {
     "server.app",

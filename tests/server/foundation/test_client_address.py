@@ -187,3 +187,24 @@ def test_a_remembered_peer_still_has_its_header_read_on_every_request() -> None:
     untrusted = {"client": ("::ffff:192.0.2.1", 3), "headers": [(b"x-forwarded-for", b"1.2.3.4")]}
     assert _client_ip(untrusted, addresses) == "192.0.2.1"
     assert _client_ip(untrusted, addresses) == "192.0.2.1"
+
+
+@pytest.mark.parametrize(
+    ("peer", "protos", "expected"),
+    [
+        ("10.0.0.5", ["https"], True),  # our proxy says so
+        ("10.0.0.5", ["http"], False),
+        ("10.0.0.5", ["https, http"], False),  # the last value is our proxy's
+        ("10.0.0.5", ["http", "https"], True),
+        ("10.0.0.5", [], False),
+        ("203.0.113.9", ["https"], False),  # anyone else's header is ignored
+        ("testclient", ["https"], False),
+        (None, ["https"], False),
+    ],
+)
+def test_forwarded_https_only_from_a_trusted_proxy(
+    peer: str | None, protos: list[str], expected: bool
+) -> None:
+    from server.client_address import forwarded_https, parse_networks
+
+    assert forwarded_https(peer, protos, parse_networks(["10.0.0.0/8"])) is expected

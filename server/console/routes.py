@@ -1,0 +1,487 @@
+"""``/console``: the vendor's staff. Thin handlers: parse the form, call the same service the
+API calls, render a template. What a role may do is its scopes (``STAFF_ROLE_SCOPES``)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from litestar import Controller, Request, Response, Router, get, post
+from litestar.background_tasks import BackgroundTask
+from litestar.connection import ASGIConnection
+from litestar.enums import RequestEncodingType
+from litestar.handlers.base import BaseRouteHandler
+from litestar.params import Body
+from litestar.response import Template
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from server.audit import service as audit
+from server.auth import service as auth
+from server.auth.principal import (
+    STAFF_ROLE_SCOPES,
+    STAFF_SUPPORT_SCOPE,
+    Guard,
+    Principal,
+    staff_principal,
+)
+from server.console import service
+from server.errors import InvalidInput, PermissionDenied, RateLimited, Unauthenticated
+from server.license_admin import service as licenses
+from server.license_admin.schemas import LicenseCreate, LicenseUpdate, RenewRequest, Status
+from server.organizations import service as organizations
+from server.products import service as products
+from server.products.schemas import TierUpdate
+from server.projects import service as projects
+from server.signing_keys import service as signing_keys
+from server.users import service as users
+from server.web import (
+    SessionFacts,
+    cleared_cookie,
+    end_session,
+    error_handlers,
+    form_struct,
+    form_text,
+    is_htmx,
+    next_page,
+    open_session,
+    page,
+    see_other,
+    session_cookie,
+    session_token,
+    web_middleware,
+)
+
+Form = Annotated[dict[str, str], Body(media_type=RequestEncodingType.URL_ENCODED)]
+STATUSES: tuple[Status, ...] = ("active", "suspended", "revoked", "expired")
+PAGE = 50
+
+
+def principal_for(facts: SessionFacts) -> Principal | None:
+    """A console session acts as its staff member, with their role's scopes."""
+    if facts.role not in STAFF_ROLE_SCOPES:
+        return None
+    return staff_principal(facts.subject_id, facts.role, facts.token_generation)
+
+
+def _staff(connection: ASGIConnection) -> Principal:
+    principal = connection.scope.get("user")
+    if not isinstance(principal, Principal) or principal.kind != "staff":
+        raise Unauthenticated("Sign in to the console", code="UNAUTHENTICATED")
+    return principal
+
+
+def can(scope: str) -> Guard:
+    """Guard: a signed-in staff member whose role holds ``scope``."""
+
+    def guard(connection: ASGIConnection, _: BaseRouteHandler) -> None:
+        if not _staff(connection).has_scope(scope):
+            raise PermissionDenied("Your role does not allow this", code="INSUFFICIENT_ROLE")
+
+    return guard
+
+
+def _me(request: Request) -> Principal:
+    return _staff(request)
+
+
+def _page(request: Request, name: str, **context: Any) -> Template:
+    return page(f"console/{name}", {"me": _me(request), "area": "console", **context})
+
+
+def _uuid(value: str | None) -> uuid.UUID | None:
+    if not value:
+        return None
+    try:
+        return uuid.UUID(value.strip())
+    except ValueError:
+        raise InvalidInput("Not a valid id", code="VALIDATION_ERROR") from None
+
+
+def _day(value: str | None, field: str) -> datetime | None:
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(value).replace(tzinfo=UTC)
+    except ValueError:
+        raise InvalidInput(f"{field}: not a date (YYYY-MM-DD)", code="VALIDATION_ERROR") from None
+
+
+class ConsoleAuthController(Controller):
+    path = "/"
+    include_in_schema = False
+
+    @get("/login")
+    async def login_form(self, request: Request) -> Template:
+        return page("console/login.html", {"area": "console"})
+
+    @post("/login")
+    async def login(
+        self, request: Request, session: AsyncSession, data: Form
+    ) -> Template | Response[Any]:
+        state = request.app.state
+        try:
+            account = await auth.authenticate_staff(
+                session,
+                state.side_engine,
+                state.settings,
+                email=form_text(data, "email"),
+                password=data.get("password", ""),
+            )
+        except (Unauthenticated, RateLimited) as exc:
+            status = 429 if isinstance(exc, RateLimited) else 401
+            return page(
+                "console/login.html",
+                {"area": "console", "error": exc.detail, "email": form_text(data, "email")},
+                status_code=status,
+            )
+        token = await open_session(
+            session,
+            SessionFacts("console", account.id, None, account.role, account.token_generation),
+        )
+        return see_other(request, "/console", [session_cookie("console", token)])
+
+    @post("/logout")
+    async def logout(self, request: Request, session: AsyncSession) -> Response[Any]:
+        token = session_token(request, "console")
+        if token:
+            await end_session(session, "console", token)
+        return see_other(request, "/console/login", [cleared_cookie("console")])
+
+
+class ConsoleController(Controller):
+    path = "/"
+    include_in_schema = False
+    guards = [can("licenses:read")]
+
+    @get("/")
+    async def overview(self, request: Request, session: AsyncSession) -> Template:
+        figures = await service.overview(session)
+        now = datetime.now(UTC)
+        expiring = await licenses.list_licenses(
+            session,
+            _me(request),
+            status="active",
+            expires_before=now + service.EXPIRING_WITHIN,
+            limit=PAGE,
+        )
+        return _page(
+            request,
+            "overview.html",
+            figures=figures,
+            expiring=expiring.items,
+            peak=max(n for _, n in figures.activations_per_day),
+            validation_peak=max(n for _, n in figures.validations_per_hour),
+        )
+
+    @get("/account")
+    async def account(self, request: Request) -> Template:
+        return _page(request, "account.html")
+
+    @post("/account/password")
+    async def change_password(
+        self, request: Request, session: AsyncSession, data: Form
+    ) -> Response[Any]:
+        await service.change_password(
+            session,
+            _me(request),
+            current=data.get("current_password", ""),
+            new=data.get("new_password", ""),
+        )
+        # Every session of the account has ended, this one too: sign in again.
+        return see_other(request, "/console/login", [cleared_cookie("console")])
+
+    # --- organizations ---------------------------------------------------------------------
+
+    @get("/organizations", guards=[can("organizations:read")])
+    async def organizations(
+        self,
+        request: Request,
+        session: AsyncSession,
+        q: str | None = None,
+        cursor: str | None = None,
+    ) -> Template:
+        found = await organizations.list_organizations(
+            session, _me(request), limit=PAGE, cursor=cursor, search=(q or "").strip() or None
+        )
+        return _page(
+            request,
+            "organizations.html",
+            organizations=found.items,
+            q=q or "",
+            next_page=next_page(request, found.next_cursor),
+        )
+
+    @get("/organizations/{organization_id:uuid}", guards=[can("organizations:read")])
+    async def organization(
+        self, request: Request, session: AsyncSession, organization_id: uuid.UUID
+    ) -> Template:
+        me = _me(request)
+        organization = await organizations.get_organization(session, me, organization_id)
+        return _page(
+            request,
+            "organization.html",
+            organization=organization,
+            licenses=(
+                await licenses.list_licenses(
+                    session, me, organization_id=organization_id, limit=PAGE
+                )
+            ).items,
+            users=(
+                await users.list_users(
+                    session, me, organization_id=organization_id, limit=PAGE, cursor=None
+                )
+            ).items,
+            projects=(
+                await projects.list_projects(
+                    session, me, organization_id=organization_id, limit=PAGE, cursor=None
+                )
+            ).items,
+        )
+
+    # --- licenses --------------------------------------------------------------------------
+
+    @get("/licenses")
+    async def licenses(
+        self,
+        request: Request,
+        session: AsyncSession,
+        prefix: str | None = None,
+        organization: str | None = None,
+        product: str | None = None,
+        tier: str | None = None,
+        status: str | None = None,
+        expires_before: str | None = None,
+        cursor: str | None = None,
+    ) -> Template:
+        if status and status not in STATUSES:
+            raise InvalidInput(f"status: one of {', '.join(STATUSES)}", code="VALIDATION_ERROR")
+        found = await licenses.list_licenses(
+            session,
+            _me(request),
+            organization_id=_uuid(organization),
+            product=product or None,
+            tier=tier or None,
+            status=status or None,
+            key_prefix=(prefix or "").strip() or None,
+            expires_before=_day(expires_before, "expires_before"),
+            limit=PAGE,
+            cursor=cursor,
+        )
+        filters = {
+            "prefix": prefix or "",
+            "organization": organization or "",
+            "product": product or "",
+            "tier": tier or "",
+            "status": status or "",
+            "expires_before": expires_before or "",
+        }
+        name = "_license_rows.html" if is_htmx(request) else "licenses.html"
+        return _page(
+            request,
+            name,
+            licenses=found.items,
+            filters=filters,
+            statuses=STATUSES,
+            next_page=next_page(request, found.next_cursor),
+        )
+
+    @get("/licenses/new", guards=[can("licenses:write")])
+    async def new_license(
+        self, request: Request, session: AsyncSession, organization: str | None = None
+    ) -> Template:
+        catalog = await _catalog(session)
+        return _page(request, "license_new.html", catalog=catalog, organization=organization or "")
+
+    @post("/licenses", guards=[can("licenses:write")])
+    async def issue(self, request: Request, session: AsyncSession, data: Form) -> Template:
+        product, _, tier = form_text(data, "plan").partition("/")
+        fields: dict[str, Any] = {
+            "organization_id": form_text(data, "organization_id"),
+            "product": product,
+            "tier": tier,
+            "expires_at": form_text(data, "expires_at"),
+            "max_activations": form_text(data, "max_activations"),
+            "metadata": form_text(data, "metadata"),
+        }
+        created = await licenses.issue_license(
+            session, _me(request), form_struct(fields, LicenseCreate)
+        )
+        # The key is in this response only: it is not stored, and the page is not cached.
+        return _page(request, "license_issued.html", license=created)
+
+    @get("/licenses/{license_id:uuid}")
+    async def license(
+        self, request: Request, session: AsyncSession, license_id: uuid.UUID
+    ) -> Template:
+        me = _me(request)
+        found = await licenses.get_license(session, me, license_id)
+        activations = await licenses.list_activations(
+            session, me, license_id, limit=PAGE, cursor=None
+        )
+        trail = await audit.list_events(
+            session, me, target_id=str(license_id), limit=PAGE, cursor=None
+        )
+        organization = await organizations.get_organization(session, me, found.organization_id)
+        return _page(
+            request,
+            "license.html",
+            license=found,
+            organization=organization,
+            activations=activations.items,
+            trail=trail.items,
+        )
+
+    @post("/licenses/{license_id:uuid}/suspend", guards=[can(STAFF_SUPPORT_SCOPE)])
+    async def suspend(
+        self, request: Request, session: AsyncSession, license_id: uuid.UUID
+    ) -> Response[Any]:
+        await licenses.suspend_license(session, _me(request), license_id)
+        return see_other(request, f"/console/licenses/{license_id}")
+
+    @post("/licenses/{license_id:uuid}/reinstate", guards=[can(STAFF_SUPPORT_SCOPE)])
+    async def reinstate(
+        self, request: Request, session: AsyncSession, license_id: uuid.UUID
+    ) -> Response[Any]:
+        await licenses.reinstate_license(session, _me(request), license_id)
+        return see_other(request, f"/console/licenses/{license_id}")
+
+    @post("/licenses/{license_id:uuid}/revoke", guards=[can("licenses:write")])
+    async def revoke(
+        self, request: Request, session: AsyncSession, license_id: uuid.UUID
+    ) -> Response[Any]:
+        await licenses.revoke_license(session, _me(request), license_id)
+        return see_other(request, f"/console/licenses/{license_id}")
+
+    @post("/licenses/{license_id:uuid}/renew", guards=[can("licenses:write")])
+    async def renew(
+        self, request: Request, session: AsyncSession, license_id: uuid.UUID, data: Form
+    ) -> Response[Any]:
+        renewal = form_struct({"duration_days": form_text(data, "duration_days")}, RenewRequest)
+        await licenses.renew_license(session, _me(request), license_id, renewal)
+        return see_other(request, f"/console/licenses/{license_id}")
+
+    @post("/licenses/{license_id:uuid}/terms", guards=[can("licenses:write")])
+    async def terms(
+        self, request: Request, session: AsyncSession, license_id: uuid.UUID, data: Form
+    ) -> Response[Any]:
+        # An empty field changes nothing (the form shows the terms in force).
+        fields = {name: form_text(data, name) for name in ("max_activations", "features")}
+        await licenses.update_license(
+            session, _me(request), license_id, form_struct(fields, LicenseUpdate)
+        )
+        return see_other(request, f"/console/licenses/{license_id}")
+
+    @post(
+        "/licenses/{license_id:uuid}/activations/{activation_id:uuid}/deactivate",
+        guards=[can(STAFF_SUPPORT_SCOPE)],
+    )
+    async def free_seat(
+        self,
+        request: Request,
+        session: AsyncSession,
+        license_id: uuid.UUID,
+        activation_id: uuid.UUID,
+    ) -> Response[Any]:
+        await licenses.deactivate(session, _me(request), license_id, activation_id)
+        return see_other(request, f"/console/licenses/{license_id}")
+
+    # --- products, keys, audit ---------------------------------------------------------------
+
+    @get("/products", guards=[can("products:read")])
+    async def products(self, request: Request, session: AsyncSession) -> Template:
+        return _page(request, "products.html", catalog=await _catalog(session))
+
+    @post(
+        "/products/{product:str}/tiers/{tier:str}",
+        guards=[can("products:write")],
+    )
+    async def update_tier(
+        self, request: Request, session: AsyncSession, product: str, tier: str, data: Form
+    ) -> Response[Any]:
+        names = (
+            "max_activations",
+            "offline_lease_days",
+            "lease_grace_days",
+            "max_deactivations_per_day",
+            "features",
+        )
+        fields: dict[str, Any] = {name: form_text(data, name) for name in names}
+        await products.update_tier(
+            session, _me(request), product, tier, form_struct(fields, TierUpdate)
+        )
+        return see_other(request, "/console/products")
+
+    @get("/keys", guards=[can("products:read")])
+    async def keys(self, request: Request, session: AsyncSession) -> Template:
+        return _page(request, "keys.html", keys=await signing_keys.list_keys(session))
+
+    @post("/keys/rotate", guards=[can("keys:write")])
+    async def rotate(self, request: Request, session: AsyncSession) -> Response[Any]:
+        state = request.app.state
+        await signing_keys.rotate(
+            session,
+            _me(request),
+            state.kek,
+            policy=signing_keys.CertificatePolicy.from_settings(state.settings),
+        )
+        response = see_other(request, "/console/keys")
+        # As the API does: this process forgets its key once the rotation has committed.
+        response.background = BackgroundTask(_forget_key, state.keyring)
+        return response
+
+    @get("/audit", guards=[can("audit:read")])
+    async def audit_log(
+        self,
+        request: Request,
+        session: AsyncSession,
+        action: str | None = None,
+        organization: str | None = None,
+        target: str | None = None,
+        cursor: str | None = None,
+    ) -> Template:
+        events = await audit.list_events(
+            session,
+            _me(request),
+            organization_id=_uuid(organization),
+            action=(action or "").strip() or None,
+            target_id=(target or "").strip() or None,
+            limit=PAGE,
+            cursor=cursor,
+        )
+        filters = {
+            "action": action or "",
+            "organization": organization or "",
+            "target": target or "",
+        }
+        return _page(
+            request,
+            "audit.html",
+            events=events.items,
+            filters=filters,
+            next_page=next_page(request, events.next_cursor),
+        )
+
+
+async def _forget_key(keyring: Any) -> None:
+    keyring.invalidate()
+
+
+async def _catalog(session: AsyncSession) -> list[tuple[Any, list[Any]]]:
+    """Every product with its tiers, for the forms and the products page."""
+    found = await products.list_products(session, limit=200, cursor=None)
+    return [
+        (product, (await products.list_tiers(session, product.code, limit=200, cursor=None)).items)
+        for product in found.items
+    ]
+
+
+def console_router(csrf_secret: str) -> Router:
+    """``/console``: its session cookie, its CSRF check, HTML errors."""
+    return Router(
+        path="/console",
+        route_handlers=[ConsoleAuthController, ConsoleController],
+        middleware=web_middleware("console", principal_for, csrf_secret),
+        exception_handlers=error_handlers("console"),
+        include_in_schema=False,
+    )
