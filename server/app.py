@@ -18,6 +18,7 @@ from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
 from keys.crypto import KeyDecryptionError, parse_kek
+from server import metrics
 from server.api_keys.routes import ApiKeyController
 from server.audit.routes import AuditController
 from server.auth.principal import AuthenticationMiddleware, access_token_secret
@@ -35,6 +36,7 @@ from server.errors import NoSigningKey
 from server.health.routes import HealthController
 from server.license_admin.routes import LicenseController
 from server.maintenance import run_periodically
+from server.monitoring.routes import MetricsController
 from server.observability import RequestIdMiddleware
 from server.organizations.routes import OrganizationController
 from server.problems import problem_details_plugin
@@ -99,6 +101,11 @@ def create_app(settings: Settings) -> Litestar:
             app.state.hot_pool = await create_hot_pool(settings)
             await asyncio.to_thread(prepare_auth)  # the dummy password hash, built once
             housekeeping = asyncio.create_task(run_periodically(side_engine))
+            pool_gauges = (
+                asyncio.create_task(metrics.watch_pools(lambda: _pool_usage(app)))
+                if settings.metrics_token
+                else None
+            )
             # Everything built so far lives as long as the process: keep it out of the
             # cyclic collector's full passes, which otherwise walk it all (tens of ms, a
             # latency spike for every request in flight) now and then under load.
@@ -107,7 +114,10 @@ def create_app(settings: Settings) -> Litestar:
                 yield
             finally:
                 housekeeping.cancel()
+                if pool_gauges is not None:
+                    pool_gauges.cancel()
         finally:
+            metrics.worker_exits()
             if getattr(app.state, "hot_pool", None) is not None:
                 await app.state.hot_pool.close()
             await engine.dispose()
@@ -119,8 +129,16 @@ def create_app(settings: Settings) -> Litestar:
         middleware=[DefineMiddleware(AuthenticationMiddleware)],
     )
     product_api = Router(path="/api/v1", route_handlers=PRODUCT_CONTROLLERS)
+    metrics.enable(bool(settings.metrics_token))
+    operator_routes = [MetricsController] if settings.metrics_token else []
     app = Litestar(
-        route_handlers=[HealthController, JwksController, credential_api, product_api],
+        route_handlers=[
+            HealthController,
+            JwksController,
+            credential_api,
+            product_api,
+            *operator_routes,
+        ],
         lifespan=[lifespan],
         dependencies={"session": Provide(provide_session)},
         plugins=[problem_details_plugin()],
@@ -142,7 +160,9 @@ def create_app(settings: Settings) -> Litestar:
     )
     # Route middleware does not see unmatched routes (404/405); the request id and the
     # access log must, so they wrap Litestar's outermost handler instead.
-    app.asgi_handler = RequestIdMiddleware(app.asgi_handler, settings.trusted_proxies)
+    app.asgi_handler = RequestIdMiddleware(
+        app.asgi_handler, settings.trusted_proxies, metrics=bool(settings.metrics_token)
+    )
     return app
 
 
@@ -152,8 +172,23 @@ def _initial_state(settings: Settings, kek: bytes) -> State:
             "settings": settings,
             "kek": kek,
             "access_token_secret": access_token_secret(kek),
+            "metrics_token": (settings.metrics_token or "").encode(),
+            "metrics_stats": metrics.StatsStore(metrics.multiprocess_directory()),
         }
     )
+
+
+def _pool_usage(app: Litestar) -> list[tuple[str, tuple[int, int]]]:
+    """This worker's database pools, for the metrics: the request pool, the side pool and
+    the licensing pool."""
+    state = app.state
+    usage = [
+        ("main", metrics.sqlalchemy_pool_usage(state.engine)),
+        ("side", metrics.sqlalchemy_pool_usage(state.side_engine)),
+    ]
+    if getattr(state, "hot_pool", None) is not None:
+        usage.append(("licensing", metrics.asyncpg_pool_usage(state.hot_pool)))
+    return usage
 
 
 async def _check_signing_key(keyring: Keyring) -> None:

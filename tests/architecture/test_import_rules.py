@@ -32,6 +32,7 @@ CORE = {
     "server.problems",
     "server.models",
     "server.observability",
+    "server.metrics",
     "server.embedded",
     "server.client_address",
 }
