@@ -23,6 +23,7 @@ import os
 import re
 import tempfile
 import time
+from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -108,20 +109,35 @@ def enable(on: bool) -> None:
 
 # --- requests (the access-log middleware calls this once per request) --------------------
 
-_request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+_request_children: dict[tuple[str, str, int], tuple[Any, Any, list[Any], list[float]]] = {}
+
+
+def _request_child(route: str, method: str, status: int) -> tuple[Any, Any, list[Any], list[float]]:
+    """The value cells of one (route, method, status): the counter's, and the histogram's
+    sum, buckets and bounds. prometheus_client's own ``inc``/``observe`` check arguments and
+    walk the buckets in Python on every call; the cells (``prometheus_client.values``, an
+    in-memory or a memory-mapped float) are what they end up incrementing."""
+    counter = REQUESTS.labels(route, method, str(status))
+    histogram = LATENCY.labels(route)
+    cells = (
+        counter._value.inc,
+        histogram._sum.inc,
+        [bucket.inc for bucket in histogram._buckets],
+        list(histogram._upper_bounds),
+    )
+    _request_children[(route, method, status)] = cells
+    return cells
 
 
 def observe_request(route: str | None, method: str, status: int, seconds: float) -> None:
-    """Count one answered request and its duration. The labelled children are looked up once
-    per (route, method, status): one dict look-up per request instead of two label
-    resolutions."""
-    key = (route or UNMATCHED_ROUTE, method, status)
-    children = _request_children.get(key)
-    if children is None:
-        children = (REQUESTS.labels(key[0], method, str(status)), LATENCY.labels(key[0]))
-        _request_children[key] = children
-    children[0].inc()
-    children[1].observe(seconds)
+    """Count one answered request and its duration: one dict look-up, a binary search for
+    the bucket (each observation lands in one; the exposition accumulates them), and three
+    increments."""
+    route = route or UNMATCHED_ROUTE
+    cells = _request_children.get((route, method, status)) or _request_child(route, method, status)
+    cells[0](1)
+    cells[1](seconds)
+    cells[2][bisect_left(cells[3], seconds)](1)
 
 
 def licensing_outcome(operation: str, code: str) -> None:
