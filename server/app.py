@@ -18,7 +18,7 @@ from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
 from keys.crypto import KeyDecryptionError, parse_kek
-from server import metrics
+from server import contract, metrics
 from server.api_keys.routes import ApiKeyController
 from server.audit.routes import AuditController
 from server.auth.principal import AuthenticationMiddleware, access_token_secret
@@ -158,6 +158,7 @@ def create_app(settings: Settings) -> Litestar:
         debug=False,
         logging_config=None,
     )
+    contract.apply(app)
     # Route middleware does not see unmatched routes (404/405); the request id and the
     # access log must, so they wrap Litestar's outermost handler instead.
     app.asgi_handler = RequestIdMiddleware(

@@ -33,6 +33,7 @@ CORE = {
     "server.models",
     "server.observability",
     "server.metrics",
+    "server.contract",
     "server.embedded",
     "server.client_address",
 }
