@@ -14,11 +14,10 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
 from keys.crypto import KeyDecryptionError, parse_kek
-from server import contract, metrics
+from server import api_docs, contract, metrics
 from server.api_keys.routes import ApiKeyController
 from server.audit.routes import AuditController
 from server.auth.principal import AuthenticationMiddleware, access_token_secret
@@ -138,6 +137,7 @@ def create_app(settings: Settings) -> Litestar:
             credential_api,
             product_api,
             *operator_routes,
+            api_docs.assets_router(),
         ],
         lifespan=[lifespan],
         dependencies={"session": Provide(provide_session)},
@@ -210,7 +210,7 @@ def _openapi_config() -> OpenAPIConfig:
         version="1.0.0",
         description="Offline-verifiable license server with Ed25519-signed tokens.",
         path="/schema",
-        render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")],
+        render_plugins=[api_docs.render_plugin()],
         components=Components(
             security_schemes={
                 "bearer": SecurityScheme(

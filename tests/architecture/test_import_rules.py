@@ -46,6 +46,7 @@ SHARED = {
 }
 WIRING = {
     "server.app",
+    "server.api_docs",
     "server.cli",
     "server.cli_support",
     "server.demo",
