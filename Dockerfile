@@ -23,7 +23,9 @@ COPY server server
 COPY keys keys
 COPY migrations migrations
 COPY README.md ./
-RUN uv sync --locked --no-dev --no-editable --python python3
+# The project itself stays where it is (an editable install of /app): its migrations/ folder
+# sits beside server/, where the code looks for it.
+RUN uv sync --locked --no-dev --python python3
 
 FROM ${BASE_IMAGE}
 RUN groupadd --system licentia \
