@@ -31,7 +31,11 @@ FROM ${BASE_IMAGE}
 RUN groupadd --system licentia \
     && useradd --system --gid licentia --home-dir /app --no-create-home licentia
 WORKDIR /app
-COPY --from=build --chown=licentia:licentia /app /app
+# The code stays root's (read-only to the server); only the data dir below is its own.
+COPY --from=build /app /app
+# The data dir (the first admin key is written there on the very first start): the only
+# place the server writes, owned by its user.
+RUN mkdir -p /app/.licentia && chown licentia:licentia /app/.licentia && chmod 0700 /app/.licentia
 ENV PATH="/app/.venv/bin:$PATH" PYTHONUNBUFFERED=1 LICENTIA_LOG_JSON=true \
     LICENTIA_ALLOW_EMBEDDED=false LICENTIA_DATA_DIR=/app/.licentia
 USER licentia
