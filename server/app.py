@@ -15,10 +15,10 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
 from keys.crypto import KeyDecryptionError, parse_kek
+from server import api_docs, contract, metrics
 from server.api_keys.routes import ApiKeyController
 from server.audit.routes import AuditController
 from server.auth.principal import AuthenticationMiddleware, access_token_secret
@@ -37,6 +37,7 @@ from server.errors import NoSigningKey
 from server.health.routes import HealthController
 from server.license_admin.routes import LicenseController
 from server.maintenance import run_periodically
+from server.monitoring.routes import MetricsController
 from server.observability import RequestIdMiddleware
 from server.organizations.routes import OrganizationController
 from server.portal.routes import portal_router
@@ -117,6 +118,11 @@ def create_app(settings: Settings) -> Litestar:
                 else None
             )
             counting = asyncio.create_task(app.state.validation_counter.run(side_engine))
+            pool_gauges = (
+                asyncio.create_task(metrics.watch_pools(lambda: _pool_usage(app)))
+                if settings.metrics_token
+                else None
+            )
             # Everything built so far lives as long as the process: keep it out of the
             # cyclic collector's full passes, which otherwise walk it all (tens of ms, a
             # latency spike for every request in flight) now and then under load.
@@ -125,6 +131,8 @@ def create_app(settings: Settings) -> Litestar:
                 yield
             finally:
                 housekeeping.cancel()
+                if pool_gauges is not None:
+                    pool_gauges.cancel()
                 counting.cancel()  # it writes what it counted last, then ends
                 await asyncio.gather(counting, return_exceptions=True)
                 if webhooks is not None:
@@ -133,6 +141,7 @@ def create_app(settings: Settings) -> Litestar:
                         await webhooks
                 await webhook_engine.dispose()
         finally:
+            metrics.worker_exits()
             if getattr(app.state, "hot_pool", None) is not None:
                 await app.state.hot_pool.close()
             await engine.dispose()
@@ -145,6 +154,8 @@ def create_app(settings: Settings) -> Litestar:
     )
     product_api = Router(path="/api/v1", route_handlers=PRODUCT_CONTROLLERS)
     pages_secret = csrf_secret(kek)
+    metrics.enable(bool(settings.metrics_token))
+    operator_routes = [MetricsController] if settings.metrics_token else []
     app = Litestar(
         route_handlers=[
             HealthController,
@@ -154,6 +165,8 @@ def create_app(settings: Settings) -> Litestar:
             console_router(pages_secret),
             portal_router(pages_secret),
             static_files_router(),
+            *operator_routes,
+            api_docs.assets_router(),
         ],
         template_config=template_config(),
         lifespan=[lifespan],
@@ -175,9 +188,12 @@ def create_app(settings: Settings) -> Litestar:
         debug=False,
         logging_config=None,
     )
+    contract.apply(app)
     # Route middleware does not see unmatched routes (404/405); the request id and the
     # access log must, so they wrap Litestar's outermost handler instead.
-    app.asgi_handler = RequestIdMiddleware(app.asgi_handler, settings.trusted_proxies)
+    app.asgi_handler = RequestIdMiddleware(
+        app.asgi_handler, settings.trusted_proxies, metrics=bool(settings.metrics_token)
+    )
     return app
 
 
@@ -188,8 +204,23 @@ def _initial_state(settings: Settings, kek: bytes) -> State:
             "kek": kek,
             "access_token_secret": access_token_secret(kek),
             "validation_counter": ValidationCounter(),
+            "metrics_token": (settings.metrics_token or "").encode(),
+            "metrics_stats": metrics.StatsStore(metrics.multiprocess_directory()),
         }
     )
+
+
+def _pool_usage(app: Litestar) -> list[tuple[str, tuple[int, int]]]:
+    """This worker's database pools, for the metrics: the request pool, the side pool and
+    the licensing pool."""
+    state = app.state
+    usage = [
+        ("main", metrics.sqlalchemy_pool_usage(state.engine)),
+        ("side", metrics.sqlalchemy_pool_usage(state.side_engine)),
+    ]
+    if getattr(state, "hot_pool", None) is not None:
+        usage.append(("licensing", metrics.asyncpg_pool_usage(state.hot_pool)))
+    return usage
 
 
 async def _check_signing_key(keyring: Keyring) -> None:
@@ -210,7 +241,7 @@ def _openapi_config() -> OpenAPIConfig:
         version="1.0.0",
         description="Offline-verifiable license server with Ed25519-signed tokens.",
         path="/schema",
-        render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")],
+        render_plugins=[api_docs.render_plugin()],
         components=Components(
             security_schemes={
                 "bearer": SecurityScheme(

@@ -71,6 +71,8 @@ def serve(host: str, port: int, workers: int, data_dir: Path) -> None:
     os.environ["LICENTIA_KEY_ENCRYPTION_KEY"] = settings.key_encryption_key or ""
     if db.owner_url:
         os.environ["LICENTIA_MIGRATION_DATABASE_URL"] = db.owner_url
+    if settings.metrics_token and (workers > 1 or "PROMETHEUS_MULTIPROC_DIR" in os.environ):
+        _share_metrics_between_workers()
     log.info(
         "serving on http://%s:%s with %d worker(s) (%s database)",
         host,
@@ -102,6 +104,20 @@ def serve(host: str, port: int, workers: int, data_dir: Path) -> None:
         # 5 s, and the supervisor would kill and respawn it over and over.
         timeout_worker_healthcheck=30,
     )
+
+
+def _share_metrics_between_workers() -> None:
+    """Each worker writes its metrics to files in one directory and a scrape sums them
+    (``server.metrics``); it must be set before the workers start, and is removed at exit."""
+    import atexit
+    import shutil
+
+    from server.metrics import prepare_multiprocess_directory
+
+    created = "PROMETHEUS_MULTIPROC_DIR" not in os.environ
+    directory = prepare_multiprocess_directory(os.environ)
+    if created:
+        atexit.register(shutil.rmtree, directory, ignore_errors=True)
 
 
 def _exit_cleanly(signum: int, _frame: object) -> None:

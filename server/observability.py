@@ -21,6 +21,7 @@ import msgspec
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from server.client_address import ClientAddresses
+from server.metrics import observe_request
 
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "request_id", default=None
@@ -164,9 +165,9 @@ def _timestamp() -> str:
 
 
 def _log_access(
-    request_id: str, scope: Scope, status: int, started: float, client: str | None
+    request_id: str, scope: Scope, status: int, elapsed: float, client: str | None
 ) -> None:
-    duration_ms = round((time.perf_counter() - started) * 1000, 2)
+    duration_ms = round(elapsed * 1000, 2)
     method, path = str(scope.get("method", "WEBSOCKET")), scope["path"]
     writer = _access_lines
     if not access_log.isEnabledFor(logging.INFO):
@@ -202,13 +203,18 @@ def _log_access(
 
 
 class RequestIdMiddleware:
-    """Accept a sane ``X-Request-ID`` or make one; echo it; log the request once; add the
-    headers every response carries (``_with_headers``). It wraps everything, so 404, 405
-    and error responses get them too."""
+    """Accept a sane ``X-Request-ID`` or make one; echo it; log the request once; count it
+    in the metrics when they are on (``server.metrics.observe_request``: by the route
+    template Litestar's router left in the scope, never the raw path); add the headers every
+    response carries (``_with_headers``). It wraps everything, so 404, 405 and error
+    responses get them too."""
 
-    def __init__(self, app: ASGIApp, trusted_proxies: Iterable[str] = ()) -> None:
+    def __init__(
+        self, app: ASGIApp, trusted_proxies: Iterable[str] = (), *, metrics: bool = False
+    ) -> None:
         self.app = app
         self.client_addresses = ClientAddresses(trusted_proxies)
+        self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -238,7 +244,12 @@ class RequestIdMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            _log_access(request_id, scope, status, started, client_ip)
+            elapsed = time.perf_counter() - started
+            if self.metrics:
+                observe_request(
+                    scope.get("path_template"), str(scope.get("method", "GET")), status, elapsed
+                )
+            _log_access(request_id, scope, status, elapsed, client_ip)
             request_id_var.reset(token)
             client_ip_var.reset(ip_token)
 

@@ -60,6 +60,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     signups_per_hour: int = 20
     """Sign-ups per client address and hour (organizations are cheap to make, not free)."""
     check_runtime_role: bool = True
+    metrics_token: str | None = None
+    """Serve ``GET /metrics`` (Prometheus) to scrapes that carry this as a bearer token;
+    unset, the path does not exist (404) and nothing is counted."""
     trusted_proxies: tuple[str, ...] = ()
     """Peers (addresses or CIDR networks) whose X-Forwarded-For is believed (load balancers):
     behind them the client is the right-most hop that is not itself trusted."""

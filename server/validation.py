@@ -10,12 +10,13 @@ stay far enough from year 9999 that adding a term to them cannot overflow.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, get_args
 
 import msgspec
 from litestar import Request
-from litestar.exceptions import SerializationException
+from litestar.exceptions import SerializationException, ValidationException
 from litestar.params import Parameter
 
 from server.errors import InvalidInput
@@ -111,9 +112,67 @@ def json_nesting_exceeds(value: Any, limit: int = MAX_JSON_DEPTH) -> bool:
     return False
 
 
+_STRUCT_OF: dict[int, type[msgspec.Struct] | None] = {}
+_AT = re.compile(r"^(?P<message>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
+
+
+def _body_struct(handler: Any) -> type[msgspec.Struct] | None:
+    """The msgspec Struct a route handler's ``data`` is (``X`` or ``X | None``), or ``None``;
+    worked out once per handler."""
+    key = id(handler)
+    if key not in _STRUCT_OF:
+        struct = None
+        field = handler.parsed_fn_signature.parameters.get("data") if handler else None
+        if field is not None:
+            candidates = [field.annotation, *get_args(field.annotation)]
+            structs = [
+                c for c in candidates if isinstance(c, type) and issubclass(c, msgspec.Struct)
+            ]
+            struct = structs[0] if len(structs) == 1 else None
+        _STRUCT_OF[key] = struct
+    return _STRUCT_OF[key]
+
+
+def _integral_floats_as_ints(value: Any) -> Any:
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {key: _integral_floats_as_ints(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_integral_floats_as_ints(item) for item in value]
+    return value
+
+
+def strict_body(handler: Any, value: Any) -> Any:
+    """A request body as the handler's Struct, converted strictly: ``"1"`` is not an integer
+    and ``1`` is not a string, as the OpenAPI document says (Litestar converts bodies
+    leniently, as it must for query strings). A mismatch is a 422 naming the field."""
+    struct = _body_struct(handler)
+    if struct is None or value is None:
+        return value
+    try:
+        try:
+            return msgspec.convert(value, struct, strict=True)
+        except msgspec.ValidationError as exc:
+            if "got `float`" not in str(exc):
+                raise
+            # JSON has one number type: 3.0 is the integer 3 (JSON Schema says so too).
+            return msgspec.convert(_integral_floats_as_ints(value), struct, strict=True)
+    except msgspec.ValidationError as exc:
+        match = _AT.match(str(exc))
+        message = match.group("message") if match else str(exc)
+        path = (match.group("path") if match else "") or ""
+        key = path.lstrip(".").split(".")[0].split("[")[0] or "data"
+        raise ValidationException(
+            detail=f"{key}: {message}",
+            extra=[{"key": key, "message": message, "source": "body"}],
+        ) from None
+
+
 class JsonRequest(Request):
     """Litestar's request, whose JSON body is refused as malformed (400 ``MALFORMED_JSON``)
-    when it is not UTF-8 or nests too deeply.
+    when it is not UTF-8 or nests too deeply, and is converted strictly to the route's body
+    Struct (``strict_body``).
 
     msgspec raises ``UnicodeDecodeError`` for invalid UTF-8 inside a string and
     ``RecursionError`` for deep nesting; Litestar turns only ``msgspec.DecodeError`` into a
@@ -129,4 +188,4 @@ class JsonRequest(Request):
             raise SerializationException("the body nests too deeply") from None
         if isinstance(value, dict | list) and json_nesting_exceeds(value):
             raise SerializationException(f"the body nests deeper than {MAX_JSON_DEPTH} levels")
-        return value
+        return strict_body(self.scope.get("route_handler"), value)

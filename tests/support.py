@@ -386,3 +386,24 @@ def csrf_field(html: str) -> str:
     found = re.search(r'name="_csrf_token" value="([^"]+)"', html)
     assert found, "the page has no CSRF field"
     return found.group(1)
+
+
+# --- metrics ---------------------------------------------------------------------------------
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def parse_metrics(text: str) -> Samples:
+    """A Prometheus text exposition as ``{(sample name, labels): value}``."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def sample(samples: Samples, name: str, **labels: str) -> float:
+    """One sample's value; 0 when absent (a counter not yet incremented)."""
+    return samples.get((name, frozenset(labels.items())), 0.0)

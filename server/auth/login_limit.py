@@ -35,7 +35,7 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from server import ratelimit
+from server import metrics, ratelimit
 from server.errors import RateLimited
 from server.settings import Settings
 
@@ -127,6 +127,7 @@ async def admit(
             states, when = await take(connection, admitted.buckets, now)
             wait = _wait(limits, admitted, states, when)
             if wait > 0:
+                metrics.throttled("login")
                 raise RateLimited(
                     "Too many failed logins; try again later",
                     retry_after=ratelimit.retry_after(wait),

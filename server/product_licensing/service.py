@@ -23,12 +23,13 @@ transaction-locally). Every rule comes from ``server.license_rules``.
 from __future__ import annotations
 
 import contextlib
+import functools
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, ParamSpec, Protocol, TypeVar
 
 import asyncpg
 import msgspec
@@ -37,11 +38,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from keys.crypto import SigningKey
 from keys.tokens import fingerprint_hash, issue_activation_token, issue_license_token
 from server import license_rules as rules
-from server import ratelimit
+from server import metrics, ratelimit
 from server.audit import service as audit
 from server.errors import (
     ActivationLimitReached,
     Conflict,
+    DomainError,
     InvalidInput,
     NoSigningKey,
     NotFound,
@@ -256,6 +258,7 @@ async def count_unknown_key(caller: Caller) -> None:
     The counter lives in PostgreSQL (shared by every worker and replica) and is written in its
     own transaction, so the refused request's rollback does not erase it.
     """
+    metrics.unknown_license_key()
     limit = caller.settings.unknown_key_attempts_per_minute
     if caller.engine is None or not caller.client_ip or limit <= 0:
         return
@@ -263,6 +266,7 @@ async def count_unknown_key(caller: Caller) -> None:
         caller.engine, ratelimit.bucket("license-key", caller.client_ip), limit, 60
     )
     if retry_after is not None:
+        metrics.throttled("unknown_license_key")
         raise RateLimited(
             "Too many calls with unknown license keys from this address; slow down",
             retry_after=retry_after,
@@ -302,7 +306,50 @@ def _activation_token(
 
 # --- the five operations ------------------------------------------------------------------
 
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
+
+def _counted(
+    operation: str, code_of: Callable[[Any], str]
+) -> Callable[[Callable[_P, Awaitable[_R]]], Callable[_P, Awaitable[_R]]]:
+    """Count each call's outcome in the metrics (``licentia_licensing_outcomes``): the code
+    of the answer (``code_of``) or of the refusal raised (``ACTIVATION_LIMIT``,
+    ``LICENSE_EXPIRED``, ...); ``ERROR`` for anything unexpected. The service decides the
+    outcome, so it is counted here, once, whoever calls (the routes, the command line)."""
+
+    def decorate(function: Callable[_P, Awaitable[_R]]) -> Callable[_P, Awaitable[_R]]:
+        @functools.wraps(function)
+        async def counted(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+            try:
+                result = await function(*args, **kwargs)
+            except DomainError as exc:
+                metrics.licensing_outcome(operation, exc.code)
+                raise
+            except Exception:
+                metrics.licensing_outcome(operation, "ERROR")
+                raise
+            metrics.licensing_outcome(operation, code_of(result))
+            return result
+
+        return counted
+
+    return decorate
+
+
+def _ok(_result: object) -> str:
+    return "OK"
+
+
+def _validate_code(answer: ValidateResponse) -> str:
+    return answer.code
+
+
+def _activate_code(activated: Activated) -> str:
+    return "CREATED" if activated.created else "RENEWED"
+
+
+@_counted("validate", _validate_code)
 async def validate(
     pool: asyncpg.Pool | asyncpg.Connection, caller: Caller, data: ValidateRequest
 ) -> ValidateResponse:
@@ -387,6 +434,7 @@ async def _signer(signer: _Signer | None, caller: Caller) -> _Signer:
     return signer if signer is not None else await caller.keyring.signer_and_trust()  # raises
 
 
+@_counted("activate", _activate_code)
 async def activate(
     pool: asyncpg.Pool | asyncpg.Connection, caller: Caller, data: ActivateRequest
 ) -> Activated:
@@ -466,6 +514,7 @@ async def activate(
     raise Conflict("The license changed during the call; try again", code="LICENSE_CHANGED")
 
 
+@_counted("check_in", _ok)
 async def check_in(
     pool: asyncpg.Pool | asyncpg.Connection, caller: Caller, data: CheckInRequest
 ) -> CheckInResponse:
@@ -503,6 +552,7 @@ async def check_in(
     raise Conflict("The license changed during the call; try again", code="LICENSE_CHANGED")
 
 
+@_counted("deactivate", _ok)
 async def deactivate(
     conn: asyncpg.Connection, caller: Caller, data: DeactivateRequest
 ) -> uuid.UUID:
@@ -535,6 +585,7 @@ async def deactivate(
     return _uuid(found["seat"])
 
 
+@_counted("features", _ok)
 async def features(
     conn: asyncpg.Connection | asyncpg.Pool,
     caller: Caller,

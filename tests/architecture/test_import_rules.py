@@ -32,6 +32,8 @@ CORE = {
     "server.problems",
     "server.models",
     "server.observability",
+    "server.metrics",
+    "server.contract",
     "server.embedded",
     "server.client_address",
 }
@@ -45,6 +47,7 @@ SHARED = {
 }
 WIRING = {
     "server.app",
+    "server.api_docs",
     "server.cli",
     "server.cli_support",
     "server.demo",

@@ -23,6 +23,10 @@ latencies, and per-run ratios to the same run's ceiling), and the worker's resid
 (VmRSS) read after the load. ``--write-docs`` replaces the "## Server load" section of
 docs/benchmarks.md (a hand-written part below ``<!-- bench:notes -->`` is kept).
 
+``--metrics-cost`` instead runs validate against two copies of the same application on one
+database, one with metrics on (``LICENTIA_METRICS_TOKEN`` set, a scrape every second) and one
+without, interleaved, and writes "## Metrics cost".
+
 ``--compare-servers`` instead runs the same application under uvicorn (uvloop + httptools, as
 ``licentia serve`` does) and under granian (ASGI interface, when installed), one worker each,
 on ``/health/live`` and validate, interleaved, and writes "## Server choice".
@@ -630,6 +634,89 @@ def compare_servers(args: argparse.Namespace, workdir: Path) -> str:
     return header + "\n" + "\n".join(rows) + "\n"
 
 
+def metrics_cost(args: argparse.Namespace, workdir: Path) -> str:
+    dataset = Dataset("metrics", args.licenses, workdir / "metrics")
+    servers: list[Server] = []
+    token = "bench-metrics-token"
+    try:
+        host = start_licentia("serve-db", dataset.data_dir, workdir)  # keeps the database up
+        servers.append(host)
+        seed(dataset)
+        runtime, owner, kek = database_urls(dataset.data_dir)
+        env = base_env() | {
+            "LICENTIA_DATABASE_URL": runtime,
+            "LICENTIA_MIGRATION_DATABASE_URL": owner,
+            "LICENTIA_KEY_ENCRYPTION_KEY": kek,
+        }
+        apps = {
+            "off": start_process("metrics-off", [sys.executable, "-c", UVICORN], env, workdir),
+            "on": start_process(
+                "metrics-on",
+                [sys.executable, "-c", UVICORN],
+                env | {"LICENTIA_METRICS_TOKEN": token},
+                workdir,
+            ),
+        }
+        servers.extend(apps.values())
+        scraping = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                "import httpx, sys, time\n"
+                "while True:\n"
+                "    httpx.get(sys.argv[1] + '/metrics', headers={'Authorization': "
+                "'Bearer ' + sys.argv[2]}, timeout=5); time.sleep(1)",
+                apps["on"].base_url,
+                token,
+            ]
+        )
+        conns = args.connections
+        scenarios: list[Scenario] = []
+        for kind in ("off", "on"):
+            url, pids = apps[kind].base_url, apps[kind].worker_pids()
+            scenarios.append(
+                (
+                    f"validate_{kind}",
+                    lambda run, d, url=url, pids=pids: run_wrk(
+                        url, "validate.lua", [str(dataset.validate_file), PRODUCT], d, conns, pids
+                    ),
+                )
+            )
+        try:
+            for _, call in scenarios:
+                call(99, 2)
+            results = run_rounds(scenarios, args.runs, args.duration)
+        finally:
+            scraping.kill()
+            scraping.wait()
+    finally:
+        for server in reversed(servers):
+            server.stop()
+    off, on = results["validate_off"], results["validate_on"]
+    rate = ratio(results, "validate_on", "validate_off")
+    cpu = median([b.cpu_us / a.cpu_us for a, b in zip(on, off, strict=True) if a.cpu_us])
+    rows = [
+        "| validate | req/s | p50 / p99 ms | server CPU µs/req |",
+        "|---|---|---|---|",
+        f"| metrics off | {fmt_rate(off)} | {fmt_lat(off)} | {fmt_cpu(off)} |",
+        f"| metrics on, scraped every second | {fmt_rate(on)} | {fmt_lat(on)} | {fmt_cpu(on)} |",
+        f"| on / off | {rate:.2f}x | | {cpu:.2f}x (CPU off / on) |",
+        f"| target: on ≥ 0.97x off | {verdict(rate >= 0.97)} (throughput) | "
+        f"| {verdict(cpu >= 0.97)} (CPU per request) |",
+    ]
+    header = (
+        f"Machine: {machine()}. Date: {datetime.now(UTC):%Y-%m-%d}.\n\n"
+        "The same application (`server.app:app_from_env`, uvicorn, one worker) twice on one "
+        f"database of {args.licenses:,} licenses, with and without `LICENTIA_METRICS_TOKEN` "
+        "(the one with metrics scraped every second); validate with wrk, "
+        f"{args.connections} connections, {args.duration} s each, interleaved, medians of "
+        f"{args.runs} runs. On a shared machine the throughput ratio moves with whatever else "
+        "runs; the CPU time each server spent per request is the steadier figure. Produced by "
+        "`uv run python tests/benchmarks/bench_server.py --metrics-cost --write-docs`.\n"
+    )
+    return header + "\n" + "\n".join(rows) + "\n"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration", type=int, default=15, help="seconds per endpoint")
@@ -638,6 +725,7 @@ def main() -> int:
     parser.add_argument("--licenses", type=int, default=100_000)
     parser.add_argument("--small", type=int, default=1_000, help="licenses of the small set")
     parser.add_argument("--compare-servers", action="store_true")
+    parser.add_argument("--metrics-cost", action="store_true")
     parser.add_argument("--write-docs", action="store_true")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     args = parser.parse_args()
@@ -656,7 +744,9 @@ def main() -> int:
             return 2
     workdir = Path(tempfile.mkdtemp(prefix="licentia-bench-"))
     try:
-        if args.compare_servers:
+        if args.metrics_cost:
+            body, title = metrics_cost(args, workdir), "## Metrics cost"
+        elif args.compare_servers:
             body, title = compare_servers(args, workdir), "## Server choice"
         else:
             body, title = load_benchmark(args, workdir), "## Server load"

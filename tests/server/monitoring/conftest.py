@@ -1,0 +1,3 @@
+"""Fixtures of the metrics tests."""
+
+from licensing_data import make_license  # noqa: F401
