@@ -34,11 +34,13 @@ class TrialController(Controller):
         description=(
             "For a product with a tier that has `is_trial` and `self_serve_trials`: 201 with "
             "an `activation+jwt` (`trial: true`, the trial tier's features, `exp` = the "
-            "trial's end) and `trial_ends_at`. One trial per product and machine, ever: the "
-            "same fingerprint again gets the same trial back (200, same end, fresh token) "
-            "while it runs, and 409 `TRIAL_ALREADY_USED` once it ended or converted. 404 "
-            "`TRIAL_NOT_OFFERED` when the product offers no trial; 429 `RATE_LIMITED` when an "
-            "address sends too many requests. Only the fingerprint's hash is stored."
+            "trial's end) and `trial_ends_at`, with the trust material of the key that "
+            "signed it (`key_certificate`, `key_revocations`, `root_endorsements`). One "
+            "trial per product and machine, ever: the same fingerprint again gets the same "
+            "trial back (200, same end, fresh token) while it runs, and 409 "
+            "`TRIAL_ALREADY_USED` once it ended or converted. 404 `TRIAL_NOT_OFFERED` when "
+            "the product offers no trial; 429 `RATE_LIMITED` when an address sends too many "
+            "requests. Only the fingerprint's hash is stored."
         ),
     )
     async def start(self, state: State, data: TrialRequest) -> Response[TrialStarted]:

@@ -9,6 +9,7 @@ from typing import Any, Literal
 import msgspec
 
 from server.product_licensing.schemas import Fingerprint, MachineName, Platform, ProductCode
+from server.signing_keys.schemas import KeyCertificate, KeyRevocations, RootEndorsements
 
 TrialStatus = Literal["running", "ended", "converted"]
 
@@ -29,6 +30,9 @@ class TrialStarted(msgspec.Struct):
     token: str
     """An ``activation+jwt`` with ``trial: true`` whose ``exp`` is the trial's end."""
     trial_ends_at: datetime
+    key_certificate: KeyCertificate
+    key_revocations: KeyRevocations
+    root_endorsements: RootEndorsements
 
 
 class TrialRead(msgspec.Struct):

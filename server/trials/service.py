@@ -28,6 +28,7 @@ from server.errors import Conflict, NotFound, RateLimited
 from server.models import Product, Tier, Trial
 from server.pagination import after_cursor, encode_cursor
 from server.settings import Settings
+from server.signing_keys.keyring import Trust
 from server.trials.schemas import (
     TrialCounts,
     TrialPage,
@@ -42,7 +43,7 @@ NO_ORGANIZATION = "00000000-0000-0000-0000-000000000000"
 
 
 class SignerSource(Protocol):
-    async def signer(self) -> SigningKey: ...
+    async def signer_and_trust(self) -> tuple[SigningKey, Trust]: ...
 
 
 @dataclass(frozen=True)
@@ -152,8 +153,11 @@ async def start_trial(pool: asyncpg.Pool, caller: Caller, data: TrialRequest) ->
         license_expires_at=rules.whole_second(ends_at),
         trial=True,
     )
+    # The key and its trust material from one snapshot: a product that embeds only the
+    # root learns the key from this answer's certificate (docs/token-format.md).
+    signer, trust = await caller.keyring.signer_and_trust()
     token = issue_activation_token(
-        await caller.keyring.signer(),
+        signer,
         subject,
         issuer=caller.settings.issuer,
         activation_id=trial_id,
@@ -168,6 +172,9 @@ async def start_trial(pool: asyncpg.Pool, caller: Caller, data: TrialRequest) ->
         features=features,
         token=token,
         trial_ends_at=rules.whole_second(ends_at),
+        key_certificate=trust.key_certificate,
+        key_revocations=trust.key_revocations,
+        root_endorsements=list(trust.root_endorsements),
     )
     return Started(response, bool(row["created"]))
 

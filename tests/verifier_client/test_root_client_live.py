@@ -135,3 +135,34 @@ def test_an_activation_signed_by_a_key_the_product_does_not_know_is_a_clean_unkn
     activated = updated.activate(licensed.key)
     assert sql.live(licensed.id) == 1
     assert activated.license_id == str(licensed.id)
+
+
+def test_a_root_product_whose_first_answer_is_a_keyless_trial_verifies_it(
+    live_server_factory, settings, make_license, tmp_path
+):
+    """A new user starts a trial before ever entering a key: the trial answer carries the
+    certificate, so a product that embeds only the root needs nothing else, and keeps it."""
+    server = live_server_factory()
+    make_license(
+        product="trialled", tier="trial", is_trial=True, self_serve_trials=True, duration_days=14
+    )
+    root = get_json(server.base_url + "/.well-known/licentia-root.json")
+
+    def client(verifier: Verifier) -> LicenseClient:
+        return LicenseClient(
+            server.base_url,
+            product="trialled",
+            verifier=verifier,
+            cache_dir=tmp_path / "cache",
+            fingerprint="machine-trial-1",
+            timeout=5.0,
+        )
+
+    verifier = Verifier.from_root(root, product="trialled", issuer=settings.issuer)
+    assert verifier.key_ids == ()  # knows no signing key yet
+    started = client(verifier).start_trial(name="laptop")
+    assert started.is_trial and started.tier == "trial"
+    stop_server(server)
+    # A later start, offline: the certificate kept in the cache verifies the trial's token.
+    later = Verifier.from_root(root, product="trialled", issuer=settings.issuer)
+    assert client(later).license() == started

@@ -368,6 +368,7 @@ class LicenseClient:
         while the trial runs gets the same trial (same end) back; after it ended the server
         refuses with ``ActivationRefused`` code ``TRIAL_ALREADY_USED``. Activating a license
         key later replaces the trial (and the server counts the trial as converted).
+        Trust material the answer carries is processed first, as for ``activate``.
         """
         body: Json = {"product": self._product, "fingerprint": self._fingerprint}
         if name is not None:
@@ -379,9 +380,15 @@ class LicenseClient:
         if not isinstance(token, str):
             raise ServerUnavailable("the trial answer carries no token")
         with self._lock:
-            license = self._verifier.verify_activation(
-                token, fingerprint=self._fingerprint, now=now
-            )
+            learned = self._absorb(answer)
+            try:
+                license = self._verifier.verify_activation(
+                    token, fingerprint=self._fingerprint, now=now
+                )
+            except LicenseError:
+                if learned:
+                    self._write(self._read(), keep_checks=True)
+                raise
             self._write({"license_key": None, "token": token})
         return license
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from licentia_verifier import Verifier
-from support import assert_problem, bearer
+from support import assert_problem, bearer, check_trust_material
 
 from keys.tokens import fingerprint_hash
 
@@ -48,6 +48,11 @@ def test_start_and_repeat(client, settings, trial_tier, sql) -> None:
     assert lic.is_trial is True and lic.tier == "trial" and lic.expires_at == ends
     assert lic.license_expires_at == ends and lic.license_id == payload["trial_id"]
     assert lic.organization_id == "00000000-0000-0000-0000-000000000000"
+    # Like every answer that carries a token, it carries the key's trust material: a product
+    # that embeds only the root can verify its trial without having seen any other answer.
+    root = client.get("/.well-known/licentia-root.json").json()
+    claims = check_trust_material(payload, root, issuer=settings.issuer)
+    assert claims["jti"] == lic.token_id
 
     # Only the fingerprint's hash is stored.
     rows = sql.all("SELECT fingerprint_hash, name, platform FROM trials")
