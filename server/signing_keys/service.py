@@ -11,6 +11,8 @@ has a certificate from the active root; revoking a key issues a new revocation l
 
 from __future__ import annotations
 
+import base64
+import json
 import logging
 import math
 from dataclasses import dataclass
@@ -147,8 +149,9 @@ async def ensure_active_key(
     """Create and activate a key when none is active; return its kid, else ``None``.
 
     Also creates the deployment's root key when there is none, and (while the root is
-    online) certifies every published key that has no certificate from the active root or
-    whose certificate ends within ``RENEW_BEFORE``. Run at every ``serve`` start."""
+    online) certifies every published key that has no certificate from the active root,
+    whose certificate names another issuer than ``policy``'s, or whose certificate ends
+    within ``RENEW_BEFORE``. Run at every ``serve`` start."""
     policy = policy or CertificatePolicy.defaults()
     await lock_rotation(session)
     await promote_due_keys(session)
@@ -422,23 +425,28 @@ def _issue_revocations(
 
 
 async def _keys_needing_certificates(
-    session: AsyncSession, root: RootKeyRow
+    session: AsyncSession, root: RootKeyRow, policy: CertificatePolicy
 ) -> list[SigningKeyRow]:
-    """Published keys with no certificate from ``root``, and keys that may still sign
-    (pending, active) whose newest certificate from it ends within ``RENEW_BEFORE``."""
+    """Published keys with no certificate from ``root``, keys whose newest certificate from
+    it names another issuer (``LICENTIA_ISSUER`` changed since: tokens now carry the new
+    ``iss``, and a product refuses a certificate of another issuer with ``WrongIssuer``),
+    and keys that may still sign (pending, active) whose newest certificate from it ends
+    within ``RENEW_BEFORE``."""
     newest = (
-        select(
-            KeyCertificateRow.kid,
-            func.max(KeyCertificateRow.expires_at).label("expires_at"),
-        )
+        select(func.max(KeyCertificateRow.id))
         .where(KeyCertificateRow.root_kid == root.kid)
         .group_by(KeyCertificateRow.kid)
+        .scalar_subquery()
+    )
+    certificates = (
+        select(KeyCertificateRow.kid, KeyCertificateRow.token, KeyCertificateRow.expires_at)
+        .where(KeyCertificateRow.id.in_(newest))
         .subquery()
     )
     rows = (
         await session.execute(
-            select(SigningKeyRow, newest.c.expires_at)
-            .outerjoin(newest, newest.c.kid == SigningKeyRow.kid)
+            select(SigningKeyRow, certificates.c.token, certificates.c.expires_at)
+            .outerjoin(certificates, certificates.c.kid == SigningKeyRow.kid)
             .where(SigningKeyRow.state.in_(PUBLISHED_STATES))
             .order_by(SigningKeyRow.created_at)
         )
@@ -446,9 +454,17 @@ async def _keys_needing_certificates(
     renew_by = datetime.now(UTC) + RENEW_BEFORE
     return [
         key
-        for key, expires_at in rows
-        if expires_at is None or (key.state != "retired" and expires_at < renew_by)
+        for key, token, expires_at in rows
+        if token is None
+        or _certificate_issuer(token) != policy.issuer
+        or (key.state != "retired" and expires_at < renew_by)
     ]
+
+
+def _certificate_issuer(token: str) -> Any:
+    """The ``iss`` of a certificate this server issued (read back, not verified)."""
+    payload = token.split(".")[1]
+    return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))).get("iss")
 
 
 async def _ensure_certificates(
@@ -459,7 +475,7 @@ async def _ensure_certificates(
     root = await _active_root(session)
     if root is None:
         return []
-    due = await _keys_needing_certificates(session, root)
+    due = await _keys_needing_certificates(session, root, policy)
     if not due:
         return []
     if root.encrypted_private_key is None:
@@ -490,12 +506,13 @@ async def certify(
     policy: CertificatePolicy | None = None,
 ) -> list[str]:
     """Certify now what ``ensure_active_key`` would (published keys without a certificate
-    from the active root, or whose certificate ends within ``RENEW_BEFORE``). With the root
+    from the active root, with one for another issuer, or whose certificate ends within
+    ``RENEW_BEFORE``). With the root
     offline, ``root_key`` is required. Returns the kids certified."""
     policy = policy or CertificatePolicy.defaults()
     await lock_rotation(session)
     root, root_signer = await _root_signer(session, kek, root_key, "certifying keys")
-    due = await _keys_needing_certificates(session, root)
+    due = await _keys_needing_certificates(session, root, policy)
     for key in due:
         _certify(session, root, root_signer, key, policy)
     await session.flush()

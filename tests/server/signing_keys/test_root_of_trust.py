@@ -391,6 +391,28 @@ def test_ensure_certifies_keys_of_an_upgraded_deployment_and_renews(
     assert len(set(nbf)) == 1, "the window always starts at the key's creation"
 
 
+def test_a_start_with_another_issuer_certifies_the_keys_again_for_it(
+    settings: Settings, signing_key: str
+) -> None:
+    """The first start made the certificates for the default issuer; the vendor then sets
+    LICENTIA_ISSUER (as `serve` warns them to) and starts again. Tokens now carry the new
+    ``iss``, so the certificates must too, or every product that embeds the root refuses
+    them (``WrongIssuer``)."""
+    roots = _roots(_root_doc(settings))
+    [before] = _cert_doc(settings)["certificates"]
+    assert _certificate_claims(before, roots)["iss"] == settings.issuer
+    chosen = store.CertificatePolicy(
+        issuer="https://licensing.example.com", certificate_days=settings.key_certificate_days
+    )
+    _admin(settings, lambda s: store.ensure_active_key(s, _kek(settings), chosen))
+    [after] = _cert_doc(settings)["certificates"]
+    claims = _certificate_claims(after, roots)
+    assert claims["iss"] == "https://licensing.example.com" and claims["sub"] == signing_key
+    assert claims["nbf"] == _certificate_claims(before, roots)["nbf"]
+    _admin(settings, lambda s: store.ensure_active_key(s, _kek(settings), chosen))
+    assert _cert_doc(settings)["certificates"] == [after], "certified once for an issuer"
+
+
 def test_keyring_trust_costs_no_query_while_fresh(settings: Settings, signing_key: str) -> None:
     async def scenario() -> list[str]:
         engine = create_async_engine(settings.database_url)
