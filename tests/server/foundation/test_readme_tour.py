@@ -66,7 +66,7 @@ def test_the_readme_tour_runs_as_pasted(settings, live_server_factory, tmp_path:
     assert activation["token"].count(".") == 2 and activation["activations_count"] == 1
     shown = json.loads(shell.stdout.split("license key:", 1)[1].split("\n", 1)[1])
     assert shown["activation_id"] == activation["activation_id"]
-    assert json.loads((tmp_path / "jwks.json").read_text())["keys"]
+    assert json.loads((tmp_path / "root.json").read_text())["keys"]
 
     product = subprocess.run(
         [TOOLS["uv"], "run", "python", "-c", blocks["python"][0]],
