@@ -112,10 +112,17 @@ def add_user(
 
 
 def organization(
-    db: psycopg.Connection, name: str = "Acme", *, id: uuid.UUID | None = None
+    db: psycopg.Connection,
+    name: str = "Acme",
+    *,
+    id: uuid.UUID | None = None,
+    created_at: datetime | None = None,
 ) -> uuid.UUID:
     id = id or uuid.uuid4()
-    db.execute("INSERT INTO organizations (id, name) VALUES (%s, %s)", (id, name))
+    db.execute(
+        "INSERT INTO organizations (id, name, created_at) VALUES (%s, %s, coalesce(%s, now()))",
+        (id, name, created_at),
+    )
     return id
 
 
@@ -267,6 +274,8 @@ def license(
     expires_at: datetime | str | None = None,
     max_activations: int | None = None,
     features: Mapping[str, Any] | None = None,
+    created_at: datetime | None = None,
+    metadata: Mapping[str, Any] | None = None,
     **body: Any,
 ) -> License:
     """A license of an existing product and tier for an organization.
@@ -277,8 +286,10 @@ def license(
     row with exactly the terms given (any status, a start in the future, a chosen key).
     """
     if isinstance(to, AdminApi):
-        if status != "active" or key is not None or id is not None:
-            raise ValueError("the admin API chooses the status, the key and the id")
+        if status != "active" or key is not None or id is not None or created_at is not None:
+            raise ValueError("the admin API chooses the status, the key, the id and the time")
+        if metadata is not None:
+            body = {**body, "metadata": dict(metadata)}
         fields = {
             "starts_at": starts_at,
             "expires_at": expires_at,
@@ -313,9 +324,10 @@ def license(
     found = to.execute(
         """
         INSERT INTO licenses (id, organization_id, product_id, tier_id, key_hash, key_prefix,
-            status, starts_at, expires_at, max_activations, features)
+            status, starts_at, expires_at, max_activations, features, created_at, metadata)
         SELECT %(id)s, %(org)s, p.id, t.id, %(hash)s, %(prefix)s,
-               %(status)s, coalesce(%(starts)s, now()), %(expires)s, %(max)s, %(features)s::jsonb
+               %(status)s, coalesce(%(starts)s, now()), %(expires)s, %(max)s, %(features)s::jsonb,
+               coalesce(%(created)s, now()), %(metadata)s::jsonb
         FROM products p JOIN tiers t ON t.product_id = p.id
         WHERE p.code = %(product)s AND t.code = %(tier)s
         RETURNING id
@@ -330,6 +342,8 @@ def license(
             "expires": expires_at,
             "max": max_activations,
             "features": json.dumps(dict(features or {})),
+            "created": created_at,
+            "metadata": json.dumps(dict(metadata or {})),
             "product": product,
             "tier": tier,
         },

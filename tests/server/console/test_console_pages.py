@@ -5,7 +5,9 @@ the same pages in Chromium."""
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime, timedelta
 
+import factories
 import psycopg
 import pytest
 from litestar.testing import TestClient
@@ -326,12 +328,12 @@ def test_sign_in_is_limited_like_the_api_login(settings: Settings, signing_key: 
 
 
 def test_lists_page_on(client: TestClient, settings: Settings, database: TestDatabase) -> None:
+    now = datetime.now(UTC)
     with psycopg.connect(database.owner_url, autocommit=True) as conn:
-        conn.execute(
-            "INSERT INTO organizations (name, created_at) "
-            "SELECT 'Org ' || lpad(n::text, 3, '0'), now() - make_interval(mins => 100 - n) "
-            "FROM generate_series(1, 52) AS n"
-        )
+        for n in range(1, 53):
+            factories.organization(
+                conn, f"Org {n:03d}", created_at=now - timedelta(minutes=100 - n)
+            )
     sign_in(client, settings, "viewer")
     first = client.get("/console/organizations", params={"q": "org"}).text
     assert "Org 001" in first and "Org 050" in first and "Org 051" not in first

@@ -6,8 +6,10 @@ paging past 100 by following the cursors."""
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+import uuid
+from datetime import UTC, datetime, timedelta
 
+import factories
 import pytest
 from click.testing import CliRunner
 from support import assert_problem, bearer
@@ -136,16 +138,15 @@ def _cli_env(settings) -> dict[str, str]:
 def test_cli_list_pages_past_100(settings, catalog, make_org, owner_db) -> None:
     org = make_org("Many Licenses Inc")
     start = datetime(2030, 1, 1, tzinfo=UTC)
-    # 205 licenses written in one statement, with distinct creation times (the page order).
-    owner_db.execute(
-        """INSERT INTO licenses (organization_id, product_id, tier_id, key_hash, key_prefix,
-               status, starts_at, created_at, metadata)
-           SELECT %s, t.product_id, t.id, decode(md5(i::text), 'hex'),
-                  'LK-' || lpad(i::text, 5, '0'), 'active', now(),
-                  %s + i * interval '1 second', jsonb_build_object('n', i)
-             FROM tiers t, generate_series(1, 205) AS i WHERE t.id = %s""",
-        (org, start, catalog["pro"]),
-    )
+    # 205 licenses with distinct creation times (the page order).
+    for i in range(1, 206):
+        factories.license(
+            owner_db,
+            org,
+            key=f"LK-{i:05d}-{uuid.uuid4()}",
+            created_at=start + timedelta(seconds=i),
+            metadata={"n": i},
+        )
     runner = CliRunner()
     env = _cli_env(settings)
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
+import factories
+import psycopg
 import pytest
 from support import bearer, make_api_key, run
 
@@ -278,28 +280,9 @@ def test_every_event_type_is_emitted_somewhere() -> None:
 
 
 def _user_headers(settings, sql, org, role: str) -> dict[str, str]:
-    import uuid
-
-    from server.auth.principal import access_token_secret, issue_access_token
-
-    user_id = uuid.uuid4()
-    sql.all(
-        "INSERT INTO users (id, organization_id, email, full_name, role, password_hash) "
-        "VALUES (%s, %s, %s, 'Test User', %s, 'unused')",
-        user_id,
-        org,
-        f"{user_id}@example.com",
-        role,
-    )
-    token = issue_access_token(
-        access_token_secret(_kek(settings)),
-        user_id=user_id,
-        organization_id=org,
-        role=role,
-        ttl=3600,
-        issuer=settings.issuer,
-    )
-    return bearer(token)
+    with psycopg.connect(sql.url, autocommit=True) as db:
+        user_id = factories.user(db, org, role)
+    return factories.access_headers(settings, user_id, org, role)
 
 
 def _kek(settings) -> bytes:
