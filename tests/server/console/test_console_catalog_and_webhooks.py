@@ -376,8 +376,15 @@ def test_the_audit_log_is_newest_first_and_pages_on(
     client: TestClient, settings: Settings, make_license
 ) -> None:
     token = sign_in(client, settings, "admin")
-    for n in range(3):
-        client.post("/console/organizations", data={"name": f"Org {n}", "_csrf_token": token})
-    page = client.get("/console/audit", params={"action": "organization.create"}).text
-    names = re.findall(r"Org (\d)", page)
-    assert names == ["2", "1", "0"]
+    for n in range(52):
+        made = client.post(
+            "/console/organizations", data={"name": f"Org {n:02d}", "_csrf_token": token}
+        )
+        assert made.status_code == 200
+    first = client.get("/console/audit", params={"action": "organization.create"}).text
+    names = re.findall(r"Org (\d\d)", first)
+    assert names == [f"{n:02d}" for n in range(51, 1, -1)]
+    link = re.search(r'href="([^"]+)" rel="next"', first).group(1).replace("&amp;", "&")
+    second = client.get(link).text
+    assert re.findall(r"Org (\d\d)", second) == ["01", "00"]
+    assert 'rel="next"' not in second
