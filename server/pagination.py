@@ -80,14 +80,19 @@ def after_cursor(
     created_col: InstrumentedAttribute[Any],
     id_col: InstrumentedAttribute[Any],
     cursor: str,
+    *,
+    newest_first: bool = False,
 ) -> Select[Any]:
-    """``query`` restricted to the rows after ``cursor`` in ``(created_at, id)`` order."""
+    """``query`` restricted to the rows after ``cursor`` in ``(created_at, id)`` order (or
+    before it, when the list runs newest first)."""
     stamp, raw_id = decode_cursor(cursor)
     try:
         python_type = id_col.type.python_type
     except NotImplementedError:
         raise _invalid_cursor() from None
     typed_id = cursor_id(raw_id, python_type)
+    if newest_first:
+        return query.where(or_(created_col < stamp, and_(created_col == stamp, id_col < typed_id)))
     return query.where(or_(created_col > stamp, and_(created_col == stamp, id_col > typed_id)))
 
 
@@ -98,11 +103,15 @@ async def paginate(
     id_col: InstrumentedAttribute[Any],
     limit: int,
     cursor: str | None,
+    *,
+    newest_first: bool = False,
 ) -> Page[Any]:
-    """Oldest first, stable under inserts: ``(created_at, id) > cursor``."""
+    """Oldest first, stable under inserts: ``(created_at, id) > cursor``; or newest first
+    (``newest_first``): ``(created_at, id) < cursor``, in descending order."""
     if cursor:
-        query = after_cursor(query, created_col, id_col, cursor)
-    rows = list((await session.scalars(query.order_by(created_col, id_col).limit(limit + 1))).all())
+        query = after_cursor(query, created_col, id_col, cursor, newest_first=newest_first)
+    order = (created_col.desc(), id_col.desc()) if newest_first else (created_col, id_col)
+    rows = list((await session.scalars(query.order_by(*order).limit(limit + 1))).all())
     next_cursor = None
     if len(rows) > limit:
         rows = rows[:limit]

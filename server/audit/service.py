@@ -116,8 +116,10 @@ async def list_events(
     target_id: str | None = None,
     limit: int,
     cursor: str | None,
+    newest_first: bool = False,
 ) -> Page[AuditEvent]:
-    """Oldest first. Admin keys see every event; a user only their organization's."""
+    """Oldest first (newest first with ``newest_first``: a cursor continues in the order it
+    was made in). Admin keys see every event; a user only their organization's."""
     query = select(AuditEvent)
     if not principal.is_admin:
         query = query.where(AuditEvent.organization_id == principal.organization_id)
@@ -127,4 +129,6 @@ async def list_events(
         query = query.where(AuditEvent.action == action)
     if target_id is not None:
         query = query.where(AuditEvent.target_id == target_id)
-    return await paginate(session, query, AuditEvent.at, AuditEvent.id, limit, cursor)
+    return await paginate(
+        session, query, AuditEvent.at, AuditEvent.id, limit, cursor, newest_first=newest_first
+    )

@@ -4,6 +4,7 @@ API calls, render a template. What a role may do is its scopes (``STAFF_ROLE_SCO
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -28,12 +29,21 @@ from server.auth.principal import (
 from server.console import service
 from server.errors import InvalidInput, PermissionDenied, RateLimited, Unauthenticated
 from server.license_admin import service as licenses
-from server.license_admin.schemas import LicenseCreate, LicenseUpdate, RenewRequest, Status
+from server.license_admin.schemas import (
+    ChangeTierRequest,
+    LicenseCreate,
+    LicenseUpdate,
+    RenewRequest,
+    Status,
+)
 from server.organizations import service as organizations
+from server.organizations.schemas import OrganizationCreate
 from server.products import service as products
-from server.products.schemas import TierUpdate
+from server.products.schemas import ProductCreate, TierCreate, TierUpdate
 from server.projects import service as projects
 from server.signing_keys import service as signing_keys
+from server.trials import service as trials
+from server.trials.schemas import TrialStatus
 from server.users import service as users
 from server.web import (
     SessionFacts,
@@ -51,9 +61,27 @@ from server.web import (
     session_token,
     web_middleware,
 )
+from server.webhooks import service as webhooks
+from server.webhooks.schemas import EVENT_TYPES, EndpointCreate, EndpointUpdate
 
 Form = Annotated[dict[str, str], Body(media_type=RequestEncodingType.URL_ENCODED)]
+ManyForm = Annotated[dict[str, str | list[str]], Body(media_type=RequestEncodingType.URL_ENCODED)]
+"""A form whose checkboxes share a name (a repeated field is a list)."""
 STATUSES: tuple[Status, ...] = ("active", "suspended", "revoked", "expired")
+TRIAL_STATUSES: tuple[TrialStatus, ...] = ("running", "ended", "converted")
+TIER_FIELDS = (
+    "name",
+    "max_activations",
+    "duration_days",
+    "offline_lease_days",
+    "lease_grace_days",
+    "max_deactivations_per_day",
+    "expiry_notice_days",
+    "features",
+    "expiry_behavior",
+)
+TIER_FLAGS = ("is_trial", "self_serve_trials")
+EVENT_PREFIXES = tuple(sorted({t.split(".", 1)[0] + ".*" for t in EVENT_TYPES}))
 PAGE = 50
 
 
@@ -212,6 +240,14 @@ class ConsoleController(Controller):
             next_page=next_page(request, found.next_cursor),
         )
 
+    @post("/organizations", guards=[can("organizations:write")])
+    async def create_organization(
+        self, request: Request, session: AsyncSession, data: Form
+    ) -> Response[Any]:
+        fields = form_struct({"name": form_text(data, "name")}, OrganizationCreate)
+        made = await organizations.create_organization(session, _me(request), fields.name)
+        return see_other(request, f"/console/organizations/{made.id}")
+
     @get("/organizations/{organization_id:uuid}", guards=[can("organizations:read")])
     async def organization(
         self, request: Request, session: AsyncSession, organization_id: uuid.UUID
@@ -323,6 +359,11 @@ class ConsoleController(Controller):
             session, me, target_id=str(license_id), limit=PAGE, cursor=None
         )
         organization = await organizations.get_organization(session, me, found.organization_id)
+        tiers = (
+            (await products.list_tiers(session, found.product, limit=200, cursor=None)).items
+            if me.has_scope("licenses:write")
+            else []
+        )
         return _page(
             request,
             "license.html",
@@ -330,6 +371,7 @@ class ConsoleController(Controller):
             organization=organization,
             activations=activations.items,
             trail=trail.items,
+            tiers=tiers,
         )
 
     @post("/licenses/{license_id:uuid}/suspend", guards=[can(STAFF_SUPPORT_SCOPE)])
@@ -359,6 +401,21 @@ class ConsoleController(Controller):
     ) -> Response[Any]:
         renewal = form_struct({"duration_days": form_text(data, "duration_days")}, RenewRequest)
         await licenses.renew_license(session, _me(request), license_id, renewal)
+        return see_other(request, f"/console/licenses/{license_id}")
+
+    @post("/licenses/{license_id:uuid}/change-tier", guards=[can("licenses:write")])
+    async def change_tier(
+        self, request: Request, session: AsyncSession, license_id: uuid.UUID, data: Form
+    ) -> Response[Any]:
+        fields: dict[str, Any] = {
+            "tier": form_text(data, "tier"),
+            "release": form_text(data, "release"),
+            # Checked: the license's own seat count gives way to the new tier's (null).
+            "max_activations": None if form_text(data, "tier_seats") else "",
+        }
+        await licenses.change_tier(
+            session, _me(request), license_id, form_struct(fields, ChangeTierRequest)
+        )
         return see_other(request, f"/console/licenses/{license_id}")
 
     @post("/licenses/{license_id:uuid}/terms", guards=[can("licenses:write")])
@@ -392,23 +449,48 @@ class ConsoleController(Controller):
     async def products(self, request: Request, session: AsyncSession) -> Template:
         return _page(request, "products.html", catalog=await _catalog(session))
 
-    @post(
-        "/products/{product:str}/tiers/{tier:str}",
-        guards=[can("products:write")],
-    )
+    @post("/products", guards=[can("products:write")])
+    async def create_product(
+        self, request: Request, session: AsyncSession, data: Form
+    ) -> Response[Any]:
+        fields = {name: form_text(data, name) for name in ("code", "name")}
+        made = await products.create_product(
+            session, _me(request), form_struct(fields, ProductCreate)
+        )
+        return see_other(request, f"/console/products/{made.code}/new-tier")
+
+    @get("/products/{product:str}/new-tier", guards=[can("products:write")])
+    async def new_tier(self, request: Request, session: AsyncSession, product: str) -> Template:
+        found = await products.get_product(session, product)
+        return _page(request, "tier.html", product=found, tier=None)
+
+    @post("/products/{product:str}/tiers", guards=[can("products:write")])
+    async def create_tier(
+        self, request: Request, session: AsyncSession, product: str, data: Form
+    ) -> Response[Any]:
+        fields = _tier_fields(data)
+        fields["code"] = form_text(data, "code")
+        await products.create_tier(session, _me(request), product, form_struct(fields, TierCreate))
+        return see_other(request, "/console/products")
+
+    @get("/products/{product:str}/tiers/{tier:str}", guards=[can("products:write")])
+    async def edit_tier(
+        self, request: Request, session: AsyncSession, product: str, tier: str
+    ) -> Template:
+        found = await products.get_product(session, product)
+        return _page(
+            request,
+            "tier.html",
+            product=found,
+            tier=await products.get_tier(session, product, tier),
+        )
+
+    @post("/products/{product:str}/tiers/{tier:str}", guards=[can("products:write")])
     async def update_tier(
         self, request: Request, session: AsyncSession, product: str, tier: str, data: Form
     ) -> Response[Any]:
-        names = (
-            "max_activations",
-            "offline_lease_days",
-            "lease_grace_days",
-            "max_deactivations_per_day",
-            "features",
-        )
-        fields: dict[str, Any] = {name: form_text(data, name) for name in names}
         await products.update_tier(
-            session, _me(request), product, tier, form_struct(fields, TierUpdate)
+            session, _me(request), product, tier, form_struct(_tier_fields(data), TierUpdate)
         )
         return see_other(request, "/console/products")
 
@@ -448,6 +530,7 @@ class ConsoleController(Controller):
             target_id=(target or "").strip() or None,
             limit=PAGE,
             cursor=cursor,
+            newest_first=True,
         )
         filters = {
             "action": action or "",
@@ -461,6 +544,220 @@ class ConsoleController(Controller):
             filters=filters,
             next_page=next_page(request, events.next_cursor),
         )
+
+    # --- keyless trials ----------------------------------------------------------------------
+
+    @get("/trials")
+    async def trials(
+        self,
+        request: Request,
+        session: AsyncSession,
+        product: str | None = None,
+        status: str | None = None,
+        cursor: str | None = None,
+    ) -> Template:
+        if status and status not in TRIAL_STATUSES:
+            raise InvalidInput(
+                f"status: one of {', '.join(TRIAL_STATUSES)}", code="VALIDATION_ERROR"
+            )
+        found = await trials.list_trials(
+            session,
+            product=(product or "").strip() or None,
+            status=status or None,
+            limit=PAGE,
+            cursor=cursor,
+        )
+        return _page(
+            request,
+            "trials.html",
+            trials=found.items,
+            counts=found.counts,
+            filters={"product": product or "", "status": status or ""},
+            statuses=TRIAL_STATUSES,
+            next_page=next_page(request, found.next_cursor),
+        )
+
+
+class ConsoleWebhookController(Controller):
+    """``/console/webhooks``: the endpoints, through the webhook service (admins only:
+    ``webhooks:read`` / ``webhooks:write`` are held by no other staff role)."""
+
+    path = "/webhooks"
+    include_in_schema = False
+    guards = [can("webhooks:read")]
+
+    @get("/")
+    async def endpoints(
+        self, request: Request, session: AsyncSession, cursor: str | None = None
+    ) -> Template:
+        found = await webhooks.list_endpoints(session, limit=PAGE, cursor=cursor)
+        return _page(
+            request,
+            "webhooks.html",
+            endpoints=found.items,
+            event_types=EVENT_TYPES,
+            event_prefixes=EVENT_PREFIXES,
+            next_page=next_page(request, found.next_cursor),
+        )
+
+    @post("/", guards=[can("webhooks:write")])
+    async def create(self, request: Request, session: AsyncSession, data: ManyForm) -> Template:
+        state = request.app.state
+        fields: dict[str, Any] = {
+            "url": form_text(data, "url"),
+            "events": _many(data, "events"),
+            "organization_id": form_text(data, "organization_id"),
+            "description": form_text(data, "description"),
+        }
+        created = await webhooks.create_endpoint(
+            session,
+            _me(request),
+            state.kek,
+            webhooks.UrlPolicy.from_settings(state.settings),
+            form_struct(fields, EndpointCreate),
+        )
+        # The secret is in this response only (stored encrypted, never shown again).
+        return _page(request, "webhook_secret.html", endpoint=created, secret=created.secret)
+
+    @get("/{endpoint_id:uuid}")
+    async def endpoint(
+        self,
+        request: Request,
+        session: AsyncSession,
+        endpoint_id: uuid.UUID,
+        cursor: str | None = None,
+    ) -> Template:
+        return await _endpoint_page(request, session, endpoint_id, cursor)
+
+    @post("/{endpoint_id:uuid}", guards=[can("webhooks:write")])
+    async def update(
+        self, request: Request, session: AsyncSession, endpoint_id: uuid.UUID, data: ManyForm
+    ) -> Response[Any]:
+        state = request.app.state
+        fields: dict[str, Any] = {
+            "url": form_text(data, "url"),
+            "events": _many(data, "events"),
+            "description": form_text(data, "description"),
+        }
+        changes = form_struct(fields, EndpointUpdate)  # no box ticked: every event
+        if not fields["description"]:
+            changes.description = ""
+        await webhooks.update_endpoint(
+            session,
+            _me(request),
+            webhooks.UrlPolicy.from_settings(state.settings),
+            endpoint_id,
+            changes,
+        )
+        return see_other(request, f"/console/webhooks/{endpoint_id}")
+
+    @post("/{endpoint_id:uuid}/enable", guards=[can("webhooks:write")])
+    async def enable(
+        self, request: Request, session: AsyncSession, endpoint_id: uuid.UUID
+    ) -> Response[Any]:
+        return await _set_enabled(request, session, endpoint_id, True)
+
+    @post("/{endpoint_id:uuid}/disable", guards=[can("webhooks:write")])
+    async def disable(
+        self, request: Request, session: AsyncSession, endpoint_id: uuid.UUID
+    ) -> Response[Any]:
+        return await _set_enabled(request, session, endpoint_id, False)
+
+    @post("/{endpoint_id:uuid}/delete", guards=[can("webhooks:write")])
+    async def remove(
+        self, request: Request, session: AsyncSession, endpoint_id: uuid.UUID
+    ) -> Response[Any]:
+        await webhooks.delete_endpoint(session, _me(request), endpoint_id)
+        return see_other(request, "/console/webhooks")
+
+    @post("/{endpoint_id:uuid}/rotate-secret", guards=[can("webhooks:write")])
+    async def rotate_secret(
+        self, request: Request, session: AsyncSession, endpoint_id: uuid.UUID
+    ) -> Template:
+        rotated = await webhooks.rotate_secret(
+            session, _me(request), request.app.state.kek, endpoint_id
+        )
+        endpoint = await webhooks.get_endpoint(session, endpoint_id)
+        return _page(
+            request,
+            "webhook_secret.html",
+            endpoint=endpoint,
+            secret=rotated.secret,
+            rotated=rotated,
+        )
+
+    @post("/{endpoint_id:uuid}/test", guards=[can("webhooks:write")])
+    async def send_test(
+        self, request: Request, session: AsyncSession, endpoint_id: uuid.UUID
+    ) -> Template:
+        state = request.app.state
+        outcome = await webhooks.send_test(
+            session, _me(request), state.settings, state.kek, endpoint_id
+        )
+        return await _endpoint_page(request, session, endpoint_id, None, outcome=outcome)
+
+    @post(
+        "/{endpoint_id:uuid}/deliveries/{delivery_id:int}/retry",
+        guards=[can("webhooks:write")],
+    )
+    async def retry(
+        self, request: Request, session: AsyncSession, endpoint_id: uuid.UUID, delivery_id: int
+    ) -> Response[Any]:
+        await webhooks.retry_delivery(session, _me(request), delivery_id)
+        return see_other(request, f"/console/webhooks/{endpoint_id}")
+
+
+async def _endpoint_page(
+    request: Request,
+    session: AsyncSession,
+    endpoint_id: uuid.UUID,
+    cursor: str | None,
+    **extra: Any,
+) -> Template:
+    endpoint = await webhooks.get_endpoint(session, endpoint_id)
+    deliveries = await webhooks.list_deliveries(
+        session, endpoint_id, limit=PAGE, cursor=cursor, newest_first=True
+    )
+    return _page(
+        request,
+        "webhook.html",
+        endpoint=endpoint,
+        deliveries=deliveries.items,
+        event_types=EVENT_TYPES,
+        event_prefixes=EVENT_PREFIXES,
+        next_page=next_page(request, deliveries.next_cursor),
+        **extra,
+    )
+
+
+async def _set_enabled(
+    request: Request, session: AsyncSession, endpoint_id: uuid.UUID, enabled: bool
+) -> Response[Any]:
+    await webhooks.update_endpoint(
+        session,
+        _me(request),
+        webhooks.UrlPolicy.from_settings(request.app.state.settings),
+        endpoint_id,
+        EndpointUpdate(enabled=enabled),
+    )
+    return see_other(request, f"/console/webhooks/{endpoint_id}")
+
+
+def _many(form: Mapping[str, Any], name: str) -> list[str]:
+    """Every value of a repeated field (ticked checkboxes)."""
+    value = form.get(name)
+    values = value if isinstance(value, list) else [value] if value else []
+    return [v.strip() for v in values if isinstance(v, str) and v.strip()]
+
+
+def _tier_fields(form: Mapping[str, Any]) -> dict[str, Any]:
+    """A tier form's fields: the form holds the whole tier, so an unticked box is ``false``
+    and an empty duration is perpetual (``null``)."""
+    fields: dict[str, Any] = {name: form_text(form, name) for name in TIER_FIELDS}
+    fields["duration_days"] = fields["duration_days"] or None
+    for flag in TIER_FLAGS:
+        fields[flag] = bool(form_text(form, flag))
+    return fields
 
 
 async def _forget_key(keyring: Any) -> None:
@@ -480,7 +777,7 @@ def console_router(csrf_secret: str) -> Router:
     """``/console``: its session cookie, its CSRF check, HTML errors."""
     return Router(
         path="/console",
-        route_handlers=[ConsoleAuthController, ConsoleController],
+        route_handlers=[ConsoleAuthController, ConsoleController, ConsoleWebhookController],
         middleware=web_middleware("console", principal_for, csrf_secret),
         exception_handlers=error_handlers("console"),
         include_in_schema=False,

@@ -27,7 +27,7 @@ _write = allow(scope="webhooks:write")
 
 
 def _policy(settings: Settings) -> service.UrlPolicy:
-    return service.UrlPolicy(settings.webhook_allow_insecure, settings.webhook_allow_private)
+    return service.UrlPolicy.from_settings(settings)
 
 
 class WebhookController(Controller):

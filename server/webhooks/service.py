@@ -27,6 +27,7 @@ from server.license_admin.service import read_license
 from server.license_rules import holds_seat
 from server.models import Organization, WebhookDelivery, WebhookEndpoint, WebhookEvent
 from server.pagination import Page, paginate
+from server.settings import Settings
 from server.signing_keys.schemas import SigningKeyRead
 from server.webhooks import addresses
 from server.webhooks.schemas import (
@@ -38,6 +39,7 @@ from server.webhooks.schemas import (
     EndpointUpdate,
     Event,
     SecretRotated,
+    TestOutcome,
 )
 
 ROTATION_OVERLAP = timedelta(hours=24)
@@ -56,6 +58,10 @@ _PREFIXES = {t.split(".", 1)[0] for t in EVENT_TYPES}
 class UrlPolicy:
     allow_insecure: bool
     allow_private: bool
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> UrlPolicy:
+        return cls(settings.webhook_allow_insecure, settings.webhook_allow_private)
 
 
 # --- the retry rule ------------------------------------------------------------------------
@@ -319,9 +325,14 @@ async def rotate_secret(
 
 
 async def list_deliveries(
-    session: AsyncSession, endpoint_id: uuid.UUID, *, limit: int, cursor: str | None
+    session: AsyncSession,
+    endpoint_id: uuid.UUID,
+    *,
+    limit: int,
+    cursor: str | None,
+    newest_first: bool = False,
 ) -> Page[DeliveryRead]:
-    """Oldest first."""
+    """Oldest first (newest first with ``newest_first``)."""
     await _endpoint(session, endpoint_id)
     page = await paginate(
         session,
@@ -330,6 +341,7 @@ async def list_deliveries(
         WebhookDelivery.id,
         limit,
         cursor,
+        newest_first=newest_first,
     )
     ids = [d.event_id for d in page.items]
     types = (
@@ -416,3 +428,13 @@ async def create_test_event(
     assert event is not None
     await record(session, actor, "webhook_endpoint.test", "webhook_endpoint", endpoint_id)
     return TestDelivery(delivery, event, endpoint)
+
+
+async def send_test(
+    session: AsyncSession, actor: Actor, settings: Settings, kek: bytes, endpoint_id: uuid.UUID
+) -> TestOutcome:
+    """A ``webhook.test`` event sent at once, its outcome answered: the dispatcher's
+    ``send_test``, published here for the pages (a domain reads another's service only)."""
+    from server.webhooks import dispatcher  # the dispatcher imports this module
+
+    return await dispatcher.send_test(session, actor, settings, kek, endpoint_id)

@@ -37,8 +37,11 @@ def browser(database: TestDatabase) -> Iterator[Any]:
 
 @pytest.fixture
 def live(settings: Settings, signing_key: str, tmp_path: Path) -> Iterator[LiveServer]:
-    """One ``licentia serve`` for the test."""
-    server = start_server(server_env(settings), tmp_path / "server.log")
+    """One ``licentia serve`` for the test (webhooks may go to a receiver on this machine)."""
+    env = server_env(
+        settings, LICENTIA_WEBHOOK_ALLOW_INSECURE="1", LICENTIA_WEBHOOK_ALLOW_PRIVATE="1"
+    )
+    server = start_server(env, tmp_path / "server.log")
     yield server
     stop_server(server)
 

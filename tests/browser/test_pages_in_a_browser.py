@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 from licentia_verifier import LicenseClient, Verifier
-from support import STAFF_PASSWORD, LiveServer, server_env
+from support import STAFF_PASSWORD, LiveServer, Receiver, server_env
 
 from server.settings import Settings
 
@@ -74,10 +74,13 @@ def portal_sign_in(page: Any, email: str) -> None:
     page.wait_for_url("**/portal")
 
 
-def test_a_vendor_issues_watches_and_revokes(
+def test_a_new_vendor_starts_from_nothing_issues_watches_and_revokes(
     context: Any, live: LiveServer, api: httpx.Client, settings: Settings, check_page: Callable
 ) -> None:
-    # The staff account comes from the command line, as a new vendor makes it.
+    """Issue 10's "done when": an empty server, a staff account from the command line, and
+    everything else in the browser: a product and its tiers, a customer organization, a
+    license (its key shown once), a machine seen activating, a change of tier, the revocation;
+    then the webhook pages."""
     created = subprocess.run(
         [
             sys.executable,
@@ -96,8 +99,7 @@ def test_a_vendor_issues_watches_and_revokes(
         timeout=60,
     )
     assert created.returncode == 0, created.stderr
-    catalog(api)
-    organization = api.post("/api/v1/organizations", json={"name": "Initech"}).json()
+    assert api.get("/api/v1/products").json()["items"] == []  # the catalog is empty
 
     page = context.new_page()
     page.goto("/console")
@@ -106,14 +108,45 @@ def test_a_vendor_issues_watches_and_revokes(
     console_sign_in(page, "ops@vendor.test")
     check_page(page)
 
+    # The catalog: a product, then its tiers, from the products page.
+    page.get_by_role("link", name="Products").click()
+    assert "No products yet" in page.content()
+    page.get_by_label("Code").fill("studio")
+    page.get_by_label("Name", exact=True).fill("Studio")
+    page.get_by_role("button", name="Create the product").click()
+    page.wait_for_url("**/console/products/studio/new-tier")
+    page.get_by_label("Code").fill("pro")
+    page.get_by_label("Name", exact=True).fill("Pro")
+    page.get_by_label("Seats (machines at once)").fill("2")
+    page.get_by_label("Features").fill('{"export": true}')
+    page.evaluate("window.scrollTo(0, 0)")
+    check_page(page, "console-tier")
+    page.get_by_role("button", name="Create the tier").click()
+    page.wait_for_url("**/console/products")
+    page.get_by_role("link", name="Add a tier to Studio").click()
+    page.get_by_label("Code").fill("solo")
+    page.get_by_label("Name", exact=True).fill("Solo")
+    page.get_by_label("Seats (machines at once)").fill("1")
+    page.get_by_label("After expiry").select_option("fallback")
+    page.get_by_role("button", name="Create the tier").click()
+    page.wait_for_url("**/console/products")
+    assert page.get_by_role("rowheader", name="Solo solo").is_visible()
+    check_page(page, "console-products")
+
+    # A customer organization, then its license.
+    page.get_by_role("link", name="Organizations").click()
+    page.get_by_label("Organization name").fill("Initech")
+    page.get_by_role("button", name="Add the organization").click()
     page.get_by_role("link", name="Organizations").click()
     page.get_by_label("Name contains").fill("init")
     page.get_by_role("button", name="Search").click()
     check_page(page, "console-organizations")
     page.get_by_role("link", name="Initech").click()
     check_page(page, "console-organization")
+    organization_id = page.locator("main p.mono").inner_text().strip()
     page.get_by_role("link", name="Issue a license to this organization").click()
-    assert page.get_by_label("Organization id").input_value() == organization["id"]
+    assert page.get_by_label("Organization id").input_value() == organization_id
+    page.get_by_label("Product and tier").select_option("studio/pro")
     page.get_by_label("Metadata (JSON object)").fill('{"order": "INV-1"}')
     check_page(page, "console-issue")
     page.get_by_role("button", name="Issue").click()
@@ -134,6 +167,18 @@ def test_a_vendor_issues_watches_and_revokes(
     assert "1 of 2" in page.content()
     check_page(page, "console-license")
 
+    # A change of tier, confirmed: same key, same machine, the new tier's seats.
+    page.get_by_label("Move to tier").select_option("solo")
+    page.get_by_role("button", name="Change the tier").click()  # the confirmation is accepted
+    page.wait_for_url(license_url)
+    assert "studio / solo" in page.content() and "1 of 1" in page.content()
+    assert page.get_by_role("cell", name="design-laptop").is_visible()
+    validated = httpx.post(
+        f"{live.base_url}/api/v1/licenses/validate",
+        json={"license_key": key, "product": "studio"},
+    ).json()
+    assert validated["code"] == "VALID" and validated["license"]["tier"] == "solo"
+
     page.get_by_role("button", name="Revoke").click()  # the confirmation is accepted
     page.wait_for_url(license_url)
     assert page.locator("h1 .badge").inner_text() == "revoked"
@@ -148,23 +193,60 @@ def test_a_vendor_issues_watches_and_revokes(
     page.get_by_role("button", name="Search").click()
     assert page.get_by_role("link", name=re.compile(key[:8])).is_visible()
     check_page(page, "console-licenses")
+    # A keyless trial, started by a product on a machine, for the trials page.
+    trial_tier = {"code": "trial", "name": "Trial", "max_activations": 1, "duration_days": 14}
+    trial_tier |= {"is_trial": True, "self_serve_trials": True}
+    assert api.post("/api/v1/products/studio/tiers", json=trial_tier).is_success
+    started = httpx.post(
+        f"{live.base_url}/api/v1/trials",
+        json={"product": "studio", "fingerprint": uuid.uuid4().hex, "name": "trial-laptop"},
+    )
+    assert started.status_code == 201, started.text
     for name, shot in (
-        ("Products", "console-products"),
+        ("Trials", "console-trials"),
         ("Signing keys", "console-keys"),
         ("Audit log", "console-audit"),
     ):
         page.get_by_role("link", name=name).click()
         check_page(page, shot)
-    assert "license.revoke" in page.content()
+        if name == "Trials":
+            assert page.get_by_role("cell", name=re.compile("trial-laptop")).is_visible()
+    # Newest first: the revocation comes before the issue.
+    content = page.content()
+    assert content.index("license.revoke") < content.index("license.issue")
 
     page.get_by_role("link", name="Overview").click()
     check_page(page, "console-overview")
     page.get_by_role("link", name="Account").click()
     check_page(page)
 
-    csrf_is_checked(context, api, organization["id"])
+    webhook_pages(page, check_page)
+    csrf_is_checked(context, api, organization_id)
     names_render_as_text(page, live, api, check_page)
     signing_out_in_one_tab_ends_the_other(context, page)
+
+
+def webhook_pages(page: Any, check_page: Callable) -> None:
+    """An endpoint added from the console (its secret shown once), a test event delivered to
+    a receiver on this machine, and the deliveries listed."""
+    with Receiver() as receiver:
+        page.get_by_role("link", name="Webhooks").click()
+        page.get_by_label("URL (https://)").fill(f"{receiver.url}/licentia")
+        page.get_by_label("license.*").check()
+        page.get_by_label("Description").fill("Billing")
+        check_page(page, "console-webhooks")
+        page.get_by_role("button", name="Add the endpoint").click()
+        secret = page.locator("#webhook-secret").inner_text().strip()
+        assert secret.startswith("whsec_")
+        assert page.get_by_role("button", name="Copy the secret").is_visible()
+        check_page(page, "console-webhook-secret")
+        page.get_by_role("link", name="Open the endpoint").click()
+        assert secret not in page.content()
+        page.get_by_role("button", name="Send a test event").click()
+        assert page.get_by_text("The test event was delivered (HTTP 200)").is_visible()
+        assert receiver.of_type("webhook.test")
+        assert page.get_by_role("button", name=re.compile("Redeliver")).count() == 1
+        check_page(page, "console-webhook")
 
 
 def test_a_customer_frees_a_seat_and_the_product_is_refused(
