@@ -26,11 +26,13 @@ US = timedelta(microseconds=1)
 DAY = timedelta(days=1)
 
 
-def _query(database, sql: str, params: dict[str, Any]) -> Any:
+def _query(database, sql: str, params: dict[str, Any], setup: str | None = None) -> Any:
     async def work() -> Any:
         conn = await asyncpg.connect(database.sync(database.owner_url))
         try:
             async with conn.transaction():
+                if setup:
+                    await conn.execute(setup)
                 statement = _Sql(sql)
                 value = await statement.value(conn, **params)
                 raise _Rollback(value)
