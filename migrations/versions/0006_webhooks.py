@@ -4,8 +4,10 @@ Every webhook event starts as an audit row: ``licentia_webhook_outbox`` runs aft
 insert into ``audit_events`` (in the same transaction, whoever wrote the row: the ORM, the
 licensing functions of 0004/0005 or the expiry scan), maps the audit action to an event type
 (``ACTIONS``, the one table of that mapping), and, when at least one enabled endpoint listens,
-writes **one row**: the event with a snapshot of its object, ``fanned_out_at`` still null. A
-change that rolls back takes its audit row and its event with it.
+writes **one row**: the event with a snapshot of its object and a small ``context`` (the
+actor's type, which the payload's ``deleted_by`` needs, and the audit row's id, which leads
+to the rest: request id, address, data), ``fanned_out_at`` still null. A change that rolls
+back takes its audit row and its event with it.
 
 The rest is the dispatcher's, off the request path (``server.webhooks.dispatcher.FAN_OUT``):
 it takes the events not yet fanned out in ``position`` order (a sequence value drawn in the
@@ -202,8 +204,7 @@ BEGIN
                                 context)
         VALUES (gen_random_uuid(), v_type, NEW.organization_id, v_license, NEW.at,
                 coalesce(v_subject, '{{}}'::jsonb),
-                jsonb_build_object('actor_type', NEW.actor_type, 'actor_id', NEW.actor_id,
-                                   'data', NEW.data, 'request_id', NEW.request_id));
+                jsonb_build_object('actor_type', NEW.actor_type, 'audit_event_id', NEW.id));
     RETURN NULL;
 END
 $$
