@@ -120,7 +120,7 @@ def test_a_change_of_tier_is_announced_with_the_new_tier(
     [row] = _events(sql)
     assert row[1:] == ("license.tier_changed", lic.id, 1, 1)
     data = _payload(webhook_settings, row[0])["data"]
-    assert data["tier"] == "team" and data["tier_max_activations"] == 9
+    assert data["tier"] == "team" and data["max_activations"] == 9  # the new tier's seats
 
 
 def test_activation_events_say_who_freed_the_seat(
