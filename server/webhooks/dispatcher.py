@@ -285,6 +285,9 @@ class Dispatcher:
         try:
             while True:
                 claimed: list[Claimed] = []
+                # cleared before the round, not after it: an attempt that ends during the
+                # round (and frees a slot) wakes the next one instead of being missed
+                self.wake.clear()
                 try:
                     await self.record_delivered()
                     if time.monotonic() >= self.next_scan:
@@ -301,7 +304,6 @@ class Dispatcher:
                     self.in_flight.add(task)
                     task.add_done_callback(self._done)
                 if not claimed:
-                    self.wake.clear()
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self.wake.wait(), self.settings.webhook_poll_seconds)
         finally:
