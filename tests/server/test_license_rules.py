@@ -26,13 +26,11 @@ US = timedelta(microseconds=1)
 DAY = timedelta(days=1)
 
 
-def _query(database, sql: str, params: dict[str, Any], setup: str | None = None) -> Any:
+def _query(database, sql: str, params: dict[str, Any]) -> Any:
     async def work() -> Any:
         conn = await asyncpg.connect(database.sync(database.owner_url))
         try:
             async with conn.transaction():
-                if setup:
-                    await conn.execute(setup)
                 statement = _Sql(sql)
                 value = await statement.value(conn, **params)
                 raise _Rollback(value)
@@ -399,32 +397,31 @@ def test_validate_function_agrees_on_live_seats(
 
 @pytest.mark.parametrize(("stored", "expires", "behavior", "usable", "until"), FALLBACK_CASES)
 def test_validate_function_agrees_on_fallback(
-    database, stored, expires, behavior, usable, until
+    database, owner_db, stored, expires, behavior, usable, until
 ) -> None:
     """The functions return the tier's expiry behaviour and ``updates_until`` (the frozen
     copy of ``updates_until_sql``), which the licensing service judges with ``usable``."""
-    product, tier, license_id = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
-    key_hash = rules.hash_license_key(f"LK-{license_id}")
-    expires_sql = "NULL" if expires is None else f"'{expires}'"
-    setup = "\n".join(
-        [
-            f"INSERT INTO organizations (id, name) VALUES ('{ORG}', 'a');",
-            f"INSERT INTO products (id, code, name) VALUES ('{product}', 'p-{product}', 'p');",
-            "INSERT INTO tiers (id, product_id, code, name, max_activations, expiry_behavior) "
-            f"VALUES ('{tier}', '{product}', 't', 't', 5, '{behavior}');",
-            "INSERT INTO licenses (id, organization_id, product_id, tier_id, key_hash, "
-            f"key_prefix, status, starts_at, expires_at) VALUES ('{license_id}', '{ORG}', "
-            f"'{product}', '{tier}', '\\x{key_hash.hex()}'::bytea, 'LK', '{stored}', "
-            f"'{NOW - 2 * DAY}', {expires_sql});",
-        ]
+    key = f"LK-{uuid.uuid4()}"
+    made = factories.product(
+        owner_db, f"p-{uuid.uuid4()}", {"t": factories.Tier(5, {}, expiry_behavior=behavior)}
     )
+    factories.organization(owner_db, "a", id=ORG)
+    license_id = factories.license(
+        owner_db,
+        ORG,
+        made.code,
+        "t",
+        key=key,
+        status=stored,
+        starts_at=NOW - 2 * DAY,
+        expires_at=expires,
+    ).id
     found = _query(
         database,
         "SELECT expiry_behavior || ' ' || "
         "coalesce(extract(epoch FROM updates_until)::bigint::text, '-') "
         "FROM licentia_validate(:hash, NULL, :now)",
-        {"hash": key_hash, "now": NOW},
-        setup,
+        {"hash": rules.hash_license_key(key), "now": NOW},
     )
     row = {
         "id": license_id,

@@ -3,8 +3,7 @@ one-trial-per-organization rule of trial tiers."""
 
 from __future__ import annotations
 
-import json
-
+import factories
 import pytest
 from click.testing import CliRunner
 from licentia_verifier import Verifier
@@ -19,16 +18,16 @@ TEAM_FEATURES = {"plugins": True, "max_projects": 500, "support": "phone"}
 @pytest.fixture
 def tiers(catalog, owner_db) -> dict:
     """``team`` (10 seats) and ``trial`` (a 14-day trial tier) next to ``pro`` and ``free``."""
-    product_id = owner_db.execute("SELECT id FROM products WHERE code = 'local_cli'").fetchone()[0]
-    for code, seats, trial, days, features in (
-        ("team", 10, False, None, TEAM_FEATURES),
-        ("trial", 1, True, 14, {"plugins": True}),
-    ):
-        owner_db.execute(
-            "INSERT INTO tiers (product_id, code, name, features, max_activations, "
-            "duration_days, is_trial) VALUES (%s, %s, %s, %s::jsonb, %s, %s, %s)",
-            (product_id, code, code, json.dumps(features), seats, days, trial),
-        )
+    name = owner_db.execute("SELECT name FROM products WHERE code = 'local_cli'").fetchone()[0]
+    factories.product(
+        owner_db,
+        "local_cli",
+        {
+            "team": factories.Tier(10, TEAM_FEATURES, name="team"),
+            "trial": factories.Tier(1, {"plugins": True}, 14, name="trial", is_trial=True),
+        },
+        name=name,
+    )
     return catalog
 
 

@@ -368,19 +368,14 @@ def test_every_event_type_is_emitted_somewhere() -> None:
 
 
 def _user_headers(settings, sql, org, role: str) -> dict[str, str]:
-    import uuid
+
+    import factories
+    import psycopg
 
     from server.auth.principal import access_token_secret, issue_access_token
 
-    user_id = uuid.uuid4()
-    sql.all(
-        "INSERT INTO users (id, organization_id, email, full_name, role, password_hash) "
-        "VALUES (%s, %s, %s, 'Test User', %s, 'unused')",
-        user_id,
-        org,
-        f"{user_id}@example.com",
-        role,
-    )
+    with psycopg.connect(sql.url, autocommit=True) as conn:
+        user_id = factories.user(conn, org, role)
     token = issue_access_token(
         access_token_secret(_kek(settings)),
         user_id=user_id,
