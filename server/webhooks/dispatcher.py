@@ -193,11 +193,13 @@ FAN_OUT_BATCH = 1000
 _FAN_OUT_LOCK = text("SELECT pg_try_advisory_xact_lock(hashtext('licentia.webhooks.fan_out'))")
 
 # Per license, the sequence follows ``position``: a value drawn by the trigger while the
-# change holds the license's row lock (every change of a license or of its seats takes it),
-# so for one license it follows the order of the changes, and an event committed later never
-# has a smaller position than one already fanned out. An endpoint gets the events that
-# happened once it existed, while it is enabled when the fan-out runs (within a poll
-# interval of the commit while a dispatcher runs).
+# change holds the license's row lock (an activation's ``FOR UPDATE``, an admin change's
+# ``UPDATE``, a seat freed under the lock), so for changes made one after the other it
+# follows their order, and such an event cannot commit after a later one was numbered. Only
+# changes that do not wait for each other (the scans below against an admin edit) may be
+# numbered either way. An endpoint gets the events that happened once it existed, while it
+# is enabled when the fan-out runs (within a poll interval of the commit while a dispatcher
+# runs).
 _FAN_OUT = text(
     f"""
     WITH pending AS (
