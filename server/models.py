@@ -10,6 +10,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     DateTime,
+    FetchedValue,
     ForeignKey,
     Integer,
     LargeBinary,
@@ -313,12 +314,15 @@ class WebhookEndpoint(Base):
 
 
 class WebhookEvent(Base):
-    """The outbox: written by the ``audit_events`` trigger (migration 0005) in the same
-    transaction as the change; ``subject`` is the object as it was then."""
+    """The outbox: written by the ``audit_events`` trigger (migration 0006) in the same
+    transaction as the change; ``subject`` is the object as it was then. The dispatcher's
+    fan-out sets ``sequence`` (license events) and ``fanned_out_at`` when it writes the
+    event's deliveries."""
 
     __tablename__ = "webhook_events"
 
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    position: Mapped[int] = mapped_column(BigInteger, server_default=FetchedValue())
     type: Mapped[str] = mapped_column(String(64))
     organization_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("organizations.id"))
     license_id: Mapped[uuid.UUID | None]
@@ -326,6 +330,7 @@ class WebhookEvent(Base):
     occurred_at: Mapped[datetime]
     subject: Mapped[dict[str, Any]] = mapped_column(JSONB)
     context: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
+    fanned_out_at: Mapped[datetime | None]
 
 
 class WebhookDelivery(Base):

@@ -2,10 +2,18 @@
 
 Every webhook event starts as an audit row: ``licentia_webhook_outbox`` runs after each
 insert into ``audit_events`` (in the same transaction, whoever wrote the row: the ORM, the
-licensing functions of 0004 or the expiry scan), maps the audit action to an event type
+licensing functions of 0004/0005 or the expiry scan), maps the audit action to an event type
 (``ACTIONS``, the one table of that mapping), and, when at least one enabled endpoint listens,
-writes the event with a snapshot of its object and one delivery per listening endpoint. A
-change that rolls back takes its audit row, its event and its deliveries with it.
+writes **one row**: the event with a snapshot of its object and a small ``context`` (the
+actor's type, which the payload's ``deleted_by`` needs, and the audit row's id, which leads
+to the rest: request id, address, data), ``fanned_out_at`` still null. A change that rolls
+back takes its audit row and its event with it.
+
+The rest is the dispatcher's, off the request path (``server.webhooks.dispatcher.FAN_OUT``):
+it takes the events not yet fanned out in ``position`` order (a sequence value drawn in the
+trigger, so while the change's row locks are held), gives each license event the license's
+next ``sequence`` (``webhook_sequences``), writes one ``webhook_deliveries`` row per endpoint
+that listens, and marks the event fanned out, all in one transaction, one process at a time.
 
 The snapshot of a license counts its live seats with a frozen copy of the live-seat rule
 (``server.license_rules.live_seat_sql("a", "t.lease_grace_days", "NEW.at")``);
@@ -15,8 +23,8 @@ The webhook tables are deployment tables (managed with admin API keys, like
 ``signing_keys``): no row-level security. The trigger runs as the caller (``SECURITY
 INVOKER``), so it reads licenses and activations under the caller's tenant.
 
-Revision ID: 0005
-Revises: 0004
+Revision ID: 0006
+Revises: 0005
 Create Date: 2026-11-30
 """
 
@@ -58,14 +66,17 @@ CREATE INDEX webhook_endpoints_created_idx ON webhook_endpoints (created_at, id)
 
 CREATE TABLE webhook_events (
     id uuid PRIMARY KEY,
+    position bigserial NOT NULL,
     type varchar(64) NOT NULL,
     organization_id uuid REFERENCES organizations(id) ON DELETE CASCADE,
     license_id uuid,
     sequence bigint,
     occurred_at timestamptz NOT NULL,
     subject jsonb NOT NULL,
-    context jsonb NOT NULL DEFAULT '{}'::jsonb
+    context jsonb NOT NULL DEFAULT '{}'::jsonb,
+    fanned_out_at timestamptz
 );
+CREATE INDEX webhook_events_pending_idx ON webhook_events (position) WHERE fanned_out_at IS NULL;
 
 CREATE TABLE webhook_deliveries (
     id bigserial PRIMARY KEY,
@@ -120,12 +131,19 @@ ACTIONS = {
     "key.revoke": "signing_key.revoked",
 }
 
-# An endpoint listens to an event when it is enabled, is not limited to another
-# organization, and its filter is empty or names the type or the type's prefix (``license.*``).
-LISTENS = """e.enabled
-    AND (e.organization_id IS NULL OR e.organization_id = NEW.organization_id)
-    AND (cardinality(e.events) = 0 OR v_type = ANY (e.events)
-         OR split_part(v_type, '.', 1) || '.*' = ANY (e.events))"""
+
+def listens(kind: str, organization_id: str) -> str:
+    """An endpoint ``e`` listens to an event of type ``kind`` of ``organization_id`` when it is
+    enabled, is not limited to another organization, and its filter is empty or names the
+    type or the type's prefix (``license.*``). The trigger asks it (is anyone listening?),
+    the dispatcher's fan-out uses it (who?)."""
+    return f"""e.enabled
+    AND (e.organization_id IS NULL OR e.organization_id = {organization_id})
+    AND (cardinality(e.events) = 0 OR {kind} = ANY (e.events)
+         OR split_part({kind}, '.', 1) || '.*' = ANY (e.events))"""
+
+
+LISTENS = listens("v_type", "NEW.organization_id")
 
 # server.license_rules.live_seat_sql("a", "t.lease_grace_days", "NEW.at"), frozen.
 LIVE_SEAT = (
@@ -141,10 +159,8 @@ CREATE FUNCTION licentia_webhook_outbox() RETURNS trigger
 AS $$
 DECLARE
     v_type text;
-    v_event uuid;
     v_license uuid;
     v_subject jsonb;
-    v_seq bigint;
 BEGIN
     v_type := CASE NEW.action
 {_CASES}
@@ -183,20 +199,12 @@ BEGIN
         SELECT to_jsonb(k) - 'encrypted_private_key' - 'public_key' INTO v_subject
             FROM signing_keys k WHERE k.kid = NEW.target_id;
     END IF;
-    IF v_license IS NOT NULL THEN
-        INSERT INTO webhook_sequences AS s (license_id, seq) VALUES (v_license, 1)
-            ON CONFLICT (license_id) DO UPDATE SET seq = s.seq + 1
-            RETURNING s.seq INTO v_seq;
-    END IF;
-    v_event := gen_random_uuid();
-    INSERT INTO webhook_events (id, type, organization_id, license_id, sequence, occurred_at,
-                                subject, context)
-        VALUES (v_event, v_type, NEW.organization_id, v_license, v_seq, NEW.at,
+    -- One row, and nothing else: the sequence and the deliveries are the dispatcher's fan-out.
+    INSERT INTO webhook_events (id, type, organization_id, license_id, occurred_at, subject,
+                                context)
+        VALUES (gen_random_uuid(), v_type, NEW.organization_id, v_license, NEW.at,
                 coalesce(v_subject, '{{}}'::jsonb),
-                jsonb_build_object('actor_type', NEW.actor_type, 'actor_id', NEW.actor_id,
-                                   'data', NEW.data, 'request_id', NEW.request_id));
-    INSERT INTO webhook_deliveries (event_id, endpoint_id)
-        SELECT v_event, e.id FROM webhook_endpoints e WHERE {LISTENS};
+                jsonb_build_object('actor_type', NEW.actor_type, 'audit_event_id', NEW.id));
     RETURN NULL;
 END
 $$
@@ -222,7 +230,8 @@ def upgrade() -> None:
     op.execute("REVOKE ALL ON FUNCTION licentia_webhook_outbox() FROM PUBLIC")
     op.execute(f'GRANT EXECUTE ON FUNCTION licentia_webhook_outbox() TO "{role}"')
     op.execute(f'GRANT SELECT, INSERT, UPDATE, DELETE ON {", ".join(TABLES)} TO "{role}"')
-    op.execute(f'GRANT USAGE, SELECT ON SEQUENCE webhook_deliveries_id_seq TO "{role}"')
+    for sequence in ("webhook_deliveries_id_seq", "webhook_events_position_seq"):
+        op.execute(f'GRANT USAGE, SELECT ON SEQUENCE {sequence} TO "{role}"')
 
 
 def downgrade() -> None:

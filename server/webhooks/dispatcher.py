@@ -1,6 +1,12 @@
-"""The webhook dispatcher: runs in every ``licentia serve`` worker (and replica), delivers
-what the outbox holds, and notices the expiries no request reports.
+"""The webhook dispatcher: runs in every ``licentia serve`` worker (and replica), fans the
+outbox's events out to the endpoints that listen, delivers them, and notices the expiries no
+request reports.
 
+- **Fan-out.** A request writes one row per event (the trigger of migration 0006); each
+  round, one process at a time (an advisory lock) takes the events not yet fanned out in
+  ``position`` order, gives each license event the license's next ``sequence``, writes one
+  delivery per endpoint listening, and marks the events fanned out: one statement, one
+  transaction, so a crash leaves an event either pending (fanned out later) or complete.
 - **Claims.** One statement claims due deliveries with ``FOR UPDATE SKIP LOCKED`` and sets a
   lease (``locked_until``, longer than an attempt can last); another process skips them while
   the lease runs, so no delivery is attempted twice at the same time. A process killed
@@ -43,6 +49,7 @@ from server.webhooks import addresses
 from server.webhooks.schemas import TestOutcome
 from server.webhooks.service import (
     create_test_event,
+    listens_sql,
     next_attempt,
     render,
     should_disable,
@@ -182,6 +189,61 @@ _CLAIM = text(
 )
 
 
+FAN_OUT_BATCH = 1000
+_FAN_OUT_LOCK = text("SELECT pg_try_advisory_xact_lock(hashtext('licentia.webhooks.fan_out'))")
+
+# Per license, the sequence follows ``position``: a value drawn by the trigger while the
+# change holds the license's row lock (an activation's ``FOR UPDATE``, an admin change's
+# ``UPDATE``, a seat freed under the lock), so for changes made one after the other it
+# follows their order, and such an event cannot commit after a later one was numbered. Only
+# changes that do not wait for each other (the scans below against an admin edit) may be
+# numbered either way. An endpoint gets the events that happened once it existed, while it
+# is enabled when the fan-out runs (within a poll interval of the commit while a dispatcher
+# runs).
+_FAN_OUT = text(
+    f"""
+    WITH pending AS (
+        SELECT ev.id, ev.license_id, ev.position FROM webhook_events ev
+        WHERE ev.fanned_out_at IS NULL
+        ORDER BY ev.position
+        LIMIT :limit
+    ), numbered AS (
+        SELECT p.id, CASE WHEN p.license_id IS NOT NULL THEN coalesce(s.seq, 0)
+                   + row_number() OVER (PARTITION BY p.license_id ORDER BY p.position) END AS seq
+        FROM pending p LEFT JOIN webhook_sequences s ON s.license_id = p.license_id
+    ), marked AS (
+        UPDATE webhook_events ev SET sequence = numbered.seq, fanned_out_at = now()
+        FROM numbered WHERE ev.id = numbered.id
+        RETURNING ev.id, ev.position, ev.type, ev.organization_id, ev.license_id, ev.sequence,
+                  ev.occurred_at
+    ), counted AS (
+        INSERT INTO webhook_sequences AS s (license_id, seq)
+        SELECT license_id, max(sequence) FROM marked WHERE license_id IS NOT NULL
+        GROUP BY license_id
+        ON CONFLICT (license_id) DO UPDATE SET seq = excluded.seq
+    ), fanned AS (
+        INSERT INTO webhook_deliveries (event_id, endpoint_id)
+        SELECT m.id, e.id FROM marked m JOIN webhook_endpoints e
+            ON {listens_sql("m.type", "m.organization_id")}
+               AND e.created_at <= m.occurred_at
+        ORDER BY m.position, e.id
+        RETURNING 1
+    )
+    SELECT (SELECT count(*) FROM marked), (SELECT count(*) FROM fanned)
+    """
+)
+
+
+async def fan_out(engine: AsyncEngine, limit: int = FAN_OUT_BATCH) -> tuple[int, int]:
+    """Fan out up to ``limit`` pending events: (events, deliveries written). One process at
+    a time; (0, 0) when another one is at it."""
+    async with engine.begin() as connection:
+        if not (await connection.execute(_FAN_OUT_LOCK)).scalar():
+            return 0, 0
+        row = (await connection.execute(_FAN_OUT, {"limit": limit})).one()
+    return int(row[0]), int(row[1])
+
+
 @dataclass(frozen=True)
 class Claimed:
     delivery: WebhookDelivery
@@ -225,11 +287,15 @@ class Dispatcher:
         try:
             while True:
                 claimed: list[Claimed] = []
+                # cleared before the round, not after it: an attempt that ends during the
+                # round (and frees a slot) wakes the next one instead of being missed
+                self.wake.clear()
                 try:
                     await self.record_delivered()
                     if time.monotonic() >= self.next_scan:
                         self.next_scan = time.monotonic() + SCAN_EVERY_SECONDS
                         await scan(self.engine)
+                    await fan_out(self.engine)
                     free = self.settings.webhook_concurrency - len(self.in_flight)
                     if free > 0:
                         claimed = await self.claim(free)
@@ -240,7 +306,6 @@ class Dispatcher:
                     self.in_flight.add(task)
                     task.add_done_callback(self._done)
                 if not claimed:
-                    self.wake.clear()
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self.wake.wait(), self.settings.webhook_poll_seconds)
         finally:

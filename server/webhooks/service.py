@@ -1,9 +1,10 @@
 """Webhook endpoints, their deliveries, the event payload and the retry rule.
 
-Events are written by the ``audit_events`` trigger of migration 0005 (the outbox, in the
-transaction of the change); ``server.webhooks.dispatcher`` delivers them. This module holds
-what both the API and the dispatcher need: the endpoint rules, how an event is rendered and
-signed, and when a failed delivery is tried again.
+Events are written by the ``audit_events`` trigger of migration 0006 (the outbox: one row in
+the transaction of the change); ``server.webhooks.dispatcher`` fans them out to the endpoints
+that listen and delivers them. This module holds what both the API and the dispatcher need:
+the endpoint rules, how an event is rendered and signed, and when a failed delivery is tried
+again.
 """
 
 from __future__ import annotations
@@ -52,6 +53,18 @@ FIRST_DELAY_SECONDS = 5.0
 MAX_DELAY_SECONDS = 4 * 3600.0
 
 _PREFIXES = {t.split(".", 1)[0] for t in EVENT_TYPES}
+
+
+def listens_sql(kind: str, organization_id: str) -> str:
+    """SQL: endpoint ``e`` listens to an event of type ``kind`` of ``organization_id``: it is
+    enabled, not limited to another organization, and its filter is empty or names the type
+    or the type's prefix (``license.*``). The outbox trigger (migration 0006) holds a frozen
+    copy (``listens("v_type", "NEW.organization_id")``: is anyone listening?); the fan-out
+    uses this one (who?); tests/server/webhooks/test_events.py checks they are the same."""
+    return f"""e.enabled
+    AND (e.organization_id IS NULL OR e.organization_id = {organization_id})
+    AND (cardinality(e.events) = 0 OR {kind} = ANY (e.events)
+         OR split_part({kind}, '.', 1) || '.*' = ANY (e.events))"""
 
 
 @dataclass(frozen=True)
@@ -416,6 +429,7 @@ async def create_test_event(
             type="webhook.test",
             organization_id=endpoint.organization_id,
             occurred_at=now,
+            fanned_out_at=now,  # its one delivery is written here, not by the fan-out
             subject={"endpoint_id": str(endpoint_id), "message": "A test event from Licentia"},
             context={"actor": list(actor.actor if isinstance(actor, Principal) else actor or ())},
         )

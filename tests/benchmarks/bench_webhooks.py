@@ -8,12 +8,17 @@ Starts ``licentia serve --workers 1`` on a fresh embedded database (seeded as
 
 - **delivery rate**: ``--events`` events written to the outbox in one transaction (audit rows
   of license suspensions, through the outbox trigger) for one endpoint; the time until every
-  delivery is marked delivered gives events per second, one worker;
+  event is fanned out and every delivery marked delivered gives events per second, one
+  worker;
 - **activate with 3 endpoints subscribed to everything, against none**: wrk on activate
   (new fingerprints) with the endpoints disabled, then enabled, interleaved in each of
   ``--runs`` runs; with them enabled the same worker also delivers the events the run
   produces. Ratios are medians of per-run ratios; the server CPU per request comes from
-  /proc, as in ``bench_server.py``.
+  /proc, as in ``bench_server.py``, and so does PostgreSQL's (every process of the embedded
+  instance: the backends that run the outbox trigger, the WAL writer, autovacuum).
+
+``--request-path-only`` measures the first activate comparison alone (the dispatcher off),
+for quick comparisons of one change against another; it writes nothing.
 
 ``--write-docs`` replaces the "## Webhooks" section of docs/benchmarks.md.
 """
@@ -27,6 +32,7 @@ import sys
 import tempfile
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -36,7 +42,9 @@ from bench_server import (
     Result,
     Server,
     base_env,
+    cpu_seconds,
     database_urls,
+    descendants,
     fmt_cpu,
     fmt_lat,
     fmt_rate,
@@ -64,6 +72,24 @@ async def app(scope, receive, send):
 
 uvicorn.run(app, host="127.0.0.1", port={port}, log_config=None, access_log=False)
 """
+
+
+def postgres_pids(data_dir: Path) -> list[int]:
+    """The embedded instance's postmaster and every process it started."""
+    postmaster = int((data_dir / "pgdata" / "postmaster.pid").read_text().split()[0])
+    return [postmaster, *descendants(postmaster)]
+
+
+@dataclass
+class Run:
+    result: Result
+    db_us: float
+    """PostgreSQL's CPU time (user + system, all its processes) per request during the run."""
+
+    @property
+    def total_us(self) -> float:
+        """The server's and PostgreSQL's CPU per request: what the machine's cores spend."""
+        return self.result.cpu_us + self.db_us
 
 
 def start_licentia(data_dir: Path, workdir: Path, *, dispatcher: bool) -> Server:
@@ -119,6 +145,13 @@ def add_endpoints(data_dir: Path, url: str, count: int) -> None:
     asyncio.run(work())
 
 
+PENDING = (
+    "SELECT (SELECT count(*) FROM webhook_events WHERE fanned_out_at IS NULL)"
+    " + (SELECT count(*) FROM webhook_deliveries WHERE delivered_at IS NULL)"
+)
+"""Events not fanned out yet, and deliveries not delivered yet."""
+
+
 def delivery_rate(data_dir: Path, events: int) -> float:
     """Events per second from one commit of ``events`` events to the last delivery."""
     owner_sql(
@@ -129,21 +162,23 @@ def delivery_rate(data_dir: Path, events: int) -> float:
         events,
     )
     started = time.monotonic()
-    while owner_sql(data_dir, "SELECT count(*) FROM webhook_deliveries WHERE delivered_at IS NULL"):
+    while owner_sql(data_dir, PENDING):
         time.sleep(0.05)
     return events / (time.monotonic() - started)
 
 
 def activate_runs(
     args: argparse.Namespace, dataset: Dataset, server: Server, label: str
-) -> tuple[list[Result], list[Result]]:
+) -> tuple[list[Run], list[Run]]:
     """wrk on activate with the 3 endpoints disabled, then enabled, in each run."""
     pids = server.worker_pids()
 
-    def activate(run: int, enabled: bool) -> Result:
+    def activate(run: int, enabled: bool) -> Run:
         owner_sql(dataset.data_dir, "UPDATE webhook_endpoints SET enabled = $1", enabled)
         tag = f"{label}{run}{int(enabled)}{uuid.uuid4().hex[:6]}"
-        return run_wrk(
+        db_pids = postgres_pids(dataset.data_dir)
+        db_before = {pid: cpu_seconds([pid]) for pid in db_pids}
+        result = run_wrk(
             server.base_url,
             "activate.lua",
             [str(dataset.activate_file), PRODUCT, tag],
@@ -151,32 +186,72 @@ def activate_runs(
             args.connections,
             pids,
         )
+        db_used = sum(
+            cpu_seconds([pid]) - db_before.get(pid, 0.0) for pid in postgres_pids(dataset.data_dir)
+        )
+        requests = result.rate * args.duration
+        return Run(result, db_used * 1e6 / max(1.0, requests))
 
     activate(99, False)  # warm-up
     activate(99, True)
-    none: list[Result] = []
-    three: list[Result] = []
+    none: list[Run] = []
+    three: list[Run] = []
     for run in range(args.runs):
         for enabled, bucket in ((False, none), (True, three)):
-            result = activate(run, enabled)
-            bucket.append(result)
+            measured = activate(run, enabled)
+            bucket.append(measured)
+            result = measured.result
             print(
                 f"run {run + 1}/{args.runs} {label} activate endpoints={3 if enabled else 0} "
                 f"{result.rate:8.0f} req/s  CPU {result.cpu_us:5.0f} µs/req  "
-                f"errors {result.errors}",
+                f"PostgreSQL {measured.db_us:5.0f} µs/req  errors {result.errors}",
                 file=sys.stderr,
             )
     return none, three
 
 
-def _row(label: str, none: list[Result], three: list[Result], target: bool) -> str:
-    rate_ratio = median([t.rate / n.rate for n, t in zip(none, three, strict=True)])
-    cpu_ratio = median([n.cpu_us / t.cpu_us for n, t in zip(none, three, strict=True)])
+def _row(label: str, none: list[Run], three: list[Run], target: bool) -> str:
+    pairs = list(zip(none, three, strict=True))
+    rate_ratio = median([t.result.rate / n.result.rate for n, t in pairs])
+    cpu_ratio = median([n.result.cpu_us / t.result.cpu_us for n, t in pairs])
+    db_ratio = median([n.db_us / t.db_us for n, t in pairs])
+    both_ratio = median([n.total_us / t.total_us for n, t in pairs])
     goal = f"≥ 0.9x | {verdict(rate_ratio >= 0.9)}" if target else "| "
+
+    def cell(runs: list[Run]) -> str:
+        results = [r.result for r in runs]
+        db = median([r.db_us for r in runs])
+        return f"{fmt_rate(results)}; {fmt_lat(results)}; {fmt_cpu(results)}; {db:,.0f}"
+
     return (
-        f"| {label} | {fmt_rate(none)}; {fmt_lat(none)}; {fmt_cpu(none)} "
-        f"| {fmt_rate(three)}; {fmt_lat(three)}; {fmt_cpu(three)} "
-        f"| {rate_ratio:.2f} (CPU {cpu_ratio:.2f}) | {goal} |"
+        f"| {label} | {cell(none)} | {cell(three)} "
+        f"| {rate_ratio:.2f} (CPU: server {cpu_ratio:.2f}; PostgreSQL {db_ratio:.2f}; "
+        f"both {both_ratio:.2f}) | {goal} |"
+    )
+
+
+def spread(runs: list[Run]) -> str:
+    rates = [r.result.rate for r in runs]
+    return f"{min(rates):,.0f}-{max(rates):,.0f}"
+
+
+def request_path_only(args: argparse.Namespace, workdir: Path) -> str:
+    """The request path alone (dispatcher off), for comparing changes quickly."""
+    dataset = Dataset("webhooks", args.licenses, workdir / "db")
+    receiver = start_process("receiver", [sys.executable, "-c", RECEIVER], base_env(), workdir)
+    server = None
+    try:
+        server = start_licentia(dataset.data_dir, workdir, dispatcher=False)
+        seed(dataset)
+        add_endpoints(dataset.data_dir, receiver.base_url + "/three", 3)
+        none, three = activate_runs(args, dataset, server, "outbox-only")
+    finally:
+        if server is not None:
+            server.stop()
+        receiver.stop()
+    return (
+        _row("activate, the request path", none, three, True)
+        + f"\nrates without endpoints {spread(none)}, with 3 endpoints {spread(three)} req/s"
     )
 
 
@@ -202,15 +277,18 @@ def webhook_benchmark(args: argparse.Namespace, workdir: Path) -> str:
         add_endpoints(dataset.data_dir, receiver.base_url + "/three", 3)
         busy_none, busy_three = activate_runs(args, dataset, server, "delivering")
         pending = owner_sql(
-            dataset.data_dir, "SELECT count(*) FROM webhook_deliveries WHERE delivered_at IS NULL"
+            dataset.data_dir,
+            "SELECT (SELECT 3 * count(*) FROM webhook_events WHERE fanned_out_at IS NULL)"
+            " + (SELECT count(*) FROM webhook_deliveries WHERE delivered_at IS NULL)",
         )
     finally:
         for running in servers:
             running.stop()
 
     rows = [
-        "| Measure | no endpoint: req/s; p50 / p99 ms; server CPU µs/req | 3 endpoints "
-        "subscribed to everything | ratio (server CPU) | Target | |",
+        "| Measure | no endpoint: req/s; p50 / p99 ms; server CPU µs/req; PostgreSQL CPU "
+        "µs/req | 3 endpoints subscribed to everything | rate ratio (CPU per request, without "
+        "/ with: server; PostgreSQL; both) | Target | |",
         "|---|---|---|---|---|---|",
         _row(
             "activate, the request path (dispatcher off: the outbox only)",
@@ -229,7 +307,8 @@ def webhook_benchmark(args: argparse.Namespace, workdir: Path) -> str:
         "(bare uvicorn, 200 to every request) in its own process. Activate: wrk, 1 thread, "
         f"{args.connections} connections, {args.duration} s, with the 3 endpoints disabled and "
         f"enabled in turn in each of {args.runs} runs; ratios are medians of per-run ratios "
-        "(in parentheses: server CPU per request without endpoints divided by with them). "
+        "(in parentheses: CPU per request without endpoints divided by with them, of the "
+        "server's worker, of all PostgreSQL's processes, and of both together). "
         "First with the dispatcher off, so the number is what a request pays for its events "
         "(the outbox rows); then with the worker also delivering, 3 deliveries per "
         f"activation ({pending} were still pending when the last run ended). Delivery rate: "
@@ -248,12 +327,16 @@ def main() -> int:
     parser.add_argument("--licenses", type=int, default=3_000)
     parser.add_argument("--events", type=int, default=2_000)
     parser.add_argument("--write-docs", action="store_true")
+    parser.add_argument("--request-path-only", action="store_true")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         print("bench_webhooks.py needs wrk (`apt-get install wrk`)", file=sys.stderr)
         return 2
     workdir = Path(tempfile.mkdtemp(prefix="licentia-bench-webhooks-"))
     try:
+        if args.request_path_only:
+            print(request_path_only(args, workdir))
+            return 0
         body = webhook_benchmark(args, workdir)
         print(body)
         if args.write_docs:

@@ -1,16 +1,16 @@
-"""Fixtures of the webhook tests: the licensing rows, and an in-process app whose
-dispatcher is off (the outbox is inspected as written)."""
+"""Fixtures of the webhook tests: the licensing rows, an in-process app whose dispatcher is
+off (the outbox is inspected as written), and the dispatcher's fan-out, run on demand."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import msgspec
 import pytest
 from licensing_data import in_days, make_license, sql  # noqa: F401
 from litestar.testing import TestClient
-from support import LiveServer, kill_server, server_env, start_server, stop_server
+from support import LiveServer, kill_server, run, server_env, start_server, stop_server
 
 from server.settings import Settings
 
@@ -24,6 +24,23 @@ def webhook_settings(settings: Settings) -> Settings:
         webhook_dispatcher=False,
         webhook_timeout_seconds=5.0,
     )
+
+
+@pytest.fixture
+def fan_out(webhook_settings: Settings) -> Callable[[], tuple[int, int]]:
+    """``fan_out()``: what a dispatcher does first in each round (sequences, deliveries);
+    returns (events, deliveries written)."""
+    from server.db.session import create_side_engine
+    from server.webhooks import dispatcher
+
+    async def work() -> tuple[int, int]:
+        engine = create_side_engine(webhook_settings)
+        try:
+            return await dispatcher.fan_out(engine)
+        finally:
+            await engine.dispose()
+
+    return lambda: run(work())
 
 
 @pytest.fixture

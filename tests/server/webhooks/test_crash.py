@@ -27,7 +27,11 @@ def _outbox_ids(sql) -> set[str]:
 
 
 def _all_delivered(sql) -> bool:
-    return sql.one("SELECT count(*) FROM webhook_deliveries WHERE delivered_at IS NULL") == 0
+    """Every event fanned out, and every delivery delivered."""
+    return (
+        sql.one("SELECT count(*) FROM webhook_events WHERE fanned_out_at IS NULL") == 0
+        and sql.one("SELECT count(*) FROM webhook_deliveries WHERE delivered_at IS NULL") == 0
+    )
 
 
 def test_an_event_committed_before_a_kill_is_delivered_after_the_restart(
@@ -44,6 +48,8 @@ def test_an_event_committed_before_a_kill_is_delivered_after_the_restart(
     kill_server(first)  # ... and the process dies
     assert receiver.received == []
     [event_id] = _outbox_ids(sql)
+    # not even fanned out yet: the request wrote the event alone
+    assert sql.one("SELECT count(*) FROM webhook_deliveries") == 0
     webhook_server()
     got = wait_until(lambda: receiver.of_type("license.suspended"), "the event after restart")
     assert [r.headers["webhook-id"] for r in got] == [event_id]

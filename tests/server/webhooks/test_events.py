@@ -1,5 +1,7 @@
 """Every event type is written to the outbox exactly when its change commits (and its
-payload is the admin API's representation of the object then); a rollback writes none."""
+payload is the admin API's representation of the object then); a rollback writes none. The
+request writes the event alone; the dispatcher's fan-out (run here by the ``fan_out``
+fixture) numbers it and writes a delivery per endpoint listening."""
 
 from __future__ import annotations
 
@@ -52,7 +54,7 @@ def _types(sql) -> list[str]:
 
 
 def test_license_lifecycle_events_with_the_admin_representation(
-    outbox_client, webhook_settings, admin_key, make_license, sql
+    outbox_client, webhook_settings, admin_key, make_license, sql, fan_out
 ) -> None:
     client = outbox_client
     _subscribe(client, admin_key)
@@ -79,6 +81,10 @@ def test_license_lifecycle_events_with_the_admin_representation(
     assert client.post(f"{path}/revoke", headers=bearer(admin_key)).is_success
     # a refused change (already revoked) writes nothing
     assert client.post(f"{path}/suspend", headers=bearer(admin_key)).status_code == 409
+    # the request wrote the events alone: no sequence, no delivery until the fan-out
+    assert [(r[3], r[4]) for r in _events(sql)] == [(None, 0)] * 6
+    assert fan_out() == (6, 6)
+    assert fan_out() == (0, 0)  # once each
     rows = _events(sql)
     assert [r[1] for r in rows] == [
         "license.created",
@@ -102,8 +108,25 @@ def test_license_lifecycle_events_with_the_admin_representation(
     assert revoked == now  # the admin API's representation, as it was then (= now)
 
 
+def test_a_change_of_tier_is_announced_with_the_new_tier(
+    outbox_client, webhook_settings, admin_key, make_license, sql, fan_out
+) -> None:
+    client = outbox_client
+    lic = make_license(tier="pro")
+    make_license(tier="team", max_activations=9)  # the product's second tier
+    _subscribe(client, admin_key, events=["license.tier_changed"])
+    path = f"{API}/licenses/{lic.id}/change-tier"
+    changed = client.post(path, json={"tier": "team"}, headers=bearer(admin_key))
+    assert changed.is_success, changed.text
+    assert fan_out() == (1, 1)
+    [row] = _events(sql)
+    assert row[1:] == ("license.tier_changed", lic.id, 1, 1)
+    data = _payload(webhook_settings, row[0])["data"]
+    assert data["tier"] == "team" and data["max_activations"] == 9  # the new tier's seats
+
+
 def test_activation_events_say_who_freed_the_seat(
-    outbox_client, webhook_settings, admin_key, make_license, sql
+    outbox_client, webhook_settings, admin_key, make_license, sql, fan_out
 ) -> None:
     client = outbox_client
     _subscribe(client, admin_key, events=["activation.*"])
@@ -129,6 +152,7 @@ def test_activation_events_say_who_freed_the_seat(
     )
     owner = _user_headers(webhook_settings, sql, lic.organization_id, "owner")
     assert client.delete(f"{API}/licenses/{lic.id}/activations/{seat}", headers=owner).is_success
+    fan_out()
     rows = _events(sql)
     assert [r[1] for r in rows] == [
         "activation.created",
@@ -138,6 +162,8 @@ def test_activation_events_say_who_freed_the_seat(
         "activation.created",
         "activation.deleted",
     ]
+    assert [r[3] for r in rows] == [1, 2, 3, 4, 5, 6]  # the license's sequence
+    assert all(r[4] == 1 for r in rows)
     assert _payload(webhook_settings, rows[5][0])["data"]["deleted_by"] == "customer"
     first = _payload(webhook_settings, rows[0][0])["data"]
     assert first["license_id"] == str(lic.id) and first["holds_seat"] is True
@@ -192,7 +218,7 @@ def test_no_request_needed_for_expiries_once_each(
 
 
 def test_signing_key_events_go_to_deployment_wide_endpoints_only(
-    outbox_client, admin_key, make_license, sql
+    outbox_client, admin_key, make_license, sql, fan_out
 ) -> None:
     client = outbox_client
     lic = make_license()
@@ -206,6 +232,7 @@ def test_signing_key_events_go_to_deployment_wide_endpoints_only(
     keys = client.get(f"{API}/keys", headers=bearer(admin_key)).json()
     retired = next(k["kid"] for k in keys if k["state"] == "retired")
     assert client.post(f"{API}/keys/{retired}/revoke", headers=bearer(admin_key)).is_success
+    fan_out()
     deliveries = sql.all(
         "SELECT e.type, d.endpoint_id FROM webhook_events e JOIN webhook_deliveries d "
         "ON d.event_id = e.id ORDER BY d.id"
@@ -220,7 +247,7 @@ def test_signing_key_events_go_to_deployment_wide_endpoints_only(
 
 
 def test_an_organization_endpoint_never_sees_another_organization(
-    outbox_client, admin_key, make_license, sql
+    outbox_client, admin_key, make_license, sql, fan_out
 ) -> None:
     client = outbox_client
     mine, theirs = make_license(), make_license()
@@ -229,6 +256,7 @@ def test_an_organization_endpoint_never_sees_another_organization(
     )
     for lic in (mine, theirs):
         assert client.post(f"{API}/licenses/{lic.id}/suspend", headers=bearer(admin_key)).is_success
+    fan_out()
     delivered = sql.all(
         "SELECT e.license_id FROM webhook_deliveries d JOIN webhook_events e "
         "ON e.id = d.event_id WHERE d.endpoint_id = %s",
@@ -237,6 +265,68 @@ def test_an_organization_endpoint_never_sees_another_organization(
     assert delivered == [(mine.id,)]
     # and nobody listens to `theirs`: no event at all was written for it
     assert sql.one("SELECT count(*) FROM webhook_events WHERE license_id = %s", theirs.id) == 0
+
+
+def test_the_fan_out_numbers_per_license_and_follows_each_filter(
+    outbox_client, webhook_settings, admin_key, make_license, sql, fan_out
+) -> None:
+    """The fan-out gives each license its own sequence, continued from one fan-out to the
+    next, and writes deliveries only to the endpoints whose filters take the event (type,
+    prefix, organization, enabled, existing when it happened)."""
+    client = outbox_client
+    a, b = make_license(), make_license()
+    everything = _subscribe(client, admin_key, url="http://127.0.0.1:9/all")
+    suspensions = _subscribe(
+        client, admin_key, url="http://127.0.0.1:9/suspended", events=["license.suspended"]
+    )
+    only_b = _subscribe(
+        client, admin_key, url="http://127.0.0.1:9/b", organization_id=str(b.organization_id)
+    )
+    off = _subscribe(client, admin_key, url="http://127.0.0.1:9/off")
+    toggle = {"enabled": False}
+    assert client.patch(
+        f"{API}/webhook-endpoints/{off['id']}", json=toggle, headers=bearer(admin_key)
+    ).is_success
+
+    def change(lic, action: str) -> None:
+        answer = client.post(f"{API}/licenses/{lic.id}/{action}", headers=bearer(admin_key))
+        assert answer.is_success, answer.text
+
+    change(a, "suspend")
+    change(b, "suspend")
+    change(a, "reinstate")
+    assert fan_out() == (3, 3 + 2 + 1)
+    change(b, "reinstate")
+    late = _subscribe(client, admin_key, url="http://127.0.0.1:9/late")  # after that event
+    change(a, "suspend")
+    assert fan_out()[0] == 2
+    rows = sql.all(
+        "SELECT e.license_id, e.type, e.sequence, d.endpoint_id::text FROM webhook_events e "
+        "JOIN webhook_deliveries d ON d.event_id = e.id ORDER BY d.id"
+    )
+    by_event: dict[tuple, set[str]] = {}
+    for license_id, kind, sequence, endpoint in rows:
+        by_event.setdefault((license_id, kind, sequence), set()).add(endpoint)
+    assert by_event == {
+        (a.id, "license.suspended", 1): {everything["id"], suspensions["id"]},
+        (b.id, "license.suspended", 1): {everything["id"], suspensions["id"], only_b["id"]},
+        (a.id, "license.reinstated", 2): {everything["id"]},
+        (b.id, "license.reinstated", 2): {everything["id"], only_b["id"]},
+        (a.id, "license.suspended", 3): {everything["id"], suspensions["id"], late["id"]},
+    }
+    assert off["id"] not in {r[3] for r in rows}
+
+
+def test_the_trigger_and_the_fan_out_agree_on_who_listens(database) -> None:
+    """The trigger's frozen copy of the listening rule is the fan-out's current one."""
+    import psycopg
+
+    with psycopg.connect(database.owner_url) as conn:
+        row = conn.execute(
+            "SELECT prosrc FROM pg_proc WHERE proname = 'licentia_webhook_outbox'"
+        ).fetchone()
+    assert row is not None
+    assert service.listens_sql("v_type", "NEW.organization_id") in row[0]
 
 
 def test_a_rolled_back_change_emits_nothing(webhook_settings, admin_key, make_license, sql):
