@@ -562,6 +562,7 @@ def test_public_surface_is_small():
     assert set(licentia_verifier.__all__) == {
         "Verifier",
         "License",
+        "Usage",
         "machine_fingerprint",
         "LicenseError",
         "MalformedToken",
