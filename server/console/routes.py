@@ -29,6 +29,7 @@ from server.console import service
 from server.errors import InvalidInput, PermissionDenied, RateLimited, Unauthenticated
 from server.license_admin import service as licenses
 from server.license_admin.schemas import LicenseCreate, LicenseUpdate, RenewRequest, Status
+from server.metering import service as metering
 from server.organizations import service as organizations
 from server.products import service as products
 from server.products.schemas import TierUpdate
@@ -330,7 +331,16 @@ class ConsoleController(Controller):
             organization=organization,
             activations=activations.items,
             trail=trail.items,
+            usage=await metering.license_usage(session, me, license_id),
         )
+
+    @post("/licenses/{license_id:uuid}/usage/reset", guards=[can("licenses:write")])
+    async def reset_usage(
+        self, request: Request, session: AsyncSession, license_id: uuid.UUID, data: Form
+    ) -> Response[Any]:
+        meter = data.get("meter") or None
+        await metering.reset_usage(session, _me(request), license_id, meter)
+        return see_other(request, f"/console/licenses/{license_id}")
 
     @post("/licenses/{license_id:uuid}/suspend", guards=[can(STAFF_SUPPORT_SCOPE)])
     async def suspend(
