@@ -453,7 +453,8 @@ def usage_allowed(used: int, amount: int, limit: int) -> bool:
     """All or nothing: consuming ``amount`` (> 0) must not take ``used`` past ``limit``; giving
     units back (``amount`` <= 0) is always allowed and never goes below zero. The consume
     statement (migration 0008, ``licentia_consume``) applies the same condition under the
-    counter's row lock; tests/server/metering run the cases through both."""
+    counter's row lock; tests/server/metering/test_usage.py runs one table of cases through
+    both."""
     return amount <= 0 or used + amount <= limit
 
 

@@ -4,6 +4,7 @@ and the admin API's history and reset."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -193,11 +194,31 @@ def test_usage_periods() -> None:
 
 @pytest.mark.parametrize(
     ("used", "amount", "limit", "allowed", "after"),
-    [(0, 1, 1, True, 1), (1, 1, 1, False, 2), (3, -5, 3, True, 0), (5, 0, 3, True, 5)],
+    [
+        (0, 1, 1, True, 1),
+        (1, 1, 1, False, 2),
+        (0, 2, 1, False, 2),
+        (3, -5, 3, True, 0),
+        (2, 0, 3, True, 2),
+        (0, 0, 0, True, 0),
+        (2, -1, 3, True, 1),
+    ],
 )
-def test_usage_rule(used, amount, limit, allowed, after) -> None:
+def test_the_usage_rule_in_python_and_in_the_consume_statement(
+    client, metered, sql, used, amount, limit, allowed, after
+) -> None:
+    """One table through ``license_rules`` and through ``licentia_consume`` (migration 0008)."""
     assert usage_allowed(used, amount, limit) is allowed
     assert used_after(used, amount) == after
+    lic = metered(features={"automations": max(limit, used)})
+    if used:
+        assert consume(client, lic, amount=used).status_code == 200
+    override = json.dumps({"automations": limit})  # the limit as the vendor lowered it
+    sql.all("UPDATE licenses SET features = %s::jsonb WHERE id = %s", override, lic.id)
+    answer = consume(client, lic, amount=amount)
+    assert (answer.status_code == 200) is allowed, answer.text
+    if allowed:
+        assert answer.json()["used"] == after
 
 
 def _consume_at(settings, lic, moments: list[tuple[datetime, str, int]]) -> list[Any]:
