@@ -57,7 +57,9 @@ _DIALECT = asyncpg_dialect.dialect()
 async def _rows(transaction: Transaction, statement: Any) -> list[Any]:
     """Run ``statement`` in the transaction; its rows (attribute access by column name)."""
     if isinstance(transaction, AsyncSession):
-        return list((await transaction.execute(statement)).all())
+        connection = await transaction.connection()  # Core statements, the session's transaction
+        result = await connection.execute(statement)
+        return list(result.all()) if result.returns_rows else []
     compiled = statement.compile(dialect=_DIALECT)
     params = compiled.construct_params()
     args = [params[name] for name in compiled.positiontup or ()]
