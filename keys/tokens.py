@@ -17,6 +17,7 @@ from keys.crypto import SigningKey
 __all__ = [
     "ACTIVATION_TYP",
     "LICENSE_TYP",
+    "USAGE_TYP",
     "IssuedToken",
     "TokenSubject",
     "decode_id",
@@ -24,10 +25,12 @@ __all__ = [
     "fingerprint_hash",
     "issue_activation_token",
     "issue_license_token",
+    "issue_usage_token",
 ]
 
 LICENSE_TYP = "license+jwt"
 ACTIVATION_TYP = "activation+jwt"
+USAGE_TYP = "usage+jwt"
 JTI_BYTES = 12
 
 
@@ -213,3 +216,37 @@ def issue_activation_token(
     claims["act"] = act
     claims["fp"] = fingerprint_hash(fingerprint)
     return _issued(signer.sign(ACTIVATION_TYP, claims), claims, exp)
+
+
+def issue_usage_token(
+    signer: SigningKey,
+    subject: TokenSubject,
+    *,
+    issuer: str,
+    now: datetime,
+    lifetime: timedelta,
+    meter: str,
+    used: int,
+    limit: int,
+    period_end: datetime | None,
+) -> IssuedToken:
+    """A ``usage+jwt``: the license's claims plus one meter's count at ``now`` (``meter``,
+    ``used``, ``limit``, ``period_end``: when the count starts again from zero, null for
+    never). Valid until min(license expiry, period end, now + lifetime): past the period's
+    end the count it shows is no longer the current one."""
+    for name, value in (("used", used), ("limit", limit)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"{name} must be a non-negative integer")
+    claims, exp = _claims(subject, issuer=issuer, now=now, lifetime=lifetime)
+    end = None
+    if period_end is not None:
+        end = _epoch(period_end, "period_end")
+        if end <= claims["iat"]:
+            raise ValueError("the period has already ended")
+        exp = min(exp, end)
+        claims["exp"] = exp
+    claims["meter"] = meter
+    claims["used"] = used
+    claims["limit"] = limit
+    claims["period_end"] = end
+    return _issued(signer.sign(USAGE_TYP, claims), claims, exp)

@@ -37,6 +37,7 @@ from server.errors import NoSigningKey
 from server.health.routes import HealthController
 from server.license_admin.routes import LicenseController
 from server.maintenance import run_periodically
+from server.metering.routes import LicenseUsageController, UsageController
 from server.monitoring.routes import MetricsController
 from server.observability import RequestIdMiddleware
 from server.organizations.routes import OrganizationController
@@ -77,10 +78,11 @@ CREDENTIAL_CONTROLLERS: list[type] = [
     SigningKeyController,
     WebhookController,
     TrialController,
+    LicenseUsageController,
 ]
 # What products call: the license key in the body is the credential, so these routes never
 # pass through the authentication middleware (nor do health probes and the key documents).
-PRODUCT_CONTROLLERS: list[type] = [LicensingController]
+PRODUCT_CONTROLLERS: list[type] = [LicensingController, UsageController]
 API_CONTROLLERS: list[type] = CREDENTIAL_CONTROLLERS + PRODUCT_CONTROLLERS
 
 

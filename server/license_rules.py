@@ -30,7 +30,7 @@ import json
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, NamedTuple
 
 from keys.tokens import TokenSubject
@@ -405,3 +405,58 @@ class LicenseTerms:
 
     def lease_end(self, now: datetime, offline_lease_days: int) -> datetime:
         return lease_end(now, offline_lease_days, self._ends)
+
+
+# --- usage meters ---------------------------------------------------------------------------
+
+MeterPeriod = Literal["day", "month"]
+METER_PERIODS: tuple[MeterPeriod, ...] = ("day", "month")
+
+
+class UsagePeriod(NamedTuple):
+    """The period a meter counts in at some moment: ``[start, end)`` in UTC; both ``None`` for
+    a meter that never resets. A new period starts from zero by itself (a new counter row)."""
+
+    start: datetime | None
+    end: datetime | None
+
+
+def usage_period(period: str | None, now: datetime) -> UsagePeriod:
+    """``day``: the UTC day of ``now``; ``month``: its UTC calendar month; ``None``: forever."""
+    if period is None:
+        return UsagePeriod(None, None)
+    now = now.astimezone(UTC)
+    if period == "day":
+        start = now.replace(hour=0, minute=0, second=0, microsecond=0)
+        return UsagePeriod(start, start + timedelta(days=1))
+    if period == "month":
+        start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+        end = (
+            start.replace(year=start.year + 1, month=1)
+            if start.month == 12
+            else (start.replace(month=start.month + 1))
+        )
+        return UsagePeriod(start, end)
+    raise ValueError(f"not a meter period: {period!r}")
+
+
+def meter_limit(features: Mapping[str, Any], meter: str) -> int | None:
+    """A meter's limit: the license's effective feature of the meter's name (the tier's,
+    unless the license overrides it). ``None`` when it is not a non-negative integer."""
+    value = features.get(meter)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        return None
+    return value
+
+
+def usage_allowed(used: int, amount: int, limit: int) -> bool:
+    """All or nothing: consuming ``amount`` (> 0) must not take ``used`` past ``limit``; giving
+    units back (``amount`` <= 0) is always allowed and never goes below zero. The consume
+    statement (migration 0008, ``licentia_consume``) applies the same condition under the
+    counter's row lock; tests/server/metering/test_usage.py runs one table of cases through
+    both."""
+    return amount <= 0 or used + amount <= limit
+
+
+def used_after(used: int, amount: int) -> int:
+    return max(used + amount, 0)

@@ -95,6 +95,9 @@ class Tier(Base):
     """``restrict`` or ``fallback`` (perpetual fallback; ``server.license_rules``)."""
     created_at: Mapped[datetime] = _now()
     updated_at: Mapped[datetime] = _now()
+    # usage meters (migration 0008): ``{name: {"period": "day" | "month" | null}}``; each
+    # meter's limit is the tier's feature of the same name (``server.metering``)
+    meters: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
 
 
 class License(Base):
@@ -382,3 +385,20 @@ class WebSession(Base):
     token_generation: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = _now()
     expires_at: Mapped[datetime]
+
+
+class LicenseUsage(Base):
+    """Units of a meter used by a license in one period (migration 0008; ``period`` and
+    ``period_start`` are null for a meter that never resets). A tenant table."""
+
+    __tablename__ = "license_usage"
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    organization_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organizations.id"))
+    license_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("licenses.id"))
+    meter: Mapped[str] = mapped_column(String(64))
+    period: Mapped[str | None] = mapped_column(String(8))
+    period_start: Mapped[datetime | None]
+    period_end: Mapped[datetime | None]
+    used: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime] = _now()

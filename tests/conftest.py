@@ -87,7 +87,7 @@ TABLES = (
     "organizations, signing_keys, api_keys, idempotency_keys, rate_limits, trials, "
     "webhook_deliveries, webhook_events, webhook_endpoints, webhook_sequences, "
     "license_expiry_notices, staff_accounts, web_sessions, validation_counts, "
-    "key_revocation_lists, key_certificates, root_keys"
+    "key_revocation_lists, key_certificates, root_keys, license_usage"
 )
 
 
@@ -209,6 +209,7 @@ def make_license(database: TestDatabase) -> Callable[..., factories.License]:
         is_trial: bool = False,
         self_serve_trials: bool = False,
         duration_days: int | None = None,
+        meters: dict[str, Any] | None = None,
         **license_terms: Any,
     ) -> factories.License:
         terms = factories.Tier(
@@ -221,6 +222,7 @@ def make_license(database: TestDatabase) -> Callable[..., factories.License]:
             offline_lease_days=offline_lease_days,
             lease_grace_days=lease_grace_days,
             max_deactivations_per_day=max_deactivations_per_day,
+            meters=meters or {},
         )
         # Its own connection each time: some tests take the database away in between.
         with psycopg.connect(database.owner_url, autocommit=True) as db:

@@ -174,6 +174,16 @@ class Tier:
     expiry_behavior: str = "restrict"
     is_trial: bool = False
     self_serve_trials: bool = False
+    meters: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    """Usage meters, as the API takes them: ``{name: {"limit": n, "period": "month"}}``."""
+
+    def stored_features(self) -> dict[str, Any]:
+        """What ``tiers.features`` holds: the features, and each meter's limit by its name."""
+        return {**self.features, **{n: m["limit"] for n, m in self.meters.items()}}
+
+    def stored_meters(self) -> dict[str, Any]:
+        """What ``tiers.meters`` holds: each meter's period (its limit is a feature)."""
+        return {n: {"period": m.get("period")} for n, m in self.meters.items()}
 
 
 @dataclass(frozen=True)
@@ -206,8 +216,8 @@ def product(
                 """
             INSERT INTO tiers (product_id, code, name, features, max_activations, duration_days,
                 offline_lease_days, lease_grace_days, max_deactivations_per_day,
-                expiry_behavior, is_trial, self_serve_trials)
-            VALUES (%s, %s, %s, %s::jsonb, %s, %s, %s, %s, %s, %s, %s, %s)
+                expiry_behavior, is_trial, self_serve_trials, meters)
+            VALUES (%s, %s, %s, %s::jsonb, %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb)
             ON CONFLICT (product_id, code) DO UPDATE SET
                 name = excluded.name,
                 features = excluded.features,
@@ -218,14 +228,15 @@ def product(
                 max_deactivations_per_day = excluded.max_deactivations_per_day,
                 expiry_behavior = excluded.expiry_behavior,
                 is_trial = excluded.is_trial,
-                self_serve_trials = excluded.self_serve_trials
+                self_serve_trials = excluded.self_serve_trials,
+                meters = excluded.meters
             RETURNING id
             """,
                 (
                     product_id,
                     tier_code,
                     terms.name or tier_code.title(),
-                    json.dumps(dict(terms.features)),
+                    json.dumps(terms.stored_features()),
                     terms.max_activations,
                     terms.duration_days,
                     terms.offline_lease_days,
@@ -234,6 +245,7 @@ def product(
                     terms.expiry_behavior,
                     terms.is_trial,
                     terms.self_serve_trials,
+                    json.dumps(terms.stored_meters()),
                 ),
             ).fetchone()
         )

@@ -36,6 +36,7 @@ from server.license_admin.schemas import (
     RenewRequest,
     Status,
 )
+from server.metering import service as metering
 from server.organizations import service as organizations
 from server.organizations.schemas import OrganizationCreate
 from server.products import service as products
@@ -372,7 +373,16 @@ class ConsoleController(Controller):
             activations=activations.items,
             trail=trail.items,
             tiers=tiers,
+            usage=await metering.license_usage(session, me, license_id),
         )
+
+    @post("/licenses/{license_id:uuid}/usage/reset", guards=[can("licenses:write")])
+    async def reset_usage(
+        self, request: Request, session: AsyncSession, license_id: uuid.UUID, data: Form
+    ) -> Response[Any]:
+        meter = data.get("meter") or None
+        await metering.reset_usage(session, _me(request), license_id, meter)
+        return see_other(request, f"/console/licenses/{license_id}")
 
     @post("/licenses/{license_id:uuid}/suspend", guards=[can(STAFF_SUPPORT_SCOPE)])
     async def suspend(

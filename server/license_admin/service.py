@@ -19,11 +19,11 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from keys.tokens import issue_license_token
+from server import idempotency
 from server import license_rules as rules
 from server.audit.service import record
 from server.auth.principal import Principal
 from server.errors import Conflict, InvalidInput, InvalidTransition, NotFound
-from server.license_admin import idempotency
 from server.license_admin.facts import new_license_key
 from server.license_admin.schemas import (
     ActivationRead,

@@ -19,6 +19,7 @@ from server.auth import service as auth
 from server.auth.principal import EVERY_ROLE, MANAGERS, Principal, allow, principal_of
 from server.errors import InvalidInput, RateLimited, Unauthenticated
 from server.license_admin import service as licenses
+from server.metering import service as metering
 from server.organizations import service as organizations
 from server.product_licensing import service as licensing
 from server.projects import service as projects
@@ -152,7 +153,8 @@ class PortalController(Controller):
         me = principal_of(request)
         found = await licenses.get_license(session, me, license_id)
         machines = await licenses.list_activations(session, me, license_id, limit=PAGE, cursor=None)
-        return _page(request, "license.html", license=found, machines=machines.items)
+        usage = await metering.license_usage(session, me, license_id)
+        return _page(request, "license.html", license=found, machines=machines.items, usage=usage)
 
     @post(
         "/licenses/{license_id:uuid}/machines/{activation_id:uuid}/free",

@@ -643,3 +643,13 @@ def activation_response_file(activated: ActivationResponse) -> dict[str, Any]:
         "key_revocations": activated.key_revocations,
         "root_endorsements": activated.root_endorsements,
     }
+
+
+# --- shared with usage metering (server.metering) --------------------------------------------
+# Consuming a meter's units is a product call on this pool too: it reads and judges the license
+# as activate does, and signs its answer the same way.
+
+Statement = _Sql
+HotLicense = _License
+trust_members = _trust_members
+counted = _counted

@@ -36,6 +36,7 @@ def _product(row: Product) -> ProductRead:
 
 def _tier(product_code: str, row: Tier) -> TierRead:
     fields = {f: getattr(row, f) for f in TierRead.__struct_fields__ if f != "product"}
+    fields["meters"] = service.meters_of(row)
     return TierRead(product=product_code, **fields)
 
 

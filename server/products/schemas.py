@@ -62,6 +62,32 @@ ExpiryBehavior = Annotated[
 ]
 
 
+# --- usage meters (server.metering) ---------------------------------------------------------
+
+
+class MeterSpec(msgspec.Struct, forbid_unknown_fields=True):
+    """A meter of a tier: at most ``limit`` units per ``period``."""
+
+    limit: Annotated[int, msgspec.Meta(ge=0, le=MAX_SAFE_INT)]
+    """Also the tier's feature of the meter's name: a license overrides it in its ``features``."""
+    period: Literal["day", "month"] | None = None
+    """``day`` or ``month`` (UTC; the count starts from zero in each new period by itself), or
+    ``null``: the units never come back unless given back or reset."""
+
+
+Meters = Annotated[
+    dict[FeatureName, MeterSpec],
+    msgspec.Meta(
+        max_length=50,
+        description=(
+            "Meter name -> its limit and period; the names share the feature namespace and "
+            "the limits appear in `features`"
+        ),
+        examples=[{"automations": {"limit": 100, "period": "month"}, "installs": {"limit": 50}}],
+    ),
+]
+
+
 class ProductCreate(msgspec.Struct, forbid_unknown_fields=True):
     code: Code
     name: Name
@@ -99,6 +125,7 @@ class TierCreate(msgspec.Struct, forbid_unknown_fields=True):
     """Offer keyless machine trials of the product on this tier (``POST /api/v1/trials``):
     a trial tier with a ``duration_days``; one such tier per product."""
     expiry_behavior: ExpiryBehavior = "restrict"
+    meters: Meters = msgspec.field(default_factory=dict)
 
 
 class TierUpdate(msgspec.Struct, forbid_unknown_fields=True):
@@ -113,6 +140,8 @@ class TierUpdate(msgspec.Struct, forbid_unknown_fields=True):
     is_trial: bool | msgspec.UnsetType = msgspec.UNSET
     self_serve_trials: bool | msgspec.UnsetType = msgspec.UNSET
     expiry_behavior: ExpiryBehavior | msgspec.UnsetType = msgspec.UNSET
+    meters: Meters | msgspec.UnsetType = msgspec.UNSET
+    """Replaces the tier's meters (their limits in ``features`` with them)."""
 
 
 class TierRead(msgspec.Struct):
@@ -132,6 +161,7 @@ class TierRead(msgspec.Struct):
     expiry_behavior: str
     created_at: datetime
     updated_at: datetime
+    meters: dict[str, MeterSpec] = msgspec.field(default_factory=dict)
 
 
 def changes(update: msgspec.Struct) -> dict[str, Any]:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
@@ -12,9 +14,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from server.audit.service import record
 from server.auth.principal import Principal
 from server.errors import Conflict, InvalidInput, NotFound
+from server.license_rules import meter_limit
 from server.models import Product, Tier
 from server.pagination import Page, paginate
 from server.products.schemas import (
+    MeterSpec,
     ProductCreate,
     ProductUpdate,
     TierCreate,
@@ -111,7 +115,8 @@ async def create_tier(
             product_id=product.id,
             code=data.code,
             name=data.name,
-            features=data.features,
+            features=_features_with_meters(data.features, data.meters, {}),
+            meters=_stored_meters(data.meters),
             max_activations=data.max_activations,
             duration_days=data.duration_days,
             offline_lease_days=data.offline_lease_days,
@@ -165,6 +170,7 @@ async def update_tier(
     tier = await session.scalar(_tier_query(product_code, tier_code).with_for_update(of=Tier))
     if tier is None:
         raise NotFound(f"Product {product_code!r} has no tier {tier_code!r}", code="TIER_NOT_FOUND")
+    fields = _meter_fields(tier, fields)
     if fields:
         for name, value in fields.items():
             setattr(tier, name, value)
@@ -179,7 +185,7 @@ async def update_tier(
             "tier.update",
             "tier",
             tier.id,
-            data={"product": product_code, "code": tier_code, "fields": sorted(fields)},
+            data={"product": product_code, "code": tier_code, "fields": sorted(changes(data))},
         )
     return tier
 
@@ -190,3 +196,62 @@ def _tier_query(product_code: str, tier_code: str):
         .join(Product, Product.id == Tier.product_id)
         .where(Product.code == product_code, Tier.code == tier_code)
     )
+
+
+# --- usage meters ---------------------------------------------------------------------------
+# A meter's limit is stored once, as the tier's feature of the meter's name (a license overrides
+# it like any feature); ``tiers.meters`` keeps each meter's period.
+
+
+def meters_of(tier: Tier) -> dict[str, MeterSpec]:
+    """A tier's meters as the API shows them: period from ``meters``, limit from ``features``."""
+    return {
+        name: MeterSpec(limit=meter_limit(tier.features, name) or 0, period=spec.get("period"))
+        for name, spec in (tier.meters or {}).items()
+    }
+
+
+def _stored_meters(meters: Mapping[str, MeterSpec]) -> dict[str, Any]:
+    return {name: {"period": spec.period} for name, spec in meters.items()}
+
+
+def _features_with_meters(
+    given: Mapping[str, Any], meters: Mapping[str, MeterSpec], kept: Mapping[str, Any]
+) -> dict[str, Any]:
+    """``given`` features (plus ``kept`` ones not given) with each meter's limit; a feature
+    given under a meter's name must be that limit."""
+    features = {**kept, **given}
+    for name, spec in meters.items():
+        if name in given and (given[name] != spec.limit or isinstance(given[name], bool)):
+            raise InvalidInput(
+                f"Feature {name!r} is a meter: its value is the meter's limit ({spec.limit})",
+                code="METER_FEATURE_CONFLICT",
+            )
+        features[name] = spec.limit
+    return features
+
+
+def _meter_fields(tier: Tier, fields: dict[str, Any]) -> dict[str, Any]:
+    """A tier update's fields with its meters stored as such and their limits in the features.
+
+    New ``meters`` replace the old ones (features that were only old meters' limits go); new
+    ``features`` without a meter's name keep its limit, and one that names it sets it."""
+    old = tier.meters or {}
+    if "meters" in fields:
+        meters: dict[str, MeterSpec] = fields["meters"]
+        given = fields.get("features")
+        kept = {k: v for k, v in tier.features.items() if k not in old} if given is None else {}
+        features = _features_with_meters(given or {}, meters, kept)
+        return {**fields, "features": features, "meters": _stored_meters(meters)}
+    if "features" in fields and old:
+        features = dict(fields["features"])
+        for name in old:
+            if name not in features:
+                features[name] = tier.features.get(name, 0)
+            elif meter_limit(features, name) is None:
+                raise InvalidInput(
+                    f"Feature {name!r} is a meter: its value must be a limit (an integer >= 0)",
+                    code="METER_FEATURE_CONFLICT",
+                )
+        return {**fields, "features": features}
+    return fields

@@ -44,6 +44,7 @@ SHARED = {
     "server.license_rules",
     "server.passwords",
     "server.web",
+    "server.idempotency",
 }
 WIRING = {
     "server.app",

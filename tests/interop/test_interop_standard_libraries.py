@@ -60,7 +60,11 @@ STANDARD_REJECTIONS = {
     "not-yet-valid",
 }
 ACCEPTED = sorted(name for name, v in VECTORS.items() if "ok" in v["expected"])
-TYP = {"verify_license": "license+jwt", "verify_activation": "activation+jwt"}
+TYP = {
+    "verify_license": "license+jwt",
+    "verify_activation": "activation+jwt",
+    "verify_usage": "usage+jwt",
+}
 
 
 def _fresh_tokens() -> tuple[dict[str, Any], dict[str, str]]:

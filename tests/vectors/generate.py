@@ -7,7 +7,8 @@ Keys are derived from fixed seeds, claims (including jti) are fixed, and Ed25519
 are deterministic, so the output is byte-for-byte stable. Each vector is one JSON file:
 
     {"description", "jwks", "verifier": {"product", "issuer", "leeway_seconds"},
-     "method": "verify_license" | "verify_activation", "token", "now", ["fingerprint"],
+     "method": "verify_license" | "verify_activation" | "verify_usage", "token", "now",
+     ["fingerprint"],
      ["released_at"],
      "expected": {"ok": {<claims>}, "ids": {"license_id", "organization_id",
                   "activation_id"}} | {"error": "<ErrorName>"}}
@@ -103,6 +104,19 @@ def activation_claims(**changes: Any) -> dict[str, Any]:
     return license_claims(**base)
 
 
+def usage_claims(**changes: Any) -> dict[str, Any]:
+    """A usage token: 7 of 10 automations used, the month ending in 3 days (its exp)."""
+    base: dict[str, Any] = {
+        "exp": NOW + 3 * 86400,
+        "meter": "automations",
+        "used": 7,
+        "limit": 10,
+        "period_end": NOW + 3 * 86400,
+    }
+    base.update(changes)
+    return license_claims(**base)
+
+
 _DROP = object()
 _B64_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 
@@ -140,7 +154,7 @@ def _fake_signature(label: str, size: int) -> bytes:
 
 def build() -> dict[str, dict[str, Any]]:
     """All vectors by file name."""
-    L, A = "license+jwt", "activation+jwt"
+    L, A, U = "license+jwt", "activation+jwt", "usage+jwt"
     vectors: dict[str, dict[str, Any]] = {}
 
     def add(
@@ -435,6 +449,51 @@ def build() -> dict[str, dict[str, Any]]:
         error("WrongMachine"),
         method="verify_activation",
         fingerprint="some-other-machine",
+    )
+
+    # --- usage tokens (the answer to consuming a meter) -------------------------------------
+    c = usage_claims()
+    add(
+        "valid-usage",
+        "A usage token: 7 of 10 units of a monthly meter used; exp is the period's end.",
+        ACTIVE.sign(U, c),
+        ok(c),
+        method="verify_usage",
+    )
+    c = usage_claims(period_end=None, exp=NOW + 3600, used=0, limit=50)
+    add(
+        "valid-usage-never-resets",
+        "A usage token of a meter without a period (period_end null).",
+        ACTIVE.sign(U, c),
+        ok(c),
+        method="verify_usage",
+    )
+    add(
+        "wrong-token-type-usage-as-license",
+        "A usage token passed to verify_license.",
+        ACTIVE.sign(U, usage_claims()),
+        error("WrongTokenType"),
+    )
+    add(
+        "wrong-token-type-license-as-usage",
+        "A license token passed to verify_usage.",
+        ACTIVE.sign(L, license_claims()),
+        error("WrongTokenType"),
+        method="verify_usage",
+    )
+    add(
+        "malformed-usage-missing-used",
+        "A usage token without its used claim.",
+        ACTIVE.sign(U, usage_claims(used=_DROP)),
+        error("MalformedToken"),
+        method="verify_usage",
+    )
+    add(
+        "malformed-usage-negative-limit",
+        "A usage token whose limit is below zero.",
+        ACTIVE.sign(U, usage_claims(limit=-1)),
+        error("MalformedToken"),
+        method="verify_usage",
     )
 
     # --- time ------------------------------------------------------------------------------

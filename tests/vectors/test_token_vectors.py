@@ -50,7 +50,7 @@ def test_vectors_exist_for_every_error_name():
         for p in VECTORS
         if "ok" in json.loads(p.read_text())["expected"]
     }
-    assert methods == {"verify_license", "verify_activation"}
+    assert methods == {"verify_license", "verify_activation", "verify_usage"}
 
 
 def test_generator_output_is_stable():
@@ -86,6 +86,16 @@ def test_vector(path):
         return
     lic = call(vector["token"], **kwargs)
     claims, ids = expected["ok"], expected["ids"]
+    if vector["method"] == "verify_usage":
+        usage, lic = lic, lic.license
+        assert (usage.meter, usage.used, usage.limit) == (
+            claims["meter"],
+            claims["used"],
+            claims["limit"],
+        )
+        assert usage.remaining == max(claims["limit"] - claims["used"], 0)
+        end = usage.period_ends_at
+        assert (None if end is None else int(end.timestamp())) == claims["period_end"]
     assert lic.license_id == ids["license_id"] == _uuid_text(claims["sub"])
     assert lic.organization_id == ids["organization_id"] == _uuid_text(claims["org"])
     assert lic.product == claims["aud"]

@@ -235,3 +235,24 @@ def test_air_gapped_request_and_response_files_round_trip(
     )
     assert status == 204
     assert sql.live(licensed.id) == 0
+
+
+def test_consume_a_meter_and_show_the_remaining_quota(make_client, make_license, sql):
+    licensed = make_license(tier="metered", meters={"automations": {"limit": 2, "period": "month"}})
+    client = make_client()
+    with pytest.raises(NotActivated):
+        client.consume("automations")
+    client.activate(licensed.key)
+
+    first = client.consume("automations")
+    assert (first.meter, first.used, first.limit, first.remaining) == ("automations", 1, 2, 1)
+    assert first.period_ends_at is not None and first.license.license_id == str(licensed.id)
+    # A retry with the same key after a lost answer is counted once.
+    again = client.consume("automations", idempotency_key="run-42")
+    assert client.consume("automations", idempotency_key="run-42").used == again.used == 2
+    with pytest.raises(ActivationRefused) as over:
+        client.consume("automations")
+    assert (over.value.code, over.value.status) == ("USAGE_LIMIT", 409)
+    assert client.consume("automations", -1).remaining == 1
+    assert client.consume("automations", 0).used == 1
+    assert sql.one("SELECT used FROM license_usage WHERE license_id = %s", licensed.id) == 1

@@ -1,4 +1,4 @@
-"""Offline verifier for Licentia license and activation tokens.
+"""Offline verifier for Licentia license, activation and usage tokens.
 
     from licentia_verifier import Verifier, LicenseError, machine_fingerprint
 
@@ -32,7 +32,7 @@ from ._errors import (
     WrongTokenType,
 )
 from ._fingerprint import machine_fingerprint
-from ._verifier import License, Verifier
+from ._verifier import License, Usage, Verifier
 
 __version__ = "0.1.0"
 
@@ -50,6 +50,7 @@ __all__ = [
     "NotYetValid",
     "ServerUnavailable",
     "UnknownKey",
+    "Usage",
     "Verifier",
     "WrongIssuer",
     "WrongMachine",

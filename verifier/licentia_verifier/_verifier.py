@@ -1,4 +1,4 @@
-"""Offline verification of Licentia license and activation tokens.
+"""Offline verification of Licentia license, activation and usage tokens.
 
 The hot path (``Verifier._verify``) is written for speed: public keys are loaded once at
 construction, valid headers are cached by their exact encoded bytes, each segment is decoded
@@ -16,7 +16,7 @@ import sys
 import time
 from datetime import datetime, timedelta, timezone
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from cryptography.exceptions import InvalidSignature as _CryptoInvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -43,6 +43,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 LICENSE_TYP = "license+jwt"
 ACTIVATION_TYP = "activation+jwt"
+USAGE_TYP = "usage+jwt"
+_TOKEN_TYPES = (LICENSE_TYP, ACTIVATION_TYP, USAGE_TYP)
 MAX_TOKEN_LENGTH = 16 * 1024
 _ALGORITHMS = ("EdDSA", "Ed25519")
 _HEADER_FIELDS = frozenset(("alg", "typ", "kid"))
@@ -315,6 +317,13 @@ _COMMON_RULES = (
 )
 _LICENSE_RULES = _COMMON_RULES
 _ACTIVATION_RULES = (*_COMMON_RULES, ("act", _ID), ("fp", _STRING))
+_USAGE_RULES = (
+    *_COMMON_RULES,
+    ("meter", _STRING),
+    ("used", _INTEGER),
+    ("limit", _INTEGER),
+    ("period_end", _TIME_OR_NULL),
+)
 
 _MISSING: Any = object()
 # In a canonical 22-character id the last character carries 2 bits of the UUID and 4 unused
@@ -352,6 +361,8 @@ def _plan(rules: tuple[tuple[str, str], ...]) -> _Plan:
 
 _LICENSE_PLAN = _plan(_LICENSE_RULES)
 _ACTIVATION_PLAN = _plan(_ACTIVATION_RULES)
+_USAGE_PLAN = _plan(_USAGE_RULES)
+_PLANS = {LICENSE_TYP: _LICENSE_PLAN, ACTIVATION_TYP: _ACTIVATION_PLAN, USAGE_TYP: _USAGE_PLAN}
 
 
 def _claims_error(claims: dict[str, Any], plan: _Plan) -> str | None:
@@ -997,10 +1008,31 @@ class Verifier:
         _set_claims(license, claims)
         return license
 
+    def verify_usage(self, token: str, *, now: datetime | float | None = None) -> Usage:
+        """Verify a ``usage+jwt`` (the answer to ``LicenseClient.consume``): one meter's count
+        as the server saw it, for showing the remaining quota offline. Raises a
+        ``LicenseError`` subclass on failure; the token expires at the period's end, when the
+        count it shows starts again from zero."""
+        claims = self._verify(token, USAGE_TYP, now)
+        used, limit, meter = claims["used"], claims["limit"], claims["meter"]
+        if used < 0 or limit < 0:
+            raise MalformedToken("claims 'used' and 'limit' must be integers >= 0")
+        period_end = claims["period_end"]
+        license = _new_object(License)
+        _set_claims(license, claims)
+        return Usage(
+            meter=meter,
+            used=used,
+            limit=limit,
+            remaining=max(limit - used, 0),
+            period_ends_at=None if period_end is None else _utc(period_end),
+            license=license,
+        )
+
     def _header(self, segment: bytes, ring: _Ring) -> _Entry:
         header = _parse_header(segment)
         typ = header.get("typ")
-        if typ not in (LICENSE_TYP, ACTIVATION_TYP) or type(typ) is not str:
+        if typ not in _TOKEN_TYPES or type(typ) is not str:
             raise WrongTokenType(f"typ {typ!r} is not a Licentia token type")
         kid = header.get("kid")
         if type(kid) is not str:
@@ -1037,7 +1069,7 @@ class Verifier:
         # 4. Claims: every rule of the table for this token type holds.
         claims = _parse_json_object(_b64url_decode(payload_segment, "payload"), "payload")
         activation = typ == ACTIVATION_TYP
-        problem = _claims_error(claims, _ACTIVATION_PLAN if activation else _LICENSE_PLAN)
+        problem = _claims_error(claims, _PLANS[typ])
         if problem is not None:
             raise MalformedToken(problem)
         if not activation and "act" in claims:
@@ -1083,3 +1115,17 @@ class Verifier:
         if lexp is not None and current >= lexp + leeway:
             raise Expired(f"the license expired at {_iso(lexp)}")
         return claims
+
+
+class Usage(NamedTuple):
+    """A verified ``usage+jwt``: one meter's count when the server answered.
+
+    ``period_ends_at`` is when the count starts again from zero (``None``: never), timezone-aware
+    UTC; ``license`` is the license the count belongs to."""
+
+    meter: str
+    used: int
+    limit: int
+    remaining: int
+    period_ends_at: datetime | None
+    license: License

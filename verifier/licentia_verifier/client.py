@@ -31,7 +31,7 @@ from ._errors import Expired, LicenseError, MalformedToken, UnknownKey
 from ._verifier import _epoch_seconds
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ._verifier import License, Verifier
+    from ._verifier import License, Usage, Verifier
 
 __all__ = ["ActivationRefused", "LicenseClient", "NotActivated", "ServerUnavailable"]
 
@@ -141,7 +141,9 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 _OPENER = urllib.request.build_opener(_NoRedirect)
 
 
-def _http_post(url: str, body: Json, timeout: float) -> tuple[int, dict[str, str], bytes]:
+def _http_post(
+    url: str, body: Json, timeout: float, headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, str], bytes]:
     """POST JSON; return (status, headers, body) for any HTTP answer; raise OSError-likes for
     transport failures (those are turned into ServerUnavailable by the caller)."""
     data = json.dumps(body, separators=(",", ":")).encode("utf-8")
@@ -153,6 +155,7 @@ def _http_post(url: str, body: Json, timeout: float) -> tuple[int, dict[str, str
             "Content-Type": "application/json",
             "Accept": "application/json, application/problem+json",
             "User-Agent": _USER_AGENT,
+            **(headers or {}),
         },
     )
     try:
@@ -166,7 +169,9 @@ def _http_post(url: str, body: Json, timeout: float) -> tuple[int, dict[str, str
         return response.status, {k.lower(): v for k, v in response.headers.items()}, payload
 
 
-def _bounded_post(url: str, body: Json, timeout: float) -> tuple[int, dict[str, str], bytes]:
+def _bounded_post(
+    url: str, body: Json, timeout: float, headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, str], bytes]:
     """``_http_post`` in a daemon thread, abandoned after ``timeout`` seconds of wall time.
 
     urllib's own timeout applies per socket operation and not to name resolution, so a slow
@@ -176,7 +181,7 @@ def _bounded_post(url: str, body: Json, timeout: float) -> tuple[int, dict[str, 
 
     def work() -> None:
         try:
-            outcome.append(_http_post(url, body, timeout))
+            outcome.append(_http_post(url, body, timeout, headers))
         except BaseException as exc:
             outcome.append(exc)
 
@@ -461,6 +466,49 @@ class LicenseClient:
                     raise
             self._remove()
 
+    def consume(
+        self,
+        meter: str,
+        amount: int = 1,
+        *,
+        idempotency_key: str | None = None,
+        now: datetime | float | None = None,
+    ) -> Usage:
+        """Consume ``amount`` units of the license's usage ``meter`` on the server (negative
+        gives units back; 0 reads the count) and return the signed count, verified
+        (``Verifier.verify_usage``): ``used``, ``limit``, ``remaining``, ``period_ends_at``.
+
+        All or nothing: over the limit the server consumes nothing and this raises
+        ``ActivationRefused`` with code ``USAGE_LIMIT``. Each call sends a new random
+        ``Idempotency-Key`` unless ``idempotency_key`` is given: pass the same one to retry a
+        consumption whose answer was lost (after ``ServerUnavailable``), so that it is
+        counted once. ``NotActivated`` when this machine stored no activation.
+        """
+        if not isinstance(meter, str) or not meter:
+            raise ValueError("meter must be a non-empty string")
+        if isinstance(amount, bool) or not isinstance(amount, int):
+            raise ValueError("amount must be an integer")
+        if idempotency_key is None:
+            idempotency_key = secrets.token_urlsafe(18)
+        elif not isinstance(idempotency_key, str) or not idempotency_key:
+            raise ValueError("idempotency_key must be a non-empty string")
+        with self._lock:
+            state = self._read()
+            key = state.get("license_key")
+            if not isinstance(key, str):
+                raise NotActivated(f"no activation is stored for {self._product!r}")
+            body = {**self._machine_body(key), "meter": meter, "amount": amount}
+            answer = self._post(
+                "/api/v1/licenses/usage", body, {"Idempotency-Key": idempotency_key}
+            )
+            if self._absorb(answer):
+                with contextlib.suppress(OSError):
+                    self._write(state, keep_checks=True)  # keeps what the verifier accepted
+            token = answer.get("token")
+            if not isinstance(token, str):
+                raise ServerUnavailable("the usage answer carries no token")
+            return self._verifier.verify_usage(token, now=now)
+
     # -- air-gapped ----------------------------------------------------------------------
 
     def offline_request(
@@ -667,9 +715,9 @@ class LicenseClient:
         material = self._verifier.trust_material()
         return material if any(material.values()) else None
 
-    def _post(self, path: str, body: Json) -> Json:
+    def _post(self, path: str, body: Json, headers: dict[str, str] | None = None) -> Json:
         url = self._base_url + path
-        status, headers, payload = _bounded_post(url, body, self._timeout)
+        status, headers, payload = _bounded_post(url, body, self._timeout, headers)
         if len(payload) > _MAX_RESPONSE_BYTES:
             raise ServerUnavailable(f"the answer from {url} is too large", status=status)
         if 200 <= status < 300:

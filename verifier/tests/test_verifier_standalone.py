@@ -562,6 +562,7 @@ def test_public_surface_is_small():
     assert set(licentia_verifier.__all__) == {
         "Verifier",
         "License",
+        "Usage",
         "machine_fingerprint",
         "LicenseError",
         "MalformedToken",
@@ -583,7 +584,7 @@ def test_public_surface_is_small():
     }
     for name in licentia_verifier.__all__:
         obj = getattr(licentia_verifier, name)
-        if isinstance(obj, type) and name not in ("License", "Verifier", "LicenseClient"):
+        if isinstance(obj, type) and name not in ("License", "Usage", "Verifier", "LicenseClient"):
             assert issubclass(obj, LicenseError)
     with pytest.raises(AttributeError):
         licentia_verifier.does_not_exist  # noqa: B018

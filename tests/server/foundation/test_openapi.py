@@ -14,6 +14,7 @@ PUBLIC = {
     "/api/v1/licenses/check-in",
     "/api/v1/licenses/deactivate",
     "/api/v1/licenses/features",
+    "/api/v1/licenses/usage",
 }
 PUBLIC_OPERATIONS = {("post", "/api/v1/trials")}
 
