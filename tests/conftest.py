@@ -86,7 +86,7 @@ TABLES = (
     "audit_events, activations, licenses, refresh_tokens, users, projects, tiers, products, "
     "organizations, signing_keys, api_keys, idempotency_keys, rate_limits, trials, "
     "webhook_deliveries, webhook_events, webhook_endpoints, webhook_sequences, "
-    "license_expiry_notices, staff_accounts, web_sessions, validation_counts"
+    "license_expiry_notices, staff_accounts, web_sessions, validation_counts, license_users"
 )
 
 

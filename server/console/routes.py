@@ -29,6 +29,7 @@ from server.console import service
 from server.errors import InvalidInput, PermissionDenied, RateLimited, Unauthenticated
 from server.license_admin import service as licenses
 from server.license_admin.schemas import LicenseCreate, LicenseUpdate, RenewRequest, Status
+from server.license_users import service as license_users
 from server.organizations import service as organizations
 from server.products import service as products
 from server.products.schemas import TierUpdate
@@ -330,6 +331,7 @@ class ConsoleController(Controller):
             organization=organization,
             activations=activations.items,
             trail=trail.items,
+            license_users=await license_users.list_users(session, me, license_id),
         )
 
     @post("/licenses/{license_id:uuid}/suspend", guards=[can(STAFF_SUPPORT_SCOPE)])

@@ -141,20 +141,21 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 _OPENER = urllib.request.build_opener(_NoRedirect)
 
 
-def _http_post(url: str, body: Json, timeout: float) -> tuple[int, dict[str, str], bytes]:
+def _http_post(
+    url: str, body: Json, timeout: float, bearer: str | None = None
+) -> tuple[int, dict[str, str], bytes]:
     """POST JSON; return (status, headers, body) for any HTTP answer; raise OSError-likes for
-    transport failures (those are turned into ServerUnavailable by the caller)."""
+    transport failures (those are turned into ServerUnavailable by the caller). ``bearer``:
+    a user's access token, sent as ``Authorization: Bearer`` (named-user licenses)."""
     data = json.dumps(body, separators=(",", ":")).encode("utf-8")
-    request = urllib.request.Request(
-        url,
-        data=data,
-        method="POST",
-        headers={
-            "Content-Type": "application/json",
-            "Accept": "application/json, application/problem+json",
-            "User-Agent": _USER_AGENT,
-        },
-    )
+    headers = {
+        "Content-Type": "application/json",
+        "Accept": "application/json, application/problem+json",
+        "User-Agent": _USER_AGENT,
+    }
+    if bearer is not None:
+        headers["Authorization"] = f"Bearer {bearer}"
+    request = urllib.request.Request(url, data=data, method="POST", headers=headers)
     try:
         response = _OPENER.open(request, timeout=timeout)
     except urllib.error.HTTPError as error:
@@ -166,7 +167,9 @@ def _http_post(url: str, body: Json, timeout: float) -> tuple[int, dict[str, str
         return response.status, {k.lower(): v for k, v in response.headers.items()}, payload
 
 
-def _bounded_post(url: str, body: Json, timeout: float) -> tuple[int, dict[str, str], bytes]:
+def _bounded_post(
+    url: str, body: Json, timeout: float, bearer: str | None = None
+) -> tuple[int, dict[str, str], bytes]:
     """``_http_post`` in a daemon thread, abandoned after ``timeout`` seconds of wall time.
 
     urllib's own timeout applies per socket operation and not to name resolution, so a slow
@@ -176,7 +179,7 @@ def _bounded_post(url: str, body: Json, timeout: float) -> tuple[int, dict[str, 
 
     def work() -> None:
         try:
-            outcome.append(_http_post(url, body, timeout))
+            outcome.append(_http_post(url, body, timeout, bearer))
         except BaseException as exc:
             outcome.append(exc)
 
@@ -310,8 +313,13 @@ class LicenseClient:
         name: str | None = None,
         platform: str | None = None,
         now: datetime | float | None = None,
+        user_token: str | None = None,
     ) -> License:
         """Activate this machine with ``license_key`` and store the token.
+
+        ``user_token``: for a named-user license, the user's access token (from the
+        server's ``/api/v1/auth/login``); the seat is bound to that user and the returned
+        license's ``user_id`` names them. It is sent with this call only and never stored.
 
         The token is verified for this machine before anything is stored (trust material
         the answer carries is processed first, and kept when the verifier accepts it).
@@ -328,7 +336,10 @@ class LicenseClient:
             body["name"] = name
         if platform is not None:
             body["platform"] = platform
-        answer = self._post("/api/v1/licenses/activate", body)
+        if user_token is not None and (not isinstance(user_token, str) or not user_token.strip()):
+            raise ValueError("user_token must be a non-empty string when given")
+        bearer = user_token.strip() if user_token is not None else None
+        answer = self._post("/api/v1/licenses/activate", body, bearer=bearer)
         token = answer.get("token")
         if not isinstance(token, str):
             raise ServerUnavailable("the activation answer carries no token")
@@ -660,9 +671,9 @@ class LicenseClient:
         material = self._verifier.trust_material()
         return material if any(material.values()) else None
 
-    def _post(self, path: str, body: Json) -> Json:
+    def _post(self, path: str, body: Json, *, bearer: str | None = None) -> Json:
         url = self._base_url + path
-        status, headers, payload = _bounded_post(url, body, self._timeout)
+        status, headers, payload = _bounded_post(url, body, self._timeout, bearer)
         if len(payload) > _MAX_RESPONSE_BYTES:
             raise ServerUnavailable(f"the answer from {url} is too large", status=status)
         if 200 <= status < 300:
