@@ -6,7 +6,7 @@ from typing import Annotated
 
 from litestar import Controller, Response, get, post
 from litestar.datastructures import State
-from litestar.params import Parameter
+from litestar.params import HeaderParameter, Parameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
 from server.db.hot_pool import pooled_transaction
@@ -101,8 +101,8 @@ class LicensingController(Controller):
         data: ActivateRequest,
         authorization: Annotated[
             str | None,
-            Parameter(
-                header="Authorization",
+            HeaderParameter(
+                name="Authorization",
                 required=False,
                 description="`Bearer <access token>`: licenses of a `user` tier only",
             ),
