@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 
 import factories
 import httpx
+import psycopg
 
 PRODUCT = "cloud_ide_races"
+Call = tuple[str, dict, dict[str, str]]
 
 
-async def _all(
-    base_url: str, calls: list[tuple[str, dict, dict[str, str]]]
-) -> list[httpx.Response]:
+async def _all(base_url: str, calls: list[Call]) -> list[httpx.Response]:
     limits = httpx.Limits(max_connections=len(calls), max_keepalive_connections=0)
     async with httpx.AsyncClient(base_url=base_url, timeout=60, limits=limits) as client:
         return list(
@@ -22,30 +23,31 @@ async def _all(
         )
 
 
-def post_all(base_url: str, calls: list[tuple[str, dict, dict[str, str]]]) -> list[httpx.Response]:
+def post_all(base_url: str, calls: list[Call]) -> list[httpx.Response]:
     return asyncio.run(_all(base_url, calls))
 
 
+def _team(owner_url: str) -> tuple[uuid.UUID, uuid.UUID, factories.License, list[uuid.UUID]]:
+    """An organization with an owner, 12 members and a license of 3 named users."""
+    with psycopg.connect(owner_url, autocommit=True) as db:
+        tier = factories.Tier(
+            max_activations=50, seat_kind="user", max_users=3, machines_per_user=2
+        )
+        factories.product(db, PRODUCT, {"team": tier})
+        org = factories.organization(db)
+        owner = factories.user(db, org, "owner")
+        lic = factories.license(db, org, PRODUCT, "team")
+        return org, owner, lic, [factories.user(db, org) for _ in range(12)]
+
+
 def test_assignments_and_user_machines_never_go_over(
-    live_server_factory, owner_db, settings, sql
+    live_server_factory, database, settings, sql
 ) -> None:
     server = live_server_factory(workers=2)
-    factories.product(
-        owner_db,
-        PRODUCT,
-        {
-            "team": factories.Tier(
-                max_activations=50, seat_kind="user", max_users=3, machines_per_user=2
-            )
-        },
-    )
-    org = factories.organization(owner_db)
-    owner = factories.user(owner_db, org, "owner")
-    owner_headers = factories.access_headers(settings, owner, org, "owner")
-    lic = factories.license(owner_db, org, PRODUCT, "team")
-    members = [factories.user(owner_db, org) for _ in range(12)]
+    org, owner, lic, members = _team(database.owner_url)
 
-    # 12 owners' requests at once, each assigning another member, for 3 user seats
+    # 12 requests of the owner at once, each assigning another member, for 3 user seats
+    owner_headers = factories.access_headers(settings, owner, org, "owner")
     url = f"/api/v1/licenses/{lic.id}/users"
     responses = post_all(
         server.base_url, [(url, {"user_id": str(m)}, owner_headers) for m in members]
@@ -63,11 +65,9 @@ def test_assignments_and_user_machines_never_go_over(
     calls = [
         ("/api/v1/licenses/activate", {**body, "fingerprint": f"m-{i}"}, headers) for i in range(16)
     ]
-    statuses = sorted(r.status_code for r in post_all(server.base_url, calls))
+    responses = post_all(server.base_url, calls)
+    statuses = sorted(r.status_code for r in responses)
     assert statuses.count(201) == 2 and statuses.count(409) == 14, statuses
-    assert (
-        sql.one(
-            "SELECT count(*) FROM activations WHERE license_id = %s AND user_id = %s", lic.id, user
-        )
-        == 2
-    )
+    assert {r.json()["code"] for r in responses if r.status_code == 409} == {"USER_MACHINE_LIMIT"}
+    live = "SELECT count(*) FROM activations WHERE license_id = %s AND user_id = %s"
+    assert sql.one(live, lic.id, user) == 2
