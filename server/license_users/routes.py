@@ -25,7 +25,7 @@ class LicenseUserController(Controller):
         "/",
         guards=[allow(scope="licenses:read", roles=EVERY_ROLE)],
         summary="List the users assigned to a license",
-        responses=problem_responses(401, 403, 404),
+        responses=problem_responses(401, 403, 404, 422),
         description=(
             "The license's `seat_kind`, `max_users`, `machines_per_user` and its assigned "
             "users (oldest first), each with `machines`: their machines holding a live seat. "
@@ -65,7 +65,7 @@ class LicenseUserController(Controller):
         "/{user_id:uuid}",
         guards=[allow(scope="licenses:write", roles=MANAGERS)],
         summary="Unassign a user (frees the seat and deactivates their machines)",
-        responses=problem_responses(401, 403, 404),
+        responses=problem_responses(401, 403, 404, 422),
         description=(
             "204; the user's seat is free at once and every machine of theirs on this license "
             "is deactivated (reason `user_unassigned`; not counted toward the daily "
