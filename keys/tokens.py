@@ -204,10 +204,13 @@ def issue_activation_token(
     fingerprint: str,
     now: datetime,
     lease: timedelta,
+    user_id: str | uuid.UUID | None = None,
 ) -> IssuedToken:
     """An ``activation+jwt`` for one machine whose ``exp`` is the offline lease:
     min(license expiry, now + lease). The raw fingerprint is not in the token, only its hash.
     ``activation_id`` is a UUID (text or ``uuid.UUID``), like the subject's ids.
+    ``user_id``: the named user the seat is bound to (a license of a ``user`` tier), written
+    as the optional ``usr`` claim.
     """
     act = _encoded(_as_uuid(activation_id, "activation_id"))
     if not fingerprint:
@@ -215,6 +218,8 @@ def issue_activation_token(
     claims, exp = _claims(subject, issuer=issuer, now=now, lifetime=lease)
     claims["act"] = act
     claims["fp"] = fingerprint_hash(fingerprint)
+    if user_id is not None:
+        claims["usr"] = _encoded(_as_uuid(user_id, "user_id"))
     return _issued(signer.sign(ACTIVATION_TYP, claims), claims, exp)
 
 

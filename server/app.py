@@ -36,6 +36,7 @@ from server.db.session import (
 from server.errors import NoSigningKey
 from server.health.routes import HealthController
 from server.license_admin.routes import LicenseController
+from server.license_users.routes import LicenseUserController
 from server.maintenance import run_periodically
 from server.metering.routes import LicenseUsageController, UsageController
 from server.monitoring.routes import MetricsController
@@ -73,6 +74,7 @@ CREDENTIAL_CONTROLLERS: list[type] = [
     UserController,
     ProductController,
     LicenseController,
+    LicenseUserController,
     ProjectController,
     AuditController,
     SigningKeyController,

@@ -243,6 +243,33 @@ def lease_end(now: datetime, offline_lease_days: int, expires_at: datetime | Non
     return min(end, expires_at) if expires_at is not None else end
 
 
+# --- named-user seats ----------------------------------------------------------------------
+
+SeatKind = Literal["machine", "user"]
+MACHINE_SEATS: SeatKind = "machine"
+USER_SEATS: SeatKind = "user"
+SEAT_KINDS: tuple[SeatKind, ...] = (MACHINE_SEATS, USER_SEATS)
+DEFAULT_MACHINES_PER_USER = 3
+"""A ``user`` tier's default: a person's laptop, desktop and one more."""
+
+
+def user_seat_available(assigned: int, max_users: int) -> bool:
+    """Whether one more user may be assigned to a license that has ``assigned`` users."""
+    return assigned < max_users
+
+
+def user_machine_available(live_user_seats: int, machines_per_user: int) -> bool:
+    """Whether a user holding ``live_user_seats`` live seats (``holds_seat``) of a license
+    may take one more (``licentia_activate`` holds the SQL twin: ``< v_machines_per_user``
+    over the seats ``user_seat_sql`` selects)."""
+    return live_user_seats < machines_per_user
+
+
+def user_seat_sql(activation: str = "a", user: str = ":user_id") -> str:
+    """Of the live seats (``live_seat_sql``), those bound to ``user``."""
+    return f"{activation}.user_id = {user}"
+
+
 # --- the deactivation limit ----------------------------------------------------------------
 
 DEACTIVATION_WINDOW = timedelta(hours=24)

@@ -93,6 +93,11 @@ class Tier(Base):
     """Keyless machine trials of the product (at most one such tier per product)."""
     expiry_behavior: Mapped[str] = mapped_column(String(16), server_default="restrict")
     """``restrict`` or ``fallback`` (perpetual fallback; ``server.license_rules``)."""
+    # named-user seats (migration 0009)
+    seat_kind: Mapped[str] = mapped_column(String(16), server_default="machine")
+    """``machine`` (seats are machines) or ``user`` (named users, each with machines)."""
+    max_users: Mapped[int | None] = mapped_column(Integer)
+    machines_per_user: Mapped[int] = mapped_column(Integer, server_default=text("3"))
     created_at: Mapped[datetime] = _now()
     updated_at: Mapped[datetime] = _now()
     # usage meters (migration 0008): ``{name: {"period": "day" | "month" | null}}``; each
@@ -135,6 +140,19 @@ class Activation(Base):
     lease_expires_at: Mapped[datetime]
     deactivated_at: Mapped[datetime | None]
     deactivation_reason: Mapped[str | None] = mapped_column(String(32))
+    user_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id"))
+    """The user a seat of a ``user`` license is bound to (migration 0009)."""
+
+
+class LicenseUser(Base):
+    """A member of the license's organization assigned to a ``user`` license (a named seat)."""
+
+    __tablename__ = "license_users"
+
+    license_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("licenses.id"), primary_key=True)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    organization_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organizations.id"))
+    assigned_at: Mapped[datetime] = _now()
 
 
 class Trial(Base):

@@ -87,7 +87,7 @@ TABLES = (
     "organizations, signing_keys, api_keys, idempotency_keys, rate_limits, trials, "
     "webhook_deliveries, webhook_events, webhook_endpoints, webhook_sequences, "
     "license_expiry_notices, staff_accounts, web_sessions, validation_counts, "
-    "key_revocation_lists, key_certificates, root_keys, license_usage"
+    "key_revocation_lists, key_certificates, root_keys, license_usage, license_users"
 )
 
 

@@ -1,5 +1,5 @@
-"""The one place tests make things: organizations, users, products with tiers, licenses and
-activations.
+"""The one place tests make things: organizations, users, products with tiers, licenses,
+activations and the users assigned to licenses (named-user seats).
 
 Two ways in, one function per thing:
 
@@ -176,6 +176,10 @@ class Tier:
     self_serve_trials: bool = False
     meters: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     """Usage meters, as the API takes them: ``{name: {"limit": n, "period": "month"}}``."""
+    # named-user seats
+    seat_kind: str = "machine"
+    max_users: int | None = None
+    machines_per_user: int = 3
 
     def stored_features(self) -> dict[str, Any]:
         """What ``tiers.features`` holds: the features, and each meter's limit by its name."""
@@ -248,6 +252,11 @@ def product(
                     json.dumps(terms.stored_meters()),
                 ),
             ).fetchone()
+        )
+        # named-user seats
+        db.execute(
+            "UPDATE tiers SET seat_kind = %s, max_users = %s, machines_per_user = %s WHERE id = %s",
+            (terms.seat_kind, terms.max_users, terms.machines_per_user, made[tier_code]),
         )
     return Product(product_id, code, made)
 
@@ -389,10 +398,12 @@ def activation(
     deactivation_reason: Any = _BY_STATE,
     name: str = "laptop",
     platform: str = "linux",
+    user_id: uuid.UUID | None = None,
 ) -> uuid.UUID:
     """An activation row of ``license`` (a ``License`` or an API body). The lease runs 7 days
     from now unless given; a deactivated one was freed by the user unless a reason is given;
-    ``organization_id`` defaults to the license's (a different one makes a foreign row)."""
+    ``organization_id`` defaults to the license's (a different one makes a foreign row);
+    ``user_id``: the named user the seat is bound to (a ``user`` license)."""
     if isinstance(license, License):
         license = {"id": license.id, "organization_id": license.organization_id}
     if deactivation_reason is _BY_STATE:
@@ -400,8 +411,8 @@ def activation(
     return _one(
         db.execute(
             """INSERT INTO activations (organization_id, license_id, fingerprint_hash, name,
-               platform, lease_expires_at, deactivated_at, deactivation_reason)
-           VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING id""",
+               platform, lease_expires_at, deactivated_at, deactivation_reason, user_id)
+           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id""",
             (
                 organization_id or license["organization_id"],
                 license["id"],
@@ -411,6 +422,27 @@ def activation(
                 lease_expires_at or datetime.now(UTC) + timedelta(days=7),
                 deactivated_at,
                 deactivation_reason,
+                user_id,
             ),
         ).fetchone()
+    )
+
+
+# --- named-user seats -------------------------------------------------------------------------
+
+
+def license_user(
+    to: psycopg.Connection | AdminApi, license: License, user_id: uuid.UUID | str
+) -> None:
+    """Assign a user to a license of a ``user`` tier: through ``POST /licenses/{id}/users``
+    given an ``AdminApi`` (the service's limit and audit), else as a row."""
+    if isinstance(to, AdminApi):
+        response = to.client.post(
+            f"{API}/licenses/{license.id}/users", json={"user_id": str(user_id)}, headers=to.headers
+        )
+        assert response.status_code in (200, 201), response.text
+        return
+    to.execute(
+        "INSERT INTO license_users (license_id, user_id, organization_id) VALUES (%s, %s, %s)",
+        (license.id, user_id, license.organization_id),
     )

@@ -36,6 +36,7 @@ from server.license_admin.schemas import (
     RenewRequest,
     Status,
 )
+from server.license_users import service as license_users
 from server.metering import service as metering
 from server.organizations import service as organizations
 from server.organizations.schemas import OrganizationCreate
@@ -374,6 +375,7 @@ class ConsoleController(Controller):
             trail=trail.items,
             tiers=tiers,
             usage=await metering.license_usage(session, me, license_id),
+            license_users=await license_users.list_users(session, me, license_id),
         )
 
     @post("/licenses/{license_id:uuid}/usage/reset", guards=[can("licenses:write")])

@@ -121,3 +121,5 @@ class ActivationRead(msgspec.Struct):
     deactivation_reason: str | None
     holds_seat: bool
     """Not deactivated and its lease (plus the tier's grace days) has not run out."""
+    user_id: uuid.UUID | None = None
+    """The named user the seat is bound to (licenses of a ``user`` tier)."""

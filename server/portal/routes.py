@@ -19,6 +19,8 @@ from server.auth import service as auth
 from server.auth.principal import EVERY_ROLE, MANAGERS, Principal, allow, principal_of
 from server.errors import InvalidInput, RateLimited, Unauthenticated
 from server.license_admin import service as licenses
+from server.license_users import service as license_users
+from server.license_users.schemas import LicenseUserAssign
 from server.metering import service as metering
 from server.organizations import service as organizations
 from server.product_licensing import service as licensing
@@ -154,7 +156,10 @@ class PortalController(Controller):
         found = await licenses.get_license(session, me, license_id)
         machines = await licenses.list_activations(session, me, license_id, limit=PAGE, cursor=None)
         usage = await metering.license_usage(session, me, license_id)
-        return _page(request, "license.html", license=found, machines=machines.items, usage=usage)
+        named = await _license_users(session, me, license_id)
+        return _page(
+            request, "license.html", license=found, machines=machines.items, usage=usage, **named
+        )
 
     @post(
         "/licenses/{license_id:uuid}/machines/{activation_id:uuid}/free",
@@ -168,6 +173,23 @@ class PortalController(Controller):
         activation_id: uuid.UUID,
     ) -> Response[Any]:
         await licenses.deactivate(session, principal_of(request), license_id, activation_id)
+        return see_other(request, f"/portal/licenses/{license_id}")
+
+    # --- named-user seats (the license page's "_license_users.html") --------------------------
+
+    @post("/licenses/{license_id:uuid}/users", guards=[_managers_seats])
+    async def assign_user(
+        self, request: Request, session: AsyncSession, license_id: uuid.UUID, data: Form
+    ) -> Response[Any]:
+        wanted = form_struct({"user_id": form_text(data, "user_id")}, LicenseUserAssign)
+        await license_users.assign_user(session, principal_of(request), license_id, wanted.user_id)
+        return see_other(request, f"/portal/licenses/{license_id}")
+
+    @post("/licenses/{license_id:uuid}/users/{user_id:uuid}/remove", guards=[_managers_seats])
+    async def unassign_user(
+        self, request: Request, session: AsyncSession, license_id: uuid.UUID, user_id: uuid.UUID
+    ) -> Response[Any]:
+        await license_users.unassign_user(session, principal_of(request), license_id, user_id)
         return see_other(request, f"/portal/licenses/{license_id}")
 
     @post("/licenses/{license_id:uuid}/offline")
@@ -194,7 +216,7 @@ class PortalController(Controller):
         caller = licensing.Caller(
             settings=state.settings, keyring=state.keyring, engine=state.side_engine
         )
-        activated = await licensing.activate(state.hot_pool, caller, wanted)
+        activated = await licensing.activate(state.hot_pool, caller, wanted, user=me)
         answer = licensing.activation_response_file(activated.response)
         return Response(
             content=msgspec.json.format(msgspec.json.encode(answer), indent=2) + b"\n",
@@ -296,6 +318,19 @@ class PortalController(Controller):
     ) -> Response[Any]:
         await users.delete_user(session, principal_of(request), user_id)
         return see_other(request, "/portal/members")
+
+
+async def _license_users(
+    session: AsyncSession, me: Principal, license_id: uuid.UUID
+) -> dict[str, Any]:
+    """What ``portal/_license_users.html`` shows: the license's named users and, for a
+    manager, the members they can assign."""
+    named = await license_users.list_users(session, me, license_id)
+    members: list[Any] = []
+    if named.seat_kind == "user" and me.role in MANAGERS:
+        found = await users.list_users(session, me, organization_id=None, limit=PAGE, cursor=None)
+        members = found.items
+    return {"license_users": named, "members": members}
 
 
 def portal_router(csrf_secret: str) -> Router:

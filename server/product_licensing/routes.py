@@ -6,7 +6,7 @@ from typing import Annotated
 
 from litestar import Controller, Response, get, post
 from litestar.datastructures import State
-from litestar.params import Parameter
+from litestar.params import HeaderParameter, Parameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
 from server.db.hot_pool import pooled_transaction
@@ -32,6 +32,7 @@ def _caller(state: State) -> service.Caller:
         keyring=state.keyring,
         engine=state.side_engine,
         client_ip=current_client_ip(),
+        access_token_secret=state.access_token_secret,
     )
 
 
@@ -79,18 +80,37 @@ class LicensingController(Controller):
     @post(
         "/activate",
         summary="Activate a machine (take a seat)",
-        responses=problem_responses(400, 403, 404, 409, 422, 429, 503),
+        responses=problem_responses(400, 401, 403, 404, 409, 422, 429, 503),
         description=(
             "201 with an `activation+jwt` whose `exp` is the offline lease; 200 with the same "
             "activation and a fresh token when this fingerprint already holds a seat. Accepts "
             "an offline activation request file as it is, and answers with a body that is a "
             "valid activation response file. 409 `ACTIVATION_LIMIT` when every seat is taken. "
-            + _REFUSALS
-            + _TRUST
+            "A license of a `user` tier (named users) also needs the user's access token "
+            "(`Authorization: Bearer`, from `/api/v1/auth/login`): 401 `USER_TOKEN_REQUIRED` "
+            "without one (`TOKEN_EXPIRED` / `INVALID_TOKEN` / `TOKEN_REVOKED` for one that "
+            "does not stand), 403 `USER_NOT_ASSIGNED` when the user holds no seat of the "
+            "license, 409 `USER_MACHINE_LIMIT` past the tier's `machines_per_user`, 409 "
+            "`SEAT_OF_ANOTHER_USER` when this machine's seat is another user's; the token then "
+            "carries the user's id (`usr`). " + _REFUSALS + _TRUST
         ),
     )
-    async def activate(self, state: State, data: ActivateRequest) -> Response[ActivationResponse]:
-        activated = await service.activate(state.hot_pool, _caller(state), data)
+    async def activate(
+        self,
+        state: State,
+        data: ActivateRequest,
+        authorization: Annotated[
+            str | None,
+            HeaderParameter(
+                name="Authorization",
+                required=False,
+                description="`Bearer <access token>`: licenses of a `user` tier only",
+            ),
+        ] = None,
+    ) -> Response[ActivationResponse]:
+        caller = _caller(state)
+        user = service.named_user(caller, authorization)
+        activated = await service.activate(state.hot_pool, caller, data, user=user)
         status = HTTP_201_CREATED if activated.created else HTTP_200_OK
         return Response(activated.response, status_code=status)
 

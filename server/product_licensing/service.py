@@ -40,6 +40,7 @@ from keys.tokens import fingerprint_hash, issue_activation_token, issue_license_
 from server import license_rules as rules
 from server import metrics, ratelimit
 from server.audit import service as audit
+from server.auth.principal import Principal, decode_access_token
 from server.errors import (
     ActivationLimitReached,
     Conflict,
@@ -47,8 +48,10 @@ from server.errors import (
     InvalidInput,
     NoSigningKey,
     NotFound,
+    PermissionDenied,
     ProductMismatch,
     RateLimited,
+    Unauthenticated,
 )
 from server.license_rules import LicenseTerms, hash_license_key, json_object
 from server.license_rules import as_uuid as _uuid
@@ -83,6 +86,8 @@ class Caller:
     engine: AsyncEngine | None = None
     """For the unknown-key counter, written in its own transaction; ``None`` disables it."""
     client_ip: str | None = None
+    access_token_secret: bytes | None = None
+    """Checks a user's access token when a license of a ``user`` tier is activated."""
 
 
 # --- SQL --------------------------------------------------------------------------------
@@ -138,7 +143,8 @@ _VALIDATE = _Sql("SELECT * FROM licentia_validate(:hash, :fp, :now)")
 # copy, checked by tests/server/test_license_rules.py).
 _ACTIVATE = _Sql(
     "SELECT * FROM licentia_activate(:hash, :license_id, :version, :fp, :now, :lease, :max, "
-    ":new_id, :name, :platform, :expired, :created, :converted)"
+    ":new_id, :name, :platform, :expired, :created, :converted, :user_id, :user_org, "
+    ":user_generation)"
 )
 _CHECK_IN = _Sql("SELECT * FROM licentia_check_in(:hash, :license_id, :version, :fp, :now, :lease)")
 
@@ -291,6 +297,7 @@ def _activation_token(
     activation_id: uuid.UUID,
     fingerprint: str,
     now: datetime,
+    user_id: Any = None,
 ) -> str:
     lease_end = lic.lease_end(now)
     return issue_activation_token(
@@ -301,7 +308,78 @@ def _activation_token(
         fingerprint=fingerprint,
         now=now,
         lease=lease_end - now,
+        user_id=None if user_id is None else _uuid(user_id),
     ).token
+
+
+# --- named-user seats -------------------------------------------------------------------
+
+NamedUser = Principal | Unauthenticated
+"""The user an activation is for (a license of a ``user`` tier), or why there is none: the
+reason is raised only when the license turns out to need a user, so a product of a
+``machine`` license is never refused for a header it did not need to send."""
+
+
+def named_user(caller: Caller, authorization: str | None) -> NamedUser:
+    """The user of ``Authorization: Bearer <access token>`` (from ``/api/v1/auth/login``),
+    checked by the auth domain's own token check (signature, type, audience, expiry); that
+    the user still stands and is assigned is checked by ``licentia_activate`` under the
+    license's lock."""
+    if not authorization:
+        return _user_token_required()
+    scheme, _, credential = authorization.partition(" ")
+    credential = credential.strip()
+    if scheme.lower() != "bearer" or not credential:
+        return Unauthenticated(
+            "Use 'Authorization: Bearer <access token>'", code="INVALID_CREDENTIALS"
+        )
+    if caller.access_token_secret is None:
+        return Unauthenticated("Access tokens are not accepted here", code="INVALID_TOKEN")
+    try:
+        return decode_access_token(
+            caller.access_token_secret, credential, issuer=caller.settings.issuer
+        )
+    except Unauthenticated as exc:
+        return exc
+
+
+def _refuse_user(outcome: str, user: NamedUser | None, seats: int) -> None:
+    """The refusals of a ``user`` license's activation (``licentia_activate``'s outcomes)."""
+    if outcome == "user_required":
+        if isinstance(user, Unauthenticated):
+            raise user
+        raise _user_token_required()
+    if outcome == "user_invalid":
+        raise Unauthenticated(
+            "This access token no longer stands (the user was removed or logged out "
+            "everywhere); log in again",
+            code="TOKEN_REVOKED",
+        )
+    if outcome == "user_not_assigned":
+        raise PermissionDenied(
+            "This user holds no seat of this license; an owner or admin of the organization "
+            "assigns users to it",
+            code="USER_NOT_ASSIGNED",
+        )
+    if outcome == "user_limit":
+        raise ActivationLimitReached(
+            f"This user already has {seats} machine(s) on this license, the most its tier "
+            "allows per user; deactivate one first",
+            code="USER_MACHINE_LIMIT",
+        )
+    if outcome == "seat_of_another_user":
+        raise Conflict(
+            "This machine holds a seat of this license for another user; deactivate it first",
+            code="SEAT_OF_ANOTHER_USER",
+        )
+
+
+def _user_token_required() -> Unauthenticated:
+    return Unauthenticated(
+        "This license is for named users: send the user's access token "
+        "('Authorization: Bearer <token>', from /api/v1/auth/login)",
+        code="USER_TOKEN_REQUIRED",
+    )
 
 
 # --- the five operations ------------------------------------------------------------------
@@ -436,15 +514,24 @@ async def _signer(signer: _Signer | None, caller: Caller) -> _Signer:
 
 @_counted("activate", _activate_code)
 async def activate(
-    pool: asyncpg.Pool | asyncpg.Connection, caller: Caller, data: ActivateRequest
+    pool: asyncpg.Pool | asyncpg.Connection,
+    caller: Caller,
+    data: ActivateRequest,
+    *,
+    user: NamedUser | None = None,
 ) -> Activated:
     """Take a seat for this machine, or renew the one it holds; never oversell.
 
     Two statements, each its own transaction when given the pool: read the license and judge
     it (the rules, in Python), then ``licentia_activate``, which locks the license row, goes
     ahead only if it is still the version judged, releases stale seats, counts the live ones
-    and renews or inserts, audited, all in one transaction."""
+    and renews or inserts, audited, all in one transaction.
+
+    ``user``: for a license of a ``user`` tier, the named user (``named_user``); the
+    function checks they still stand and are assigned, and counts their machines against
+    the tier's ``machines_per_user``. Ignored for a ``machine`` license."""
     fp = fingerprint_hash(data.fingerprint)
+    principal = user if isinstance(user, Principal) else None
     for _ in range(_CHANGE_ATTEMPTS):
         now = _now()
         lic = await _license(pool, caller, data.license_key, now, lock="none")
@@ -486,10 +573,14 @@ async def activate(
                 "trial",
                 organization_id=terms.organization_id,
             ),
+            user_id=principal.id if principal is not None else None,
+            user_org=principal.organization_id if principal is not None else None,
+            user_generation=principal.token_generation if principal is not None else None,
         )
         outcome = row["outcome"]
         if outcome == "changed":  # suspended, revoked or edited since it was read: again
             continue
+        _refuse_user(outcome, user, row["seats"])
         if outcome == "limit":
             raise ActivationLimitReached(
                 f"All {terms.max_activations} seat(s) of this license are taken; deactivate a "
@@ -500,7 +591,9 @@ async def activate(
             raise ActivationLimitReached("Try again", code="ACTIVATION_CONFLICT")
         activation_id = _uuid(row["activation_id"])
         key, trust = await _signer(signer, caller)
-        token = _activation_token(key, caller, lic, activation_id, data.fingerprint, now)
+        token = _activation_token(
+            key, caller, lic, activation_id, data.fingerprint, now, row["user_id"]
+        )
         response = ActivationResponse(
             activation_id=activation_id,
             token=token,
@@ -546,7 +639,7 @@ async def check_in(
             )
         key, trust = await _signer(signer, caller)
         token = _activation_token(
-            key, caller, lic, _uuid(row["activation_id"]), data.fingerprint, now
+            key, caller, lic, _uuid(row["activation_id"]), data.fingerprint, now, row["user_id"]
         )
         return CheckInResponse(token=token, lease_expires_at=lease_end, **_trust_members(trust))
     raise Conflict("The license changed during the call; try again", code="LICENSE_CHANGED")

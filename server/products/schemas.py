@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from server.license_rules import DEFAULT_MAX_DEACTIVATIONS_PER_DAY
+from server.license_rules import DEFAULT_MACHINES_PER_USER, DEFAULT_MAX_DEACTIVATIONS_PER_DAY
 from server.validation import NO_NUL
 
 MAX_SAFE_INT = 2**53 - 1
@@ -60,6 +60,19 @@ ExpiryBehavior = Annotated[
         )
     ),
 ]
+
+# named-user seats
+SeatKind = Annotated[
+    Literal["machine", "user"],
+    msgspec.Meta(
+        description=(
+            "`machine`: a seat is a machine (`max_activations`); `user`: named users "
+            "(`max_users`) are assigned to a license, each activating up to "
+            "`machines_per_user` machines with their access token"
+        )
+    ),
+]
+MachinesPerUser = Annotated[int, msgspec.Meta(ge=1, le=1_000_000)]
 
 
 # --- usage meters (server.metering) ---------------------------------------------------------
@@ -126,6 +139,11 @@ class TierCreate(msgspec.Struct, forbid_unknown_fields=True):
     a trial tier with a ``duration_days``; one such tier per product."""
     expiry_behavior: ExpiryBehavior = "restrict"
     meters: Meters = msgspec.field(default_factory=dict)
+    # named-user seats
+    seat_kind: SeatKind = "machine"
+    max_users: Seats | None = None
+    """Users that may be assigned to one license; required for a ``user`` tier."""
+    machines_per_user: MachinesPerUser = DEFAULT_MACHINES_PER_USER
 
 
 class TierUpdate(msgspec.Struct, forbid_unknown_fields=True):
@@ -142,6 +160,10 @@ class TierUpdate(msgspec.Struct, forbid_unknown_fields=True):
     expiry_behavior: ExpiryBehavior | msgspec.UnsetType = msgspec.UNSET
     meters: Meters | msgspec.UnsetType = msgspec.UNSET
     """Replaces the tier's meters (their limits in ``features`` with them)."""
+    # named-user seats
+    seat_kind: SeatKind | msgspec.UnsetType = msgspec.UNSET
+    max_users: Seats | msgspec.UnsetType | None = msgspec.UNSET
+    machines_per_user: MachinesPerUser | msgspec.UnsetType = msgspec.UNSET
 
 
 class TierRead(msgspec.Struct):
@@ -162,6 +184,10 @@ class TierRead(msgspec.Struct):
     created_at: datetime
     updated_at: datetime
     meters: dict[str, MeterSpec] = msgspec.field(default_factory=dict)
+    # named-user seats
+    seat_kind: str = "machine"
+    max_users: int | None = None
+    machines_per_user: int = DEFAULT_MACHINES_PER_USER
 
 
 def changes(update: msgspec.Struct) -> dict[str, Any]:

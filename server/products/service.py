@@ -84,6 +84,14 @@ def _check_trial_settings(tier: Tier | TierCreate) -> None:
         )
 
 
+def _check_seat_settings(tier: Tier | TierCreate) -> None:
+    """A ``user`` tier says how many users a license may have."""
+    if tier.seat_kind == "user" and tier.max_users is None:
+        raise InvalidInput(
+            "max_users: required when seat_kind is 'user'", code="MAX_USERS_REQUIRED"
+        )
+
+
 async def _refuse_second_self_serve_tier(
     session: AsyncSession, product_id: uuid.UUID, tier_id: uuid.UUID | None
 ) -> None:
@@ -104,6 +112,7 @@ async def create_tier(
     session: AsyncSession, actor: Principal, product_code: str, data: TierCreate
 ) -> Tier:
     _check_trial_settings(data)
+    _check_seat_settings(data)
     if data.self_serve_trials:
         product = await _locked_product(session, product_code)
         await _refuse_second_self_serve_tier(session, product.id, None)
@@ -126,6 +135,9 @@ async def create_tier(
             is_trial=data.is_trial,
             self_serve_trials=data.self_serve_trials,
             expiry_behavior=data.expiry_behavior,
+            seat_kind=data.seat_kind,
+            max_users=data.max_users,
+            machines_per_user=data.machines_per_user,
         )
         .on_conflict_do_nothing(index_elements=["product_id", "code"])
         .returning(Tier.id)
@@ -175,6 +187,7 @@ async def update_tier(
         for name, value in fields.items():
             setattr(tier, name, value)
         _check_trial_settings(tier)
+        _check_seat_settings(tier)
         if tier.self_serve_trials:
             await _refuse_second_self_serve_tier(session, tier.product_id, tier.id)
         tier.updated_at = datetime.now(UTC)

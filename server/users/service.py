@@ -42,6 +42,7 @@ from server.auth.service import (
     verify_password,
 )
 from server.errors import Conflict, InvalidInput, NotFound, PermissionDenied, Unauthenticated
+from server.license_users import service as license_users
 from server.models import Organization, User
 from server.pagination import Page, paginate
 from server.passwords import check_password_policy
@@ -245,6 +246,10 @@ async def delete_user(session: AsyncSession, principal: Principal, user_id: uuid
     _require_powers_of(principal, actor_role, target.role)
     if target.role == "owner":
         await _ensure_another_owner(session, target)
+    # named-user seats: their assignments and their machines on user licenses
+    await license_users.free_seats_of_removed_user(
+        session, principal, target.id, target.organization_id
+    )
     await session.delete(target)
     await session.flush()
     await record(

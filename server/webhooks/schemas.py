@@ -20,6 +20,8 @@ EVENT_TYPES = (
     "license.tier_changed",
     "license.expiring",
     "license.expired",
+    "license.user_assigned",
+    "license.user_unassigned",
     "activation.created",
     "activation.deleted",
     "activation.expired",
@@ -27,7 +29,8 @@ EVENT_TYPES = (
     "signing_key.revoked",
     "webhook.test",
 )
-"""Every event type; the audit actions that emit them are mapped in migration 0005."""
+"""Every event type; the audit actions that emit them are mapped in migration 0006 (and, for
+the named-user events, 0009)."""
 
 Url = Annotated[str, msgspec.Meta(min_length=8, max_length=2000, pattern=r"^[^\x00-\x20\x7f]*$")]
 EventFilter = Annotated[

@@ -135,6 +135,9 @@ class _ActivationSnapshot(msgspec.Struct):
     lease_grace_days: int
 
 
+NAMED_USER_EVENTS = frozenset({"license.user_assigned", "license.user_unassigned"})
+"""Named-user seats (migration 0009): the license's representation plus ``user_id``."""
+
 DELETED_BY = {"license": "product", "user": "customer"}
 """Who freed a seat, by the audit actor: a product (with its license key), a customer (a
 user of the organization), else an admin (an API key)."""
@@ -147,7 +150,10 @@ def _data(
     family = kind.split(".", 1)[0]
     if family == "license":
         snap = msgspec.convert(subject, _LicenseSnapshot)
-        return msgspec.to_builtins(read_license(msgspec.structs.asdict(snap), at))
+        data = msgspec.to_builtins(read_license(msgspec.structs.asdict(snap), at))
+        if kind in NAMED_USER_EVENTS:  # which user was assigned or unassigned
+            data["user_id"] = (context.get("data") or {}).get("user_id")
+        return data
     if family == "activation":
         act = msgspec.convert(subject, _ActivationSnapshot)
         fields = msgspec.structs.asdict(act)

@@ -17,7 +17,7 @@ TESTS = ROOT / "tests"
 FACTORY = "tests/factories.py"
 
 MADE_BY_THE_FACTORY = re.compile(
-    r"\bINSERT\s+INTO\s+(organizations|users|products|tiers|licenses|activations)\b",
+    r"\bINSERT\s+INTO\s+(organizations|users|products|tiers|licenses|activations|license_users)\b",
     re.IGNORECASE,
 )
 # Files that write those rows themselves, and why.

@@ -17,7 +17,8 @@ TENANT_TABLES = {
     "projects",
     "audit_events",
     "refresh_tokens",
-    "license_usage",
+    "license_usage",  # 0008
+    "license_users",  # 0009
 }
 ALL_TABLES = TENANT_TABLES | {
     "products",
@@ -62,8 +63,14 @@ def test_webhooks_down_to_0005_and_back(scratch_url: str) -> None:
     webhook_tables = {t for t in ALL_TABLES if t.startswith("webhook_")}
     console_tables = {"staff_accounts", "web_sessions", "validation_counts"}  # 0007, above it
     usage_tables = {"license_usage"}  # 0008, above it
+    named_user_tables = {"license_users"}  # 0009, above it
     assert _tables(scratch_url) == (
-        ALL_TABLES - webhook_tables - console_tables - usage_tables - {"license_expiry_notices"}
+        ALL_TABLES
+        - webhook_tables
+        - console_tables
+        - usage_tables
+        - named_user_tables
+        - {"license_expiry_notices"}
     )
     with psycopg.connect(scratch_url) as conn:
         conn.execute("INSERT INTO audit_events (actor_type, action) VALUES ('system', 'x.y')")

@@ -351,6 +351,8 @@ def test_fallback_terms_outlive_their_expiry() -> None:
             [
                 rules.live_seat_sql("a", "v_grace", "p_now"),
                 rules.stale_seat_sql("a", "v_grace", "p_now"),
+                # named-user seats (migration 0009)
+                rules.user_seat_sql("a", "p_user_id"),
             ],
         ),
         # the webhook outbox's license snapshot (migration 0006)
@@ -441,3 +443,21 @@ def test_validate_function_agrees_on_fallback(
     terms = rules.LicenseTerms.from_row(row)
     assert terms.usable(NOW) == usable and terms.updates_until == until
     assert found == f"{behavior} {'-' if until is None else int(until.timestamp())}"
+
+
+# --- named-user seats ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("taken", "limit", "allowed"), [(0, 0, False), (0, 1, True), (1, 1, False), (2, 3, True)]
+)
+def test_user_seat_limits(taken, limit, allowed) -> None:
+    """One more user (``max_users``) or one more machine of a user (``machines_per_user``,
+    counted over live seats) only below the limit, as ``licentia_activate`` compares."""
+    assert rules.user_seat_available(taken, limit) is allowed
+    assert rules.user_machine_available(taken, limit) is allowed
+
+
+def test_the_seat_kinds() -> None:
+    assert rules.SEAT_KINDS == ("machine", "user")
+    assert rules.DEFAULT_MACHINES_PER_USER == 3

@@ -11,7 +11,7 @@ are deterministic, so the output is byte-for-byte stable. Each vector is one JSO
      ["fingerprint"],
      ["released_at"],
      "expected": {"ok": {<claims>}, "ids": {"license_id", "organization_id",
-                  "activation_id"}} | {"error": "<ErrorName>"}}
+                  "activation_id", ["user_id"]}} | {"error": "<ErrorName>"}}
 
 "ids" are the canonical UUID texts a verifier reports for the compact id claims.
 
@@ -52,8 +52,10 @@ FINGERPRINT = "k3Vb0mK0c1m4Qe9fJ2y5u8w1x4z7B0D3F6H9J2L5N8P"
 LICENSE_ID = "5f0c6f1e-8f4e-4d0a-9a43-5b7c1f0e2d11"
 ORG_ID = "0b1f2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
 ACTIVATION_ID = "7d9e8f70-1a2b-4c3d-8e4f-5a6b7c8d9e0f"
+USER_ID = "3c4d5e6f-7a8b-4c9d-8e0f-1a2b3c4d5e6f"
 # In tokens the ids are the UUIDs' 16 bytes as 22-character base64url.
 SUB, ORG, ACT = encode_id(LICENSE_ID), encode_id(ORG_ID), encode_id(ACTIVATION_ID)
+USR = encode_id(USER_ID)
 
 
 def _b64(data: bytes) -> str:
@@ -188,6 +190,9 @@ def build() -> dict[str, dict[str, Any]]:
         ids = {"license_id": LICENSE_ID, "organization_id": ORG_ID, "activation_id": None}
         if "act" in claims:
             ids["activation_id"] = ACTIVATION_ID
+        if "usr" in claims:  # named-user activations only
+            assert claims["usr"] == USR
+            ids["user_id"] = USER_ID
         assert (claims["sub"], claims["org"], claims.get("act", ACT)) == (SUB, ORG, ACT)
         return {"ok": claims, "ids": ids}
 
@@ -283,6 +288,22 @@ def build() -> dict[str, dict[str, Any]]:
         "trial is present but false (the claim is true or absent).",
         ACTIVE.sign(L, license_claims(trial=False)),
         error("MalformedToken"),
+    )
+    # --- named users (optional claim of activation tokens) --------------------------------
+    c = activation_claims(usr=USR, tier="team")
+    add(
+        "valid-activation-named-user",
+        "A named-user license's activation token: usr is the user the seat is bound to.",
+        ACTIVE.sign(A, c),
+        ok(c),
+        method="verify_activation",
+    )
+    add(
+        "malformed-user-id-uuid-text",
+        "usr is a UUID's text form, not a compact id.",
+        ACTIVE.sign(A, activation_claims(usr=USER_ID)),
+        error("MalformedToken"),
+        method="verify_activation",
     )
     add(
         "malformed-updates-until-null",

@@ -113,5 +113,7 @@ def test_vector(path):
     until = lic.updates_until
     assert (None if until is None else int(until.timestamp())) == claims.get("updates_until")
     assert lic.is_trial is claims.get("trial", False)
+    assert lic.user_id == ids.get("user_id")
+    assert ids.get("user_id") == (_uuid_text(claims["usr"]) if "usr" in claims else None)
     if "released_at" in vector:
         assert lic.allows_release(vector["released_at"])

@@ -52,6 +52,7 @@ def _as_dict(lic: License, issuer: str) -> dict[str, Any]:
         "license_expires_at": iso(lic.license_expires_at),
         "token_id": lic.token_id,
         "nonce": lic.nonce,
+        "user_id": lic.user_id,
     }
 
 

@@ -297,6 +297,7 @@ _FEATURES = "an object whose values are booleans, finite numbers or strings"
 _OPTIONAL_STRING = "a string when present"
 _OPTIONAL_TIME = f"integer seconds since the epoch, from 0 to {_MAX_EPOCH}, when present"
 _OPTIONAL_TRUE = "true when present"
+_OPTIONAL_ID = f"{_ID}, when present"
 
 _COMMON_RULES = (
     ("iss", _STRING),
@@ -316,7 +317,10 @@ _COMMON_RULES = (
     ("trial", _OPTIONAL_TRUE),
 )
 _LICENSE_RULES = _COMMON_RULES
-_ACTIVATION_RULES = (*_COMMON_RULES, ("act", _ID), ("fp", _STRING))
+_ACTIVATION_RULES = (*_COMMON_RULES, ("act", _ID), ("fp", _STRING), ("usr", _OPTIONAL_ID))
+_ACTIVATION_ONLY = ("act", "usr")
+"""Claims of activation tokens only: in a license token they are not the license's (the
+verifier drops them, so ``activation_id`` and ``user_id`` stay ``None``)."""
 _USAGE_RULES = (
     *_COMMON_RULES,
     ("meter", _STRING),
@@ -339,7 +343,7 @@ _BY_RANGE = {_TIME: (False, False), _TIME_OR_NULL: (True, False), _OPTIONAL_TIME
 _Plan = tuple[
     tuple[tuple[str, type, Any, str], ...],  # by type: claim, type, stand-in, kind
     tuple[tuple[str, bool, bool, str], ...],  # times: claim, null allowed, absence allowed, kind
-    tuple[str, ...],  # ids
+    tuple[tuple[str, bool], ...],  # ids: claim, absence allowed
     tuple[str, ...],  # features
     tuple[str, ...],  # true when present
 ]
@@ -347,13 +351,22 @@ _Plan = tuple[
 
 def _plan(rules: tuple[tuple[str, str], ...]) -> _Plan:
     """The rules of a table arranged the way ``_claims_error`` walks them."""
-    unknown = {kind for _, kind in rules} - {*_BY_TYPE, *_BY_RANGE, _ID, _FEATURES, _OPTIONAL_TRUE}
+    unknown = {kind for _, kind in rules} - {
+        *_BY_TYPE,
+        *_BY_RANGE,
+        _ID,
+        _OPTIONAL_ID,
+        _FEATURES,
+        _OPTIONAL_TRUE,
+    }
     if unknown:  # a rule nothing would check: refuse to import rather than accept it
         raise ValueError(f"no check for the claim kind(s) {sorted(unknown)}")
     return (
         tuple((claim, *_BY_TYPE[kind], kind) for claim, kind in rules if kind in _BY_TYPE),
         tuple((claim, *_BY_RANGE[kind], kind) for claim, kind in rules if kind in _BY_RANGE),
-        tuple(claim for claim, kind in rules if kind is _ID),
+        tuple(
+            (claim, kind is _OPTIONAL_ID) for claim, kind in rules if kind in (_ID, _OPTIONAL_ID)
+        ),
         tuple(claim for claim, kind in rules if kind is _FEATURES),
         tuple(claim for claim, kind in rules if kind is _OPTIONAL_TRUE),
     )
@@ -383,16 +396,18 @@ def _claims_error(claims: dict[str, Any], plan: _Plan) -> str | None:
         if get(claim, True) is not True:
             return _broken(claims, claim, _OPTIONAL_TRUE)
     text = ""
-    for claim in ids:
-        value = get(claim)
+    for claim, optional in ids:
+        value = get(claim, _MISSING)
+        if value is _MISSING and optional:
+            continue
         if type(value) is not str or len(value) != 22 or value[21] not in _ID_LAST:
-            return _broken(claims, claim, _ID)
+            return _broken(claims, claim, _OPTIONAL_ID if optional else _ID)
         text += value
     # Every character in the base64url alphabet: all ids at once, then the culprit.
     if text.encode("ascii", "replace").translate(None, _B64URL_ALPHABET):
-        for claim in ids:
-            if claims[claim].encode("ascii", "replace").translate(None, _B64URL_ALPHABET):
-                return _broken(claims, claim, _ID)
+        for claim, optional in ids:
+            if get(claim, "").encode("ascii", "replace").translate(None, _B64URL_ALPHABET):
+                return _broken(claims, claim, _OPTIONAL_ID if optional else _ID)
     for claim in features:
         value = get(claim)
         if type(value) is not dict:
@@ -425,8 +440,10 @@ class License:
     activation token, the end of the offline lease), ``license_expires_at`` (``None`` for
     a perpetual license), ``token_id`` (the ``jti``), ``nonce`` (``None`` unless the
     request that produced the token supplied one), ``updates_until`` (perpetual fallback: the
-    last release date the license covers; ``None`` when it covers every build) and
-    ``is_trial``. Datetimes are timezone-aware UTC.
+    last release date the license covers; ``None`` when it covers every build),
+    ``is_trial`` and ``user_id`` (named-user licenses: the user the activation is bound to,
+    canonical UUID text; ``None`` otherwise and for a license token). Datetimes are
+    timezone-aware UTC.
     """
 
     __slots__ = ("_claims",)
@@ -449,6 +466,7 @@ class License:
         nonce: str | None = None,
         updates_until: datetime | None = None,
         is_trial: bool = False,
+        user_id: str | None = None,
     ) -> None:
         """Build a License by hand (for tests of code that consumes licenses).
 
@@ -478,6 +496,8 @@ class License:
             claims["updates_until"] = int(_epoch_seconds(updates_until))
         if is_trial:
             claims["trial"] = True
+        if user_id is not None:
+            claims["usr"] = _id_claim(user_id, "user_id")
         object.__setattr__(self, "_claims", claims)
 
     @classmethod
@@ -557,6 +577,12 @@ class License:
     @property
     def is_trial(self) -> bool:
         return self._claims.get("trial") is True
+
+    @property
+    def user_id(self) -> str | None:
+        """The named user an activation of a ``user`` license is bound to (``usr``)."""
+        usr = self._claims.get("usr")
+        return None if usr is None else _uuid_text(usr)
 
     def allows_release(self, released_at: datetime | float) -> bool:
         """Whether a build released at ``released_at`` (a timezone-aware datetime or epoch
@@ -1072,8 +1098,10 @@ class Verifier:
         problem = _claims_error(claims, _PLANS[typ])
         if problem is not None:
             raise MalformedToken(problem)
-        if not activation and "act" in claims:
-            del claims["act"]  # not a license-token claim: activation_id stays None
+        if not activation:
+            for claim in _ACTIVATION_ONLY:
+                if claim in claims:  # not a license-token claim: the property stays None
+                    del claims[claim]
         windows = entry[2]
         if windows is not None:  # a certified key: one certificate's window holds iat
             iat = claims["iat"]

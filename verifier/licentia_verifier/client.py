@@ -315,8 +315,13 @@ class LicenseClient:
         name: str | None = None,
         platform: str | None = None,
         now: datetime | float | None = None,
+        user_token: str | None = None,
     ) -> License:
         """Activate this machine with ``license_key`` and store the token.
+
+        ``user_token``: for a named-user license, the user's access token (from the
+        server's ``/api/v1/auth/login``); the seat is bound to that user and the returned
+        license's ``user_id`` names them. It is sent with this call only and never stored.
 
         The token is verified for this machine before anything is stored (trust material
         the answer carries is processed first, and kept when the verifier accepts it).
@@ -333,7 +338,10 @@ class LicenseClient:
             body["name"] = name
         if platform is not None:
             body["platform"] = platform
-        answer = self._post("/api/v1/licenses/activate", body)
+        if user_token is not None and (not isinstance(user_token, str) or not user_token.strip()):
+            raise ValueError("user_token must be a non-empty string when given")
+        headers = None if user_token is None else {"Authorization": f"Bearer {user_token.strip()}"}
+        answer = self._post("/api/v1/licenses/activate", body, headers)
         token = answer.get("token")
         if not isinstance(token, str):
             raise ServerUnavailable("the activation answer carries no token")

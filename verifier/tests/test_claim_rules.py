@@ -19,6 +19,7 @@ from licentia_verifier._verifier import (
     _ID,
     _INTEGER,
     _LICENSE_RULES,
+    _OPTIONAL_ID,
     _OPTIONAL_STRING,
     _OPTIONAL_TIME,
     _OPTIONAL_TRUE,
@@ -63,7 +64,8 @@ BAD_VALUES: dict[str, list[Any]] = {
     _OPTIONAL_TIME: [None, False, 1.5, "1780000000", -1, MAX_EPOCH + 1, [1]],
     _OPTIONAL_TRUE: [None, False, 1, "true", [True]],
 }
-OPTIONAL_KINDS = (_OPTIONAL_STRING, _OPTIONAL_TIME, _OPTIONAL_TRUE)
+BAD_VALUES[_OPTIONAL_ID] = BAD_VALUES[_ID]  # null is not absence
+OPTIONAL_KINDS = (_OPTIONAL_STRING, _OPTIONAL_TIME, _OPTIONAL_TRUE, _OPTIONAL_ID)
 
 LICENSE_CLAIMS = {
     "iss",
@@ -97,12 +99,13 @@ def rule_cases() -> list[Any]:
 
 def test_the_table_has_every_documented_claim():
     assert {claim for claim, _ in _LICENSE_RULES} == LICENSE_CLAIMS
-    assert {claim for claim, _ in _ACTIVATION_RULES} == LICENSE_CLAIMS | {"act", "fp"}
+    assert {claim for claim, _ in _ACTIVATION_RULES} == LICENSE_CLAIMS | {"act", "fp", "usr"}
     # One rule per claim: a claim with two rules would make "the rule that failed" ambiguous.
     for rules in (_LICENSE_RULES, _ACTIVATION_RULES):
         assert len({claim for claim, _ in rules}) == len(rules)
     assert dict(_ACTIVATION_RULES)["act"] is _ID
     assert dict(_ACTIVATION_RULES)["fp"] is _STRING
+    assert dict(_ACTIVATION_RULES)["usr"] is _OPTIONAL_ID
 
 
 def test_every_kind_has_bad_values():

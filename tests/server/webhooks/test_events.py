@@ -365,7 +365,8 @@ def test_every_event_type_is_emitted_somewhere() -> None:
     from importlib import import_module
 
     migration = import_module("migrations.versions.0006_webhooks")
-    emitted = set(migration.ACTIONS.values()) | {"webhook.test"}
+    named_users = import_module("migrations.versions.0009_named_users")
+    emitted = set(migration.ACTIONS.values()) | set(named_users.ACTIONS.values()) | {"webhook.test"}
     assert emitted == set(EVENT_TYPES)
 
 
