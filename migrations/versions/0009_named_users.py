@@ -303,14 +303,24 @@ ACTIONS = {
 }
 
 
-def _outbox(actions: dict[str, str]) -> str:
-    """0006's outbox function with ``actions`` as its mapping, as ``CREATE OR REPLACE``."""
+CONTEXT = "jsonb_build_object('actor_type', NEW.actor_type, 'audit_event_id', NEW.id)"
+# The assigned user travels with the event (the payload's ``user_id``); absent for others.
+USER_CONTEXT = (
+    "jsonb_strip_nulls(jsonb_build_object('actor_type', NEW.actor_type, "
+    "'audit_event_id', NEW.id, 'user_id', NEW.data->>'user_id'))"
+)
+
+
+def _outbox(actions: dict[str, str], *, with_user: bool) -> str:
+    """0006's outbox function with ``actions`` as its mapping (and, ``with_user``, the
+    assigned user in the event's context), as ``CREATE OR REPLACE``."""
     previous = _webhooks()
     cases = "\n".join(f"        WHEN '{action}' THEN '{kind}'" for action, kind in actions.items())
-    assert previous._CASES in previous.OUTBOX
-    return previous.OUTBOX.replace(previous._CASES, cases).replace(
-        "CREATE FUNCTION", "CREATE OR REPLACE FUNCTION", 1
-    )
+    assert previous._CASES in previous.OUTBOX and CONTEXT in previous.OUTBOX
+    outbox = previous.OUTBOX.replace(previous._CASES, cases)
+    if with_user:
+        outbox = outbox.replace(CONTEXT, USER_CONTEXT)
+    return outbox.replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION", 1)
 
 
 def _app_role() -> str:
@@ -337,11 +347,11 @@ def upgrade() -> None:
         f for f in previous.FUNCTIONS if f.startswith(("licentia_check_in", "licentia_activate"))
     )
     _replace(previous_functions, (CHECK_IN, ACTIVATE), FUNCTIONS)
-    op.execute(_outbox({**_webhooks().ACTIONS, **ACTIONS}))
+    op.execute(_outbox({**_webhooks().ACTIONS, **ACTIONS}, with_user=True))
 
 
 def downgrade() -> None:
-    op.execute(_outbox(_webhooks().ACTIONS))
+    op.execute(_outbox(_webhooks().ACTIONS, with_user=False))
     previous = _licensing()
     previous_functions = tuple(
         f for f in previous.FUNCTIONS if f.startswith(("licentia_check_in", "licentia_activate"))

@@ -152,7 +152,7 @@ def _data(
         snap = msgspec.convert(subject, _LicenseSnapshot)
         data = msgspec.to_builtins(read_license(msgspec.structs.asdict(snap), at))
         if kind in NAMED_USER_EVENTS:  # which user was assigned or unassigned
-            data["user_id"] = (context.get("data") or {}).get("user_id")
+            data["user_id"] = context.get("user_id")
         return data
     if family == "activation":
         act = msgspec.convert(subject, _ActivationSnapshot)
