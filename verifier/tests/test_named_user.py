@@ -43,9 +43,9 @@ def test_a_malformed_user_is_refused(env):
 
 
 def test_a_license_built_by_hand_keeps_its_user():
-    from datetime import UTC, datetime
+    from datetime import datetime, timezone
 
-    now = datetime(2026, 5, 1, tzinfo=UTC)
+    now = datetime(2026, 5, 1, tzinfo=timezone.utc)
     lic = License(
         license_id=str(uuid.uuid4()),
         organization_id=str(uuid.uuid4()),
