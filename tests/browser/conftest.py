@@ -20,10 +20,12 @@ ASSETS = Path(__file__).parent / "assets"
 DOCS_SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(database: TestDatabase) -> Iterator[Any]:
-    """One Chromium for the session. Playwright's synchronous API keeps an event loop
-    running from here on, so the database (built with ``asyncio.run``) comes first."""
+    """One Chromium for this module. Playwright's synchronous API keeps an event loop
+    running in this thread while it is open, so it must close before any other module's
+    test calls ``asyncio.run`` (module scope, never session), and the database (built with
+    ``asyncio.run``) comes first."""
     from playwright.sync_api import sync_playwright
 
     if not Path(CHROMIUM).exists():

@@ -42,8 +42,10 @@ ROOT = Path(__file__).resolve().parents[3]
 DOC = ROOT / "docs" / "embedding.md"
 ISSUER = "https://licensing.example.com"  # the issuer every example names
 PRODUCT = "acme-ide"
-# The one place the examples name the server as a base URL (not as the issuer).
+# The one place the examples name the server as a base URL (not as the issuer), and the
+# one API call an example makes itself (the named user's login).
 CLIENT_BASE_URL = re.compile(r'(LicenseClient\(\s*)"https://licensing\.example\.com"')
+LOGIN_URL = re.compile(r'"https://licensing\.example\.com(/api/v1/auth/login)"')
 
 
 @dataclass(frozen=True)
@@ -52,7 +54,8 @@ class Block:
     code: str
 
     def compiled(self, base_url: str) -> Any:
-        code, _ = CLIENT_BASE_URL.subn(rf'\g<1>"{base_url}"', self.code)
+        code = CLIENT_BASE_URL.sub(rf'\g<1>"{base_url}"', self.code)
+        code = LOGIN_URL.sub(rf'"{base_url}\g<1>"', code)
         # Padded so that tracebacks name the block's lines in docs/embedding.md.
         return compile("\n" * self.fence_line + code, str(DOC), "exec")
 
@@ -114,6 +117,8 @@ BLOCKS = (
     "released_at=BUILD_DATE",  # perpetual fallback
     "verifier.add_key_certificate(certificate)",  # embedding the root
     "client = LicenseClient(",  # the online client
+    "user_token=login(email, password)",  # a named user's activation
+    'client.consume("automations")',  # usage meters
     "client.write_offline_request(",  # air-gapped: the request
     'client.install("license.json")',  # air-gapped: the answer
 )
@@ -131,6 +136,7 @@ def test_every_python_block_of_the_page_is_executed_here() -> None:
     for block, marker in zip(blocks, BLOCKS, strict=True):
         assert marker in block.code, f"docs/embedding.md:{block.fence_line}: not {marker!r}"
     assert sum(len(CLIENT_BASE_URL.findall(block.code)) for block in blocks) == 1
+    assert sum(len(LOGIN_URL.findall(block.code)) for block in blocks) == 1
 
 
 def test_the_examples_import_what_they_catch() -> None:
@@ -188,8 +194,11 @@ def test_the_examples_run_as_written(
         PRODUCT,
         {
             "pro": factories.Tier(
-                features={"export": True, "seats": 5}, expiry_behavior="fallback"
+                features={"export": True, "seats": 5},
+                expiry_behavior="fallback",
+                meters={"automations": {"limit": 100, "period": "month"}},
             ),
+            "team": factories.Tier(seat_kind="user", max_users=5, machines_per_user=2),
             "trial": factories.Tier(
                 features={"export": False},
                 is_trial=True,
@@ -213,6 +222,11 @@ def test_the_examples_run_as_written(
         starts_at=datetime(2019, 1, 1, tzinfo=UTC),
         expires_at=datetime(2020, 1, 1, tzinfo=UTC),
     )
+
+    # A license sold per person, and Dana, a member of its organization assigned to it.
+    dana = factories.signup(api, "Dana's team", password=factories.PASSWORD)
+    team = factories.license(owner_db, dana["organization"]["id"], PRODUCT, "team")
+    factories.license_user(owner_db, team, dana["user"]["id"])
 
     def activate(key: str) -> dict[str, Any]:
         body = {"license_key": key, "product": PRODUCT, "fingerprint": fingerprint}
@@ -298,6 +312,34 @@ def test_the_examples_run_as_written(
         config = home / ".config" / PRODUCT
         assert (config / f"licentia-{PRODUCT}.json").exists()
         assert (config / "licentia-state.json").exists(), "no clock high-water mark"
+
+    @step
+    def named_user(block: Block) -> None:
+        ns.update(key=team.key, email=dana["user"]["email"], password=factories.PASSWORD)
+        run(block)
+        lic, client = ns["lic"], ns["client"]
+        assert lic.license_id == str(team.id) and lic.user_id == dana["user"]["id"]
+        assert sql.live(team.id) == 1
+        client.deactivate()
+        ns["key"] = covered.key
+
+    run_the_automation = Recorder("run_the_automation")
+
+    @step
+    def usage_meters(block: Block) -> None:
+        ns["client"].activate(covered.key)
+        ns["run_the_automation"] = run_the_automation
+        run(block)
+        usage = ns["usage"]  # the count read again, without spending
+        assert run_the_automation.calls == [((), {})]
+        assert (usage.meter, usage.used, usage.limit, usage.remaining) == (
+            "automations",
+            1,
+            100,
+            99,
+        )
+        assert usage.period_ends_at is not None
+        ns["client"].deactivate()
 
     request_file = product_dir / "activation-request.json"
 
