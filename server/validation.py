@@ -90,6 +90,40 @@ class DatedRequest(msgspec.Struct):
                 )
 
 
+RFC3339 = (
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?"
+    r"([Zz]|[+-][0-9]{2}:[0-9]{2})$"
+)
+"""A query parameter's datetime as written (a bare number is not a time)."""
+
+
+def query_datetime(description: str) -> Any:
+    """A datetime query parameter, taken as text in RFC 3339 form (``parse_query_datetime``)."""
+    return Parameter(
+        pattern=RFC3339,
+        max_length=40,
+        description=description,
+        schema_extra={"format": "date-time"},
+    )
+
+
+def parse_query_datetime(value: str | None, name: str) -> datetime | None:
+    """The datetime of a ``query_datetime`` parameter: 422 naming it when it is no date (a
+    13th month) or out of range."""
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("z", "Z"))
+    except ValueError:
+        parsed = None
+    problem = "not an RFC 3339 date and time" if parsed is None else datetime_problem(parsed)
+    if problem:
+        raise InvalidInput(
+            f"{name}: {problem}", errors=[{"key": name, "message": problem, "source": "query"}]
+        )
+    return parsed
+
+
 def query_text(max_length: int, description: str | None = None) -> Any:
     """A string query or path parameter without NUL, at most ``max_length`` characters."""
     return Parameter(max_length=max_length, pattern=NO_NUL, description=description)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Annotated
 
 from litestar import Controller, Response, delete, get, patch, post
@@ -28,7 +27,7 @@ from server.license_admin.schemas import (
 )
 from server.pagination import Cursor, Limit, PageOf
 from server.problems import problem_responses
-from server.validation import NO_NUL, query_text
+from server.validation import NO_NUL, parse_query_datetime, query_datetime, query_text
 
 _admin_read = allow(scope="licenses:read")
 _admin_write = allow(scope="licenses:write")
@@ -109,13 +108,11 @@ class LicenseController(Controller):
         product: Annotated[str | None, query_text(64)] = None,
         status: Status | None = None,
         expires_before: Annotated[
-            datetime | None,
-            Parameter(
-                description=(
-                    "Licenses that expire strictly before this time (RFC 3339 with an offset, "
-                    "e.g. 2027-01-31T00:00:00Z), already expired ones included; perpetual "
-                    "licenses never match. Combine with `status=active` for those still running."
-                )
+            str | None,
+            query_datetime(
+                "Licenses that expire strictly before this time (RFC 3339 with an offset, "
+                "e.g. 2027-01-31T00:00:00Z), already expired ones included; perpetual "
+                "licenses never match. Combine with `status=active` for those still running."
             ),
         ] = None,
         key_prefix: Annotated[
@@ -152,7 +149,7 @@ class LicenseController(Controller):
             organization_id=organization_id,
             product=product,
             status=status,
-            expires_before=expires_before,
+            expires_before=parse_query_datetime(expires_before, "expires_before"),
             key_prefix=key_prefix,
             q=q,
             limit=limit,

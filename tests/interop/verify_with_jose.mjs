@@ -93,6 +93,9 @@ for (const c of cases) {
       organization_id: idOf(payload.org),
       activation_id: c.typ === "activation+jwt" ? idOf(payload.act) : null,
     };
+    if (c.typ === "activation+jwt" && payload.usr !== undefined) {
+      ids.user_id = idOf(payload.usr); // named users: the seat's user
+    }
     results.push({ ok: payload, header: protectedHeader, ids, ...extra });
   } catch (err) {
     results.push({ error: err.code || err.name, message: String(err.message), ...extra });

@@ -4,6 +4,7 @@ else is refused with a LicenseError subclass and nothing but."""
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import hmac
 import json
@@ -123,7 +124,7 @@ def _check_round_trip(lic, subject, now, lifetime, issued):
 @given(subject=subjects, now=nows, lifetime=lifetimes, nonce=st.one_of(st.none(), st.text()))
 def test_issued_license_tokens_are_accepted_and_round_trip(subject, now, lifetime, nonce):
     if subject.license_expires_at is not None and subject.license_expires_at <= now:
-        subject = TokenSubject(**{**subject.__dict__, "license_expires_at": None})
+        subject = dataclasses.replace(subject, license_expires_at=None)
     issued = issue_license_token(
         SIGNER, subject, issuer=ISSUER, now=now, lifetime=lifetime, nonce=nonce
     )
@@ -138,7 +139,7 @@ def test_issued_activation_tokens_are_accepted_and_round_trip(
     subject, now, lease, act, fingerprint
 ):
     if subject.license_expires_at is not None and subject.license_expires_at <= now:
-        subject = TokenSubject(**{**subject.__dict__, "license_expires_at": None})
+        subject = dataclasses.replace(subject, license_expires_at=None)
     issued = issue_activation_token(
         SIGNER,
         subject,
