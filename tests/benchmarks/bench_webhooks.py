@@ -18,7 +18,8 @@ Starts ``licentia serve --workers 1`` on a fresh embedded database (seeded as
   instance: the backends that run the outbox trigger, the WAL writer, autovacuum).
 
 ``--request-path-only`` measures the first activate comparison alone (the dispatcher off),
-for quick comparisons of one change against another; it writes nothing.
+for quick comparisons of one change against another; it writes nothing. ``--delivery-only``
+measures the delivery rate alone, with the worker's CPU per delivery; it writes nothing.
 
 ``--write-docs`` replaces the "## Webhooks" section of docs/benchmarks.md.
 """
@@ -255,6 +256,33 @@ def request_path_only(args: argparse.Namespace, workdir: Path) -> str:
     )
 
 
+def delivery_only(args: argparse.Namespace, workdir: Path) -> str:
+    """Deliveries alone (one worker, one endpoint): events per second and the worker's CPU
+    per delivery, for comparing dispatcher changes quickly."""
+    dataset = Dataset("webhooks", args.licenses, workdir / "db")
+    receiver = start_process("receiver", [sys.executable, "-c", RECEIVER], base_env(), workdir)
+    server = None
+    try:
+        server = start_licentia(dataset.data_dir, workdir, dispatcher=True)
+        seed(dataset)
+        add_endpoints(dataset.data_dir, receiver.base_url + "/one", 1)
+        pids = server.worker_pids()
+        lines = []
+        for run in range(args.runs):
+            before = cpu_seconds(pids)
+            rate = delivery_rate(dataset.data_dir, args.events)
+            used = cpu_seconds(pids) - before
+            lines.append(
+                f"run {run + 1}/{args.runs}: {rate:,.0f} events/s, "
+                f"worker CPU {used * 1e6 / args.events:,.0f} µs per delivery"
+            )
+    finally:
+        if server is not None:
+            server.stop()
+        receiver.stop()
+    return "\n".join(lines)
+
+
 def webhook_benchmark(args: argparse.Namespace, workdir: Path) -> str:
     dataset = Dataset("webhooks", args.licenses, workdir / "db")
     servers: list[Server] = []
@@ -328,6 +356,7 @@ def main() -> int:
     parser.add_argument("--events", type=int, default=2_000)
     parser.add_argument("--write-docs", action="store_true")
     parser.add_argument("--request-path-only", action="store_true")
+    parser.add_argument("--delivery-only", action="store_true")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         print("bench_webhooks.py needs wrk (`apt-get install wrk`)", file=sys.stderr)
@@ -336,6 +365,9 @@ def main() -> int:
     try:
         if args.request_path_only:
             print(request_path_only(args, workdir))
+            return 0
+        if args.delivery_only:
+            print(delivery_only(args, workdir))
             return 0
         body = webhook_benchmark(args, workdir)
         print(body)
