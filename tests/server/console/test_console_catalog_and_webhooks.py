@@ -37,6 +37,11 @@ def main(html: str) -> str:
     return html.split("<main", 1)[1].split("</main>", 1)[0]
 
 
+def events(html: str) -> str:
+    """The audit page's table of events (its filters name organizations too)."""
+    return main(html).split("<table>", 1)[1]
+
+
 TIER_FORM = {
     "code": "pro",
     "name": "Pro",
@@ -382,9 +387,9 @@ def test_the_audit_log_is_newest_first_and_pages_on(
         )
         assert made.status_code == 200
     first = client.get("/console/audit", params={"action": "organization.create"}).text
-    names = re.findall(r"Org (\d\d)", first)
+    names = re.findall(r"Org (\d\d)", events(first))  # not the organization picker's
     assert names == [f"{n:02d}" for n in range(51, 1, -1)]
     link = re.search(r'href="([^"]+)" rel="next"', first).group(1).replace("&amp;", "&")
     second = client.get(link).text
-    assert re.findall(r"Org (\d\d)", second) == ["01", "00"]
+    assert re.findall(r"Org (\d\d)", events(second)) == ["01", "00"]
     assert 'rel="next"' not in second
