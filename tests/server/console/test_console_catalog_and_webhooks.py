@@ -429,6 +429,11 @@ def test_a_webhook_endpoint_picks_its_organization_by_name(
     assert created.status_code == 200, created.text
     listed = client.get("/console/webhooks").text
     assert str(made.organization_id) in main(listed).split("</table>", 1)[0]
+    # From the organization's page, the form has it chosen.
+    link = f"/console/webhooks?organization={made.organization_id}#add-endpoint"
+    assert link in client.get(f"/console/organizations/{made.organization_id}").text
+    prefilled = client.get(link.split("#")[0]).text
+    assert f'<option value="{made.organization_id}" selected>Acme</option>' in prefilled
 
 
 def test_webhook_urls_follow_the_api_rules(client: TestClient, settings: Settings) -> None:
