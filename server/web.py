@@ -28,6 +28,7 @@ from litestar.exceptions import HTTPException
 from litestar.middleware import DefineMiddleware
 from litestar.middleware.csrf import CSRFMiddleware
 from litestar.plugins.jinja import JinjaTemplateEngine
+from litestar.plugins.problem_details import ProblemDetailsException
 from litestar.response import Redirect, Template
 from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
@@ -348,6 +349,17 @@ def form_struct(fields: Mapping[str, Any], type_: type[T]) -> T:
         raise InvalidInput(str(exc), code="VALIDATION_ERROR") from None
 
 
+def refusal(problem: ProblemDetailsException) -> dict[str, Any]:
+    """What a page shows of an error (``_error.html``): the status, title, detail and stable
+    code the API gives (``server.problems.problem_for``)."""
+    return {
+        "status": problem.status_code,
+        "title": problem.title,
+        "detail": problem.detail,
+        "code": problem.extra.get("code") if isinstance(problem.extra, dict) else None,
+    }
+
+
 def error_handlers(area: Area) -> ExceptionHandlersMap:
     """An area's exception handlers: every family the API maps, rendered as a page."""
     handle = error_handler(area)
@@ -367,13 +379,7 @@ def error_handler(area: Area) -> Callable[[Request, Exception], Response[Any]]:
                 return Response(content=b"", headers={"HX-Redirect": login}, cookies=cookies)
             return Redirect(path=login, status_code=303, cookies=cookies)
         problem = problem_for(error)
-        context = {
-            "area": area,
-            "status": problem.status_code,
-            "title": problem.title,
-            "detail": problem.detail,
-            "code": problem.extra.get("code") if isinstance(problem.extra, dict) else None,
-        }
+        context = {"area": area, **refusal(problem)}
         headers = dict(problem.headers or {})
         headers |= {k.decode(): v.decode() for k, v in SECURITY_HEADERS.items()}
         if is_htmx(request):

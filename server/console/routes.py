@@ -4,7 +4,9 @@ API calls, render a template. What a role may do is its scopes (``STAFF_ROLE_SCO
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -27,7 +29,14 @@ from server.auth.principal import (
     staff_principal,
 )
 from server.console import service
-from server.errors import InvalidInput, PermissionDenied, RateLimited, Unauthenticated
+from server.errors import (
+    DomainError,
+    InvalidInput,
+    NotFound,
+    PermissionDenied,
+    RateLimited,
+    Unauthenticated,
+)
 from server.license_admin import service as licenses
 from server.license_admin.schemas import (
     ChangeTierRequest,
@@ -37,11 +46,13 @@ from server.license_admin.schemas import (
     Status,
 )
 from server.license_users import service as license_users
+from server.license_users.schemas import LicenseUserAssign
 from server.metering import service as metering
 from server.organizations import service as organizations
 from server.organizations.schemas import OrganizationCreate
+from server.problems import problem_for
 from server.products import service as products
-from server.products.schemas import ProductCreate, TierCreate, TierUpdate
+from server.products.schemas import ProductCreate, ProductUpdate, TierCreate, TierUpdate
 from server.projects import service as projects
 from server.signing_keys import service as signing_keys
 from server.trials import service as trials
@@ -58,6 +69,7 @@ from server.web import (
     next_page,
     open_session,
     page,
+    refusal,
     see_other,
     session_cookie,
     session_token,
@@ -85,6 +97,10 @@ TIER_FIELDS = (
 TIER_FLAGS = ("is_trial", "self_serve_trials")
 EVENT_PREFIXES = tuple(sorted({t.split(".", 1)[0] + ".*" for t in EVENT_TYPES}))
 PAGE = 50
+PICKER_LIMIT = 500
+"""Organizations an organization picker lists at once; past that, a name search narrows it."""
+MEMBER_LIMIT = 500
+"""Members of an organization the named-user form offers at once."""
 
 
 def principal_for(facts: SessionFacts) -> Principal | None:
@@ -115,8 +131,12 @@ def _me(request: Request) -> Principal:
     return _staff(request)
 
 
-def _page(request: Request, name: str, **context: Any) -> Template:
-    return page(f"console/{name}", {"me": _me(request), "area": "console", **context})
+def _page(request: Request, name: str, *, status_code: int = 200, **context: Any) -> Template:
+    return page(
+        f"console/{name}",
+        {"me": _me(request), "area": "console", **context},
+        status_code=status_code,
+    )
 
 
 def _uuid(value: str | None) -> uuid.UUID | None:
@@ -291,6 +311,7 @@ class ConsoleController(Controller):
         status: str | None = None,
         expires_before: str | None = None,
         cursor: str | None = None,
+        org_q: str | None = None,
     ) -> Template:
         if status and status not in STATUSES:
             raise InvalidInput(f"status: one of {', '.join(STATUSES)}", code="VALIDATION_ERROR")
@@ -314,22 +335,32 @@ class ConsoleController(Controller):
             "status": status or "",
             "expires_before": expires_before or "",
         }
-        name = "_license_rows.html" if is_htmx(request) else "licenses.html"
+        if is_htmx(request):
+            return _page(request, "_license_rows.html", licenses=found.items)
         return _page(
             request,
-            name,
+            "licenses.html",
             licenses=found.items,
             filters=filters,
             statuses=STATUSES,
+            picker=await _organization_picker(session, request, _uuid(organization), org_q),
             next_page=next_page(request, found.next_cursor),
         )
 
     @get("/licenses/new", guards=[can("licenses:write")])
     async def new_license(
-        self, request: Request, session: AsyncSession, organization: str | None = None
+        self,
+        request: Request,
+        session: AsyncSession,
+        organization: str | None = None,
+        org_q: str | None = None,
     ) -> Template:
-        catalog = await _catalog(session)
-        return _page(request, "license_new.html", catalog=catalog, organization=organization or "")
+        return _page(
+            request,
+            "license_new.html",
+            catalog=await _catalog(session),
+            picker=await _organization_picker(session, request, _uuid(organization), org_q),
+        )
 
     @post("/licenses", guards=[can("licenses:write")])
     async def issue(self, request: Request, session: AsyncSession, data: Form) -> Template:
@@ -352,31 +383,7 @@ class ConsoleController(Controller):
     async def license(
         self, request: Request, session: AsyncSession, license_id: uuid.UUID
     ) -> Template:
-        me = _me(request)
-        found = await licenses.get_license(session, me, license_id)
-        activations = await licenses.list_activations(
-            session, me, license_id, limit=PAGE, cursor=None
-        )
-        trail = await audit.list_events(
-            session, me, target_id=str(license_id), limit=PAGE, cursor=None
-        )
-        organization = await organizations.get_organization(session, me, found.organization_id)
-        tiers = (
-            (await products.list_tiers(session, found.product, limit=200, cursor=None)).items
-            if me.has_scope("licenses:write")
-            else []
-        )
-        return _page(
-            request,
-            "license.html",
-            license=found,
-            organization=organization,
-            activations=activations.items,
-            trail=trail.items,
-            tiers=tiers,
-            usage=await metering.license_usage(session, me, license_id),
-            license_users=await license_users.list_users(session, me, license_id),
-        )
+        return await _license_page(request, session, license_id)
 
     @post("/licenses/{license_id:uuid}/usage/reset", guards=[can("licenses:write")])
     async def reset_usage(
@@ -385,6 +392,30 @@ class ConsoleController(Controller):
         meter = data.get("meter") or None
         await metering.reset_usage(session, _me(request), license_id, meter)
         return see_other(request, f"/console/licenses/{license_id}")
+
+    # --- named-user seats (the license page's "_license_users.html") ------------------------
+
+    @post("/licenses/{license_id:uuid}/users", guards=[can("licenses:write")])
+    async def assign_user(
+        self, request: Request, session: AsyncSession, license_id: uuid.UUID, data: Form
+    ) -> Template | Response[Any]:
+        async def assign() -> None:
+            wanted = form_struct({"user_id": form_text(data, "user_id")}, LicenseUserAssign)
+            await license_users.assign_user(session, _me(request), license_id, wanted.user_id)
+
+        return await _named_user_change(request, session, license_id, assign)
+
+    @post(
+        "/licenses/{license_id:uuid}/users/{user_id:uuid}/remove",
+        guards=[can("licenses:write")],
+    )
+    async def unassign_user(
+        self, request: Request, session: AsyncSession, license_id: uuid.UUID, user_id: uuid.UUID
+    ) -> Template | Response[Any]:
+        async def unassign() -> None:
+            await license_users.unassign_user(session, _me(request), license_id, user_id)
+
+        return await _named_user_change(request, session, license_id, unassign)
 
     @post("/licenses/{license_id:uuid}/suspend", guards=[can(STAFF_SUPPORT_SCOPE)])
     async def suspend(
@@ -471,6 +502,19 @@ class ConsoleController(Controller):
         )
         return see_other(request, f"/console/products/{made.code}/new-tier")
 
+    @post("/products/{product:str}", guards=[can("products:write")])
+    async def rename_product(
+        self, request: Request, session: AsyncSession, product: str, data: Form
+    ) -> Response[Any]:
+        # The form always holds the name: left empty, it is missing (not "no change").
+        name = form_text(data, "name")
+        if not name:
+            raise InvalidInput("name: a product needs a name", code="VALIDATION_ERROR")
+        await products.update_product(
+            session, _me(request), product, form_struct({"name": name}, ProductUpdate)
+        )
+        return see_other(request, "/console/products")
+
     @get("/products/{product:str}/new-tier", guards=[can("products:write")])
     async def new_tier(self, request: Request, session: AsyncSession, product: str) -> Template:
         found = await products.get_product(session, product)
@@ -533,6 +577,7 @@ class ConsoleController(Controller):
         organization: str | None = None,
         target: str | None = None,
         cursor: str | None = None,
+        org_q: str | None = None,
     ) -> Template:
         events = await audit.list_events(
             session,
@@ -554,6 +599,7 @@ class ConsoleController(Controller):
             "audit.html",
             events=events.items,
             filters=filters,
+            picker=await _organization_picker(session, request, _uuid(organization), org_q),
             next_page=next_page(request, events.next_cursor),
         )
 
@@ -600,7 +646,12 @@ class ConsoleWebhookController(Controller):
 
     @get("/")
     async def endpoints(
-        self, request: Request, session: AsyncSession, cursor: str | None = None
+        self,
+        request: Request,
+        session: AsyncSession,
+        cursor: str | None = None,
+        organization: str | None = None,
+        org_q: str | None = None,
     ) -> Template:
         found = await webhooks.list_endpoints(session, limit=PAGE, cursor=cursor)
         return _page(
@@ -609,6 +660,7 @@ class ConsoleWebhookController(Controller):
             endpoints=found.items,
             event_types=EVENT_TYPES,
             event_prefixes=EVENT_PREFIXES,
+            picker=await _organization_picker(session, request, _uuid(organization), org_q),
             next_page=next_page(request, found.next_cursor),
         )
 
@@ -717,6 +769,118 @@ class ConsoleWebhookController(Controller):
     ) -> Response[Any]:
         await webhooks.retry_delivery(session, _me(request), delivery_id)
         return see_other(request, f"/console/webhooks/{endpoint_id}")
+
+
+async def _license_page(
+    request: Request,
+    session: AsyncSession,
+    license_id: uuid.UUID,
+    *,
+    failed: DomainError | None = None,
+) -> Template:
+    """A license's page; ``failed``: a refused change, shown in the page's message area with
+    the status the API gives it."""
+    me = _me(request)
+    found = await licenses.get_license(session, me, license_id)
+    activations = await licenses.list_activations(session, me, license_id, limit=PAGE, cursor=None)
+    trail = await audit.list_events(session, me, target_id=str(license_id), limit=PAGE, cursor=None)
+    organization = await organizations.get_organization(session, me, found.organization_id)
+    writer = me.has_scope("licenses:write")
+    tiers = (
+        (await products.list_tiers(session, found.product, limit=200, cursor=None)).items
+        if writer
+        else []
+    )
+    named = await license_users.list_users(session, me, license_id)
+    members: list[Any] = []
+    more_members = False
+    if writer and named.seat_kind == "user":
+        people = await users.list_users(
+            session, me, organization_id=found.organization_id, limit=MEMBER_LIMIT, cursor=None
+        )
+        assigned = {u.user_id for u in named.users}
+        members = [m for m in people.items if m.id not in assigned]
+        more_members = people.next_cursor is not None
+    problem = problem_for(failed) if failed is not None else None
+    return _page(
+        request,
+        "license.html",
+        status_code=problem.status_code if problem is not None else 200,
+        license=found,
+        organization=organization,
+        activations=activations.items,
+        trail=trail.items,
+        tiers=tiers,
+        usage=await metering.license_usage(session, me, license_id),
+        license_users=named,
+        members=members,
+        more_members=more_members,
+        refusal=refusal(problem) if problem is not None else None,
+    )
+
+
+async def _named_user_change(
+    request: Request,
+    session: AsyncSession,
+    license_id: uuid.UUID,
+    change: Callable[[], Awaitable[None]],
+) -> Template | Response[Any]:
+    """Assign or unassign through the license-users service (the API's). A refusal
+    (``USER_LIMIT``, ``USER_NOT_FOUND``, ...) rolls the change back to a savepoint and shows
+    the license's page again with the refusal in its message area."""
+    try:
+        async with session.begin_nested():
+            await change()
+    except DomainError as failed:
+        return await _license_page(request, session, license_id, failed=failed)
+    return see_other(request, f"/console/licenses/{license_id}")
+
+
+@dataclass(frozen=True)
+class OrganizationChoice:
+    id: str
+    label: str
+    """The organization's name; with the start of its id when another listed has the same."""
+
+
+@dataclass(frozen=True)
+class OrganizationPicker:
+    """A console form's organization ``<select>`` (``console/_organization_picker.html``):
+    organizations by name, their id as the value (the service still checks it)."""
+
+    choices: list[OrganizationChoice]
+    selected: str
+    more: bool
+    """More organizations match than the picker lists: a name search (``org_q``) narrows it."""
+    search: str
+
+
+async def _organization_picker(
+    session: AsyncSession, request: Request, selected: uuid.UUID | None, search: str | None
+) -> OrganizationPicker:
+    """Organizations for a picker, from the organizations service: the first
+    ``PICKER_LIMIT`` (whose name contains ``search``, when given) and the one selected."""
+    me = _me(request)
+    search = (search or "").strip()
+    found = await organizations.list_organizations(
+        session, me, limit=PICKER_LIMIT, cursor=None, search=search or None
+    )
+    listed = {o.id: o.name for o in found.items}
+    if selected is not None and selected not in listed:
+        try:
+            listed[selected] = (await organizations.get_organization(session, me, selected)).name
+        except NotFound:
+            listed[selected] = "(no such organization)"
+    names = Counter(name.casefold() for name in listed.values())
+    choices = [
+        OrganizationChoice(
+            str(id_), f"{name} ({str(id_)[:8]})" if names[name.casefold()] > 1 else name
+        )
+        for id_, name in sorted(listed.items(), key=lambda item: (item[1].casefold(), str(item[0])))
+    ]
+    return OrganizationPicker(
+        choices, str(selected) if selected else "", found.next_cursor is not None, search
+    )
 
 
 async def _endpoint_page(

@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 from licentia_verifier import LicenseClient, Verifier
+from playwright.sync_api import expect
 from support import STAFF_PASSWORD, LiveServer, Receiver, server_env
 
 from server.settings import Settings
@@ -145,7 +146,7 @@ def test_a_new_vendor_starts_from_nothing_issues_watches_and_revokes(
     check_page(page, "console-organization")
     organization_id = page.locator("main p.mono").inner_text().strip()
     page.get_by_role("link", name="Issue a license to this organization").click()
-    assert page.get_by_label("Organization id").input_value() == organization_id
+    assert page.get_by_label("Organization").input_value() == organization_id
     page.get_by_label("Product and tier").select_option("studio/pro")
     page.get_by_label("Metadata (JSON object)").fill('{"order": "INV-1"}')
     check_page(page, "console-issue")
@@ -221,6 +222,8 @@ def test_a_new_vendor_starts_from_nothing_issues_watches_and_revokes(
     check_page(page)
 
     webhook_pages(page, check_page)
+    named_users(page, api, organization_id, check_page)
+    a_product_renamed(page, check_page)
     csrf_is_checked(context, api, organization_id)
     names_render_as_text(page, live, api, check_page)
     signing_out_in_one_tab_ends_the_other(context, page)
@@ -327,6 +330,56 @@ def test_a_customer_frees_a_seat_and_the_product_is_refused(
     page.wait_for_url("**/portal/login")
     check_page(page, "portal-login")
     a_member_sees_no_management(context, live, api, check_page)
+
+
+def named_users(page: Any, api: httpx.Client, organization_id: str, check_page: Callable) -> None:
+    """A license of a named-user tier, issued picking the organization by name; a member
+    assigned, a second refused (the service's USER_LIMIT on the page), the first unassigned."""
+    team = {"code": "team", "name": "Team", "max_activations": 10}
+    team |= {"seat_kind": "user", "max_users": 1, "machines_per_user": 2}
+    assert api.post("/api/v1/products/studio/tiers", json=team).is_success
+    for name, email in (("Ada Lovelace", "ada@initech.test"), ("Alan Turing", "alan@initech.test")):
+        person = {"email": email, "full_name": name, "role": "member"}
+        person |= {"password": CUSTOMER_PASSWORD, "organization_id": organization_id}
+        assert api.post("/api/v1/users", json=person).status_code == 201
+
+    page.get_by_role("link", name="Licenses", exact=True).click()
+    page.get_by_role("link", name="Issue a license").click()
+    page.get_by_label("Organization").select_option(label="Initech")
+    page.get_by_label("Product and tier").select_option("studio/team")
+    page.get_by_role("button", name="Issue").click()
+    page.get_by_role("link", name="Open the license").click()
+    license_url = page.url
+    expect(page.get_by_role("link", name="Initech")).to_be_visible()
+
+    member = page.get_by_label("Member to assign")
+    member.select_option(label="Ada Lovelace (ada@initech.test)")
+    page.get_by_role("button", name="Assign", exact=True).click()
+    page.wait_for_url(license_url)
+    expect(page.get_by_role("cell", name="Ada Lovelace", exact=True)).to_be_visible()
+    expect(page.get_by_text("1 of 1 users assigned")).to_be_visible()
+    page.get_by_role("heading", name="Named users").scroll_into_view_if_needed()
+    check_page(page, "console-license-users")
+
+    member.select_option(label="Alan Turing (alan@initech.test)")
+    page.get_by_role("button", name="Assign", exact=True).click()
+    expect(page.get_by_role("alert")).to_contain_text("USER_LIMIT")
+    assert page.get_by_role("cell", name="Alan Turing", exact=True).count() == 0
+    check_page(page)
+
+    page.get_by_role("button", name="Unassign Ada Lovelace").click()  # confirmed
+    page.wait_for_url(license_url)
+    expect(page.get_by_text("No user is assigned to this license.")).to_be_visible()
+    expect(page.get_by_text("0 of 1 users assigned")).to_be_visible()
+
+
+def a_product_renamed(page: Any, check_page: Callable) -> None:
+    """The product's name changes (htmx posts the form; its code stays)."""
+    page.get_by_role("link", name="Products").click()
+    page.get_by_label("Name of studio").fill("Studio Suite")
+    page.get_by_role("button", name="Rename studio").click()
+    expect(page.get_by_role("heading", name="Studio Suite studio")).to_be_visible()
+    check_page(page)
 
 
 def csrf_is_checked(context: Any, api: httpx.Client, organization_id: str) -> None:

@@ -5,6 +5,7 @@ service, with the role checks, CSRF and escaping of the other pages."""
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Iterator
 
 import msgspec
@@ -35,6 +36,11 @@ def sign_in(client: TestClient, settings: Settings, role: str) -> str:
 
 def main(html: str) -> str:
     return html.split("<main", 1)[1].split("</main>", 1)[0]
+
+
+def events(html: str) -> str:
+    """The audit page's table of events (its filters name organizations too)."""
+    return main(html).split("<table>", 1)[1]
 
 
 TIER_FORM = {
@@ -102,6 +108,40 @@ def test_an_admin_creates_a_product_and_a_tier_from_nothing(
     assert "product.create" in audit and "tier.create" in audit
 
 
+def test_an_admin_renames_a_product(client: TestClient, settings: Settings, make_license) -> None:
+    made = make_license()
+    token = sign_in(client, settings, "admin")
+    url = f"/console/products/{made.product}"
+    form = client.get("/console/products").text
+    assert f'action="{url}"' in form and f'value="{made.product}"' in form
+    renamed = client.post(
+        url, data={"name": f"Studio {XSS}", "_csrf_token": token}, follow_redirects=False
+    )
+    assert renamed.status_code == 303 and renamed.headers["location"] == "/console/products"
+    page = client.get("/console/products").text
+    assert f"<h2>Studio {ESCAPED} " in page and f'value="Studio {ESCAPED}"' in page
+    assert XSS not in page
+    # Through the API's service: the product (code unchanged) and its audit event.
+    assert f"Studio {ESCAPED}" in client.get("/console/licenses/new").text
+    assert "product.update" in client.get("/console/audit").text
+    empty = client.post(url, data={"name": "  ", "_csrf_token": token})
+    assert empty.status_code == 422 and "VALIDATION_ERROR" in empty.text
+    too_long = client.post(url, data={"name": "x" * 201, "_csrf_token": token})
+    assert too_long.status_code == 422 and "VALIDATION_ERROR" in too_long.text
+    missing = client.post("/console/products/nope", data={"name": "X", "_csrf_token": token})
+    assert missing.status_code == 404 and "PRODUCT_NOT_FOUND" in missing.text
+    # With htmx, a refusal goes to the page's message area and success reloads the page.
+    inline = client.post(
+        url, data={"name": "", "_csrf_token": token}, headers={"HX-Request": "true"}
+    )
+    assert inline.status_code == 422 and inline.headers["hx-retarget"] == "#messages"
+    again = client.post(
+        url, data={"name": "Studio", "_csrf_token": token}, headers={"HX-Request": "true"}
+    )
+    assert again.headers["hx-redirect"] == "/console/products"
+    assert "<h2>Studio " in client.get("/console/products").text
+
+
 def test_every_tier_field_is_editable_through_the_service(
     client: TestClient, settings: Settings, make_license
 ) -> None:
@@ -155,6 +195,7 @@ def test_viewer_and_support_cannot_make_products_tiers_or_endpoints(
         assert "Webhooks" not in page
         posts = {
             "/console/products": {"code": "other", "name": "Other"},
+            f"/console/products/{made.product}": {"name": "Renamed"},
             f"/console/products/{made.product}/tiers": TIER_FORM,
             f"/console/products/{made.product}/tiers/{made.tier}": {"max_activations": "9"},
             f"/console/licenses/{made.id}/change-tier": {"tier": made.tier},
@@ -172,6 +213,7 @@ def test_viewer_and_support_cannot_make_products_tiers_or_endpoints(
         ):
             assert client.get(path).status_code == 403, (role, path)
         assert "Change of tier" not in client.get(f"/console/licenses/{made.id}").text
+        assert "Renamed" not in client.get("/console/products").text
 
 
 def test_the_new_forms_refuse_a_post_without_the_csrf_token(
@@ -181,13 +223,15 @@ def test_the_new_forms_refuse_a_post_without_the_csrf_token(
     sign_in(client, settings, "admin")
     for path, data in {
         "/console/products": {"code": "other", "name": "Other"},
+        f"/console/products/{made.product}": {"name": "Renamed"},
         f"/console/products/{made.product}/tiers": TIER_FORM,
         f"/console/licenses/{made.id}/change-tier": {"tier": made.tier},
         "/console/webhooks": {"url": "https://hooks.example.com/x"},
         "/console/organizations": {"name": "Initech"},
     }.items():
         assert client.post(path, data=data).status_code == 403, path
-    assert "other" not in client.get("/console/products").text
+    products = client.get("/console/products").text
+    assert "other" not in products and "Renamed" not in products
 
 
 def test_an_admin_adds_an_organization(client: TestClient, settings: Settings) -> None:
@@ -354,6 +398,44 @@ def test_webhook_endpoints_from_the_console(
         assert f"webhook_endpoint.{action}" in actions
 
 
+def test_a_webhook_endpoint_picks_its_organization_by_name(
+    local_client: TestClient, settings: Settings, make_license
+) -> None:
+    client = local_client
+    made = make_license()  # organization "Acme"
+    token = sign_in(client, settings, "admin")
+    form = client.get("/console/webhooks").text
+    select = re.search(r'<select name="organization_id">(.*?)</select>', form, re.S)
+    assert select, form
+    options = re.findall(r'<option value="([^"]*)">([^<]*)</option>', select.group(1))
+    assert options == [
+        ("", "Every organization (and deployment-wide events)"),
+        (str(made.organization_id), "Acme"),
+    ]
+    for value, code in (("nope", "VALIDATION_ERROR"), (str(uuid.uuid4()), "UNKNOWN_ORGANIZATION")):
+        refused = client.post(
+            "/console/webhooks",
+            data={"url": "http://127.0.0.1:9/hook", "organization_id": value, "_csrf_token": token},
+        )
+        assert refused.status_code == 422 and code in refused.text, value
+    created = client.post(
+        "/console/webhooks",
+        data={
+            "url": "http://127.0.0.1:9/hook",
+            "organization_id": str(made.organization_id),
+            "_csrf_token": token,
+        },
+    )
+    assert created.status_code == 200, created.text
+    listed = client.get("/console/webhooks").text
+    assert str(made.organization_id) in main(listed).split("</table>", 1)[0]
+    # From the organization's page, the form has it chosen.
+    link = f"/console/webhooks?organization={made.organization_id}#add-endpoint"
+    assert link in client.get(f"/console/organizations/{made.organization_id}").text
+    prefilled = client.get(link.split("#")[0]).text
+    assert f'<option value="{made.organization_id}" selected>Acme</option>' in prefilled
+
+
 def test_webhook_urls_follow_the_api_rules(client: TestClient, settings: Settings) -> None:
     token = sign_in(client, settings, "admin")
     for url, code in (
@@ -382,9 +464,9 @@ def test_the_audit_log_is_newest_first_and_pages_on(
         )
         assert made.status_code == 200
     first = client.get("/console/audit", params={"action": "organization.create"}).text
-    names = re.findall(r"Org (\d\d)", first)
+    names = re.findall(r"Org (\d\d)", events(first))  # not the organization picker's
     assert names == [f"{n:02d}" for n in range(51, 1, -1)]
     link = re.search(r'href="([^"]+)" rel="next"', first).group(1).replace("&amp;", "&")
     second = client.get(link).text
-    assert re.findall(r"Org (\d\d)", second) == ["01", "00"]
+    assert re.findall(r"Org (\d\d)", events(second)) == ["01", "00"]
     assert 'rel="next"' not in second
