@@ -447,6 +447,14 @@ class Issued:
     replayed: bool
 
 
+def _replayed(body: bytes) -> LicenseCreated:
+    """A stored first answer. One stored before migration 0010 has no ``max_users`` (it is
+    replayed with ``null``, for the 24 hours such an answer is kept)."""
+    stored = msgspec.json.decode(body)
+    stored.setdefault("max_users", None)
+    return msgspec.convert(stored, LicenseCreated)
+
+
 async def issue_license_once(
     session: AsyncSession,
     kek: bytes,
@@ -464,8 +472,7 @@ async def issue_license_once(
         session, kek, scope=scope, key=idempotency_key, fingerprint=fingerprint
     )
     if stored is not None:
-        replay = msgspec.json.decode(stored.body, type=LicenseCreated)
-        return Issued(replay, stored.status, replayed=True)
+        return Issued(_replayed(stored.body), stored.status, replayed=True)
     created = await issue_license(session, actor, data)
     await idempotency.complete(
         session,
