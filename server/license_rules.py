@@ -253,9 +253,24 @@ DEFAULT_MACHINES_PER_USER = 3
 """A ``user`` tier's default: a person's laptop, desktop and one more."""
 
 
+def effective_max_users(seat_kind: str, tier_max: int | None, override: int | None) -> int | None:
+    """How many users may be assigned to a license: ``None`` for a ``machine`` tier (it has
+    no users, whatever the license stores); else the license's own ``max_users``, else its
+    tier's. The license's override is kept across changes of tier, like ``max_activations``."""
+    if seat_kind != USER_SEATS:
+        return None
+    return tier_max if override is None else override
+
+
 def user_seat_available(assigned: int, max_users: int) -> bool:
     """Whether one more user may be assigned to a license that has ``assigned`` users."""
     return assigned < max_users
+
+
+def users_fit(assigned: int, max_users: int | None) -> bool:
+    """Whether a license's users still fit a new ``max_users`` (a change of the license or
+    of its tier): no fewer seats than users assigned. ``None`` (no named users) always fits."""
+    return max_users is None or assigned <= max_users
 
 
 def user_machine_available(live_user_seats: int, machines_per_user: int) -> bool:

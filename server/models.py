@@ -118,6 +118,8 @@ class License(Base):
     starts_at: Mapped[datetime] = _now()
     expires_at: Mapped[datetime | None]
     max_activations: Mapped[int | None] = mapped_column(Integer)
+    max_users: Mapped[int | None] = mapped_column(Integer)
+    """Overrides the tier's ``max_users`` (migration 0010); ``None``: the tier's."""
     features: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
     metadata_: Mapped[dict[str, Any]] = mapped_column(
         "metadata", JSONB, server_default=text("'{}'::jsonb")

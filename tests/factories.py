@@ -297,6 +297,7 @@ def license(
     features: Mapping[str, Any] | None = None,
     created_at: datetime | None = None,
     metadata: Mapping[str, Any] | None = None,
+    max_users: int | None = None,
     **body: Any,
 ) -> License:
     """A license of an existing product and tier for an organization.
@@ -316,6 +317,7 @@ def license(
             "expires_at": expires_at,
             "max_activations": max_activations,
             "features": features,
+            "max_users": max_users,
         }
         request = {
             "organization_id": str(organization_id),
@@ -345,10 +347,11 @@ def license(
     found = to.execute(
         """
         INSERT INTO licenses (id, organization_id, product_id, tier_id, key_hash, key_prefix,
-            status, starts_at, expires_at, max_activations, features, created_at, metadata)
+            status, starts_at, expires_at, max_activations, features, created_at, metadata,
+            max_users)
         SELECT %(id)s, %(org)s, p.id, t.id, %(hash)s, %(prefix)s,
                %(status)s, coalesce(%(starts)s, now()), %(expires)s, %(max)s, %(features)s::jsonb,
-               coalesce(%(created)s, now()), %(metadata)s::jsonb
+               coalesce(%(created)s, now()), %(metadata)s::jsonb, %(max_users)s
         FROM products p JOIN tiers t ON t.product_id = p.id
         WHERE p.code = %(product)s AND t.code = %(tier)s
         RETURNING id
@@ -362,6 +365,7 @@ def license(
             "starts": starts_at,
             "expires": expires_at,
             "max": max_activations,
+            "max_users": max_users,
             "features": json.dumps(dict(features or {})),
             "created": created_at,
             "metadata": json.dumps(dict(metadata or {})),

@@ -1,10 +1,12 @@
-"""``licentia licenses``: issue and list licenses from the command line."""
+"""``licentia licenses``: issue, list and change licenses, read and reset their usage, and
+assign their named users, from the command line (the same services as the admin API)."""
 
 from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 import msgspec
@@ -13,10 +15,18 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.cli_support import data_dir_option
 
+if TYPE_CHECKING:
+    from server.license_users.schemas import LicenseUserRead, LicenseUsersRead
+    from server.metering.schemas import LicenseUsage
+
+
+_CLI = ("cli", None)
+"""The audit actor of every change made here (an admin's view: every organization)."""
+
 
 @click.group()
 def licenses() -> None:
-    """Licenses: issue, list, change tier."""
+    """Licenses: issue, list, change tier, usage, named users."""
 
 
 async def _organization_id(session: AsyncSession, org: str) -> uuid.UUID:
@@ -63,6 +73,12 @@ async def _organization_id(session: AsyncSession, org: str) -> uuid.UUID:
     default=None,
     help="Seats (default: the tier's).",
 )
+@click.option(
+    "--max-users",
+    type=click.IntRange(0, 1_000_000),
+    default=None,
+    help="Named users (default: the tier's; only for a tier of named users).",
+)
 @data_dir_option
 def issue(
     org: str,
@@ -71,6 +87,7 @@ def issue(
     days: int | None,
     expires_at: datetime | None,
     max_activations: int | None,
+    max_users: int | None,
     data_dir: Path,
 ) -> None:
     """Issue a license and print its key (alone, on stdout). The key is shown only once."""
@@ -89,12 +106,13 @@ def issue(
             "duration_days": days,
             "expires_at": when.isoformat() if when else None,
             "max_activations": max_activations,
+            "max_users": max_users,
         }
         try:
             data = msgspec.convert(fields, LicenseCreate)
         except msgspec.ValidationError as exc:
             raise click.ClickException(f"invalid input: {exc}") from None
-        return await service.issue_license(session, ("cli", None), data)
+        return await service.issue_license(session, _CLI, data)
 
     created = run_admin(settings, work)
     expiry = created.expires_at.isoformat() if created.expires_at else "never"
@@ -227,10 +245,153 @@ def change_tier(
         raise click.ClickException(f"invalid input: {exc}") from None
 
     async def work(session: AsyncSession) -> LicenseRead:
-        return await service.change_tier(session, ("cli", None), license_id, data)
+        return await service.change_tier(session, _CLI, license_id, data)
 
     changed = run_admin(settings, work)
     click.echo(
         f"license {changed.id} is now {changed.product}/{changed.tier}: "
         f"seats {changed.activations_count}/{changed.max_activations}"
     )
+
+
+# --- usage meters ----------------------------------------------------------------------------
+
+
+def _when(value: datetime | None) -> str:
+    return value.isoformat() if value is not None else "-"
+
+
+def _echo_usage(usage: LicenseUsage) -> None:
+    if not usage.meters:
+        click.echo(f"license {usage.license_id} has no usage meters")
+    for meter in usage.meters:
+        period = meter.period or "never resets"
+        ends = f", until {_when(meter.period_ends_at)}" if meter.period_ends_at else ""
+        click.echo(
+            f"{meter.meter}  {meter.used}/{meter.limit} used, {meter.remaining} left  "
+            f"({period}{ends})"
+        )
+        for past in meter.history:
+            click.echo(f"  {_when(past.period_start)} .. {_when(past.period_ends_at)}  {past.used}")
+
+
+@licenses.command("usage")
+@click.argument("license_id", type=click.UUID)
+@data_dir_option
+def usage(license_id: uuid.UUID, data_dir: Path) -> None:
+    """Show the usage of license LICENSE_ID: per meter, the current period's count against
+    its limit, then the past periods (newest first), as GET /licenses/{id}/usage."""
+    from server.cli_support import resolve_database, run_admin, settings_for
+    from server.metering import service
+
+    settings = settings_for(resolve_database(data_dir))
+
+    async def work(session: AsyncSession) -> LicenseUsage:
+        return await service.license_usage(session, _CLI, license_id)
+
+    _echo_usage(run_admin(settings, work))
+
+
+@licenses.command("usage-reset")
+@click.argument("license_id", type=click.UUID)
+@click.option("--meter", default=None, help="Only this meter (default: every meter).")
+@data_dir_option
+def usage_reset(license_id: uuid.UUID, meter: str | None, data_dir: Path) -> None:
+    """Start the current period of license LICENSE_ID's meters (or of --meter) again from
+    zero; past periods are kept. Audited, and announced to webhooks (license.usage_reset)."""
+    from server.cli_support import resolve_database, run_admin, settings_for
+    from server.metering import service
+    from server.metering.schemas import UsageReset
+
+    settings = settings_for(resolve_database(data_dir))
+    try:
+        data = msgspec.convert({"meter": meter}, UsageReset)
+    except msgspec.ValidationError as exc:
+        raise click.ClickException(f"invalid input: {exc}") from None
+
+    async def work(session: AsyncSession) -> LicenseUsage:
+        return await service.reset_usage(session, _CLI, license_id, data.meter)
+
+    reset = run_admin(settings, work)
+    click.echo(f"reset {data.meter or 'every meter'} of license {license_id}", err=True)
+    _echo_usage(reset)
+
+
+# --- named users -------------------------------------------------------------------------------
+
+
+@licenses.group("users")
+def users() -> None:
+    """Named users of a license: list, assign, unassign (USER: an id or an e-mail address of
+    a member of the license's organization)."""
+
+
+@users.command("list")
+@click.argument("license_id", type=click.UUID)
+@data_dir_option
+def users_list(license_id: uuid.UUID, data_dir: Path) -> None:
+    """List the users assigned to license LICENSE_ID (oldest first): id, e-mail, role, live
+    machines."""
+    from server.cli_support import resolve_database, run_admin, settings_for
+    from server.license_users import service
+
+    settings = settings_for(resolve_database(data_dir))
+
+    async def work(session: AsyncSession) -> LicenseUsersRead:
+        return await service.list_users(session, _CLI, license_id)
+
+    found = run_admin(settings, work)
+    if found.seat_kind != "user":
+        click.echo(f"license {found.license_id} counts machines, not named users", err=True)
+        return
+    click.echo(
+        f"license {found.license_id}: {len(found.users)}/{found.max_users} users, "
+        f"{found.machines_per_user} machine(s) each",
+        err=True,
+    )
+    for user in found.users:
+        click.echo(
+            f"{user.user_id}  {user.email}  {user.role}  machines {user.machines}  "
+            f"assigned {user.assigned_at.isoformat()}"
+        )
+
+
+@users.command("assign")
+@click.argument("license_id", type=click.UUID)
+@click.argument("user")
+@data_dir_option
+def users_assign(license_id: uuid.UUID, user: str, data_dir: Path) -> None:
+    """Assign USER to license LICENSE_ID (a named seat; nothing changes if they already are)."""
+    from server.cli_support import resolve_database, run_admin, settings_for
+    from server.license_users import service
+
+    settings = settings_for(resolve_database(data_dir))
+
+    async def work(session: AsyncSession) -> tuple[LicenseUserRead, bool]:
+        user_id = await service.member_id(session, _CLI, license_id, user)
+        return await service.assign_user(session, _CLI, license_id, user_id)
+
+    assigned, created = run_admin(settings, work)
+    state = "assigned" if created else "already assigned"
+    click.echo(f"{assigned.email} ({assigned.user_id}) {state} to license {license_id}")
+
+
+@users.command("unassign")
+@click.argument("license_id", type=click.UUID)
+@click.argument("user")
+@data_dir_option
+def users_unassign(license_id: uuid.UUID, user: str, data_dir: Path) -> None:
+    """Unassign USER from license LICENSE_ID: their seat is free at once and their machines
+    on the license are deactivated."""
+    from server.cli_support import resolve_database, run_admin, settings_for
+    from server.license_users import service
+
+    settings = settings_for(resolve_database(data_dir))
+
+    async def work(session: AsyncSession) -> uuid.UUID:
+        user_id = await service.member_id(session, _CLI, license_id, user)
+        await service.unassign_user(session, _CLI, license_id, user_id)
+        return user_id
+
+    user_id = run_admin(settings, work)
+    click.echo(f"user {user_id} unassigned from license {license_id}")

@@ -66,10 +66,12 @@ class LicenseController(Controller):
         summary="Issue a license (the key is shown only here)",
         description=(
             "`expires_at` defaults to now + `duration_days`, else the tier's duration; "
-            "neither means perpetual. `max_activations` and `features` override the tier's. "
-            "Unknown organization, product or tier: 422 UNKNOWN_ORGANIZATION / "
-            "UNKNOWN_PRODUCT / UNKNOWN_TIER. A trial tier's license is issued once per "
-            "organization and product (409 TRIAL_ALREADY_USED) unless `allow_repeat_trial`. "
+            "neither means perpetual. `max_activations` and `features` override the tier's, "
+            "and so does `max_users` for a tier of named users (422 MAX_USERS_NOT_APPLICABLE "
+            "for a tier that counts machines). Unknown organization, product or tier: 422 "
+            "UNKNOWN_ORGANIZATION / UNKNOWN_PRODUCT / UNKNOWN_TIER. A trial tier's license is "
+            "issued once per organization and product (409 TRIAL_ALREADY_USED) unless "
+            "`allow_repeat_trial`. "
             "A replayed response carries `Idempotent-Replayed: true`."
         ),
         responses=problem_responses(400, 401, 403, 409, 422),
@@ -174,9 +176,11 @@ class LicenseController(Controller):
         summary="Change a license's expiry, seats, features or metadata",
         description=(
             "Only the fields present change. `null` for `expires_at` makes the license "
-            "perpetual; `null` for `max_activations` goes back to the tier's. `features` and "
-            "`metadata` replace the license's own object. A revoked license cannot change "
-            "(409 LICENSE_REVOKED)."
+            "perpetual; `null` for `max_activations` or `max_users` goes back to the tier's. "
+            "`features` and `metadata` replace the license's own object. `max_users` never "
+            "goes below the users assigned (409 USERS_ASSIGNED, with `assigned`, `max_users` "
+            "and `excess`) and is only for a tier of named users (422 "
+            "MAX_USERS_NOT_APPLICABLE). A revoked license cannot change (409 LICENSE_REVOKED)."
         ),
         responses=problem_responses(400, 401, 403, 404, 409, 422),
     )
@@ -256,7 +260,9 @@ class LicenseController(Controller):
         summary="Move a license to another tier of its product (same key, same machines)",
         description=(
             "Features and seats come from the new tier (the license's own overrides are kept "
-            "unless `max_activations` / `expires_at` are given). 409 SEATS_IN_USE (with "
+            "unless `max_activations` / `max_users` / `expires_at` are given). 409 "
+            "USERS_ASSIGNED when the new `max_users` is below the users assigned. 409 "
+            "SEATS_IN_USE (with "
             "`activations_count`, `max_activations` and `excess`) when more machines hold a "
             "seat than the new tier allows, unless `release` is `least_recently_seen`, which "
             "frees the extra seats, least recently checked in first (each one audited). 422 "

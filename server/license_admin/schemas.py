@@ -33,6 +33,8 @@ class LicenseCreate(DatedRequest, forbid_unknown_fields=True):
     duration_days: Days | None = None
     max_activations: Seats | None = None
     """Overrides the tier's seat count."""
+    max_users: Seats | None = None
+    """Overrides the tier's ``max_users`` (a tier whose ``seat_kind`` is ``user`` only)."""
     features: Features = msgspec.field(default_factory=dict)
     """Overlaid on the tier's features."""
     metadata: Metadata = msgspec.field(default_factory=dict)
@@ -50,6 +52,8 @@ class ChangeTierRequest(DatedRequest, forbid_unknown_fields=True):
     """Absent: unchanged; ``null``: perpetual."""
     max_activations: Seats | msgspec.UnsetType | None = msgspec.UNSET
     """Absent: the license's own override is kept; ``null``: the new tier's seats."""
+    max_users: Seats | msgspec.UnsetType | None = msgspec.UNSET
+    """Absent: the license's own override is kept; ``null``: the new tier's ``max_users``."""
     release: Literal["least_recently_seen"] | None = None
     """When more machines are live than the new seat count: free the extra seats, those
     checked in least recently first. Without it the change is refused (409 SEATS_IN_USE)."""
@@ -60,6 +64,8 @@ class LicenseUpdate(DatedRequest, forbid_unknown_fields=True):
 
     expires_at: AwareDateTime | msgspec.UnsetType | None = msgspec.UNSET
     max_activations: Seats | msgspec.UnsetType | None = msgspec.UNSET
+    max_users: Seats | msgspec.UnsetType | None = msgspec.UNSET
+    """Named users (a ``user`` tier's license); never fewer than the users assigned."""
     features: Features | msgspec.UnsetType = msgspec.UNSET
     metadata: Metadata | msgspec.UnsetType = msgspec.UNSET
 
@@ -82,6 +88,9 @@ class LicenseRead(msgspec.Struct):
     features: dict[str, Any]
     """The tier's features overlaid by the license's own."""
     max_activations: int
+    max_users: int | None
+    """How many members may be assigned (named users): the license's own, else its tier's;
+    ``null`` when its tier counts machines (``seat_kind`` ``machine``)."""
     activations_count: int
     """Machines holding a seat now (lease not yet past its grace period)."""
     starts_at: datetime

@@ -36,6 +36,7 @@ from server.license_admin.schemas import (
     RenewRequest,
     Status,
 )
+from server.license_users import service as license_users
 from server.models import Activation, License, Organization, Product, Tier
 from server.pagination import Page, after_cursor, encode_cursor, paginate
 from server.signing_keys.keyring import Keyring
@@ -74,6 +75,9 @@ def _license_select(now: datetime) -> Select[Any]:
             Tier.features.label("tier_features"),
             License.max_activations,
             Tier.max_activations.label("tier_max_activations"),
+            License.max_users,
+            Tier.max_users.label("tier_max_users"),
+            Tier.seat_kind,
             live_seats.label("activations_count"),
             License.starts_at,
             License.expires_at,
@@ -104,6 +108,9 @@ def read_license(values: Mapping[str, Any], now: datetime) -> LicenseRead:
         status=rules.shown_status(terms.status(now)),
         features=terms.features,
         max_activations=terms.max_activations,
+        max_users=rules.effective_max_users(
+            values["seat_kind"], values["tier_max_users"], values["max_users"]
+        ),
         activations_count=values["activations_count"],
         starts_at=values["starts_at"],
         expires_at=values["expires_at"],
@@ -339,6 +346,8 @@ async def issue_license(
     expires_at = data.expires_at or (now + timedelta(days=days) if days else None)
     if expires_at is not None and expires_at <= now:
         raise InvalidInput("expires_at must be in the future", code="EXPIRES_IN_PAST")
+    if data.max_users is not None:
+        _refuse_max_users_unless_user_tier(tier)
     if tier.is_trial and not data.allow_repeat_trial:
         await _refuse_repeat_trial(session, data.organization_id, product_id)
 
@@ -356,6 +365,7 @@ async def issue_license(
                 starts_at=now,
                 expires_at=expires_at,
                 max_activations=data.max_activations,
+                max_users=data.max_users,
                 features=data.features,
                 metadata_=data.metadata,
             )
@@ -378,6 +388,29 @@ async def issue_license(
     )
     read = await get_license(session, None, license_id, now=now)
     return LicenseCreated(**msgspec.structs.asdict(read), key=key)
+
+
+def _refuse_max_users_unless_user_tier(tier: Tier) -> None:
+    """A license's own ``max_users`` only for a tier of named users (a ``machine`` tier's
+    license has no users; a stored override waits through a change to such a tier)."""
+    if tier.seat_kind != rules.USER_SEATS:
+        raise InvalidInput(
+            f"max_users: tier {tier.code!r} counts machines, not named users (seat_kind 'machine')",
+            code="MAX_USERS_NOT_APPLICABLE",
+        )
+
+
+async def _refuse_users_over(
+    session: AsyncSession, row: License, tier: Tier, override: int | None
+) -> None:
+    """The license (locked) moving to ``tier`` with ``override`` as its own ``max_users``:
+    409 ``USERS_ASSIGNED`` when that leaves fewer user seats than users assigned."""
+    await license_users.refuse_fewer_seats_than_users(
+        session,
+        row.id,
+        row.organization_id,
+        rules.effective_max_users(tier.seat_kind, tier.max_users, override),
+    )
 
 
 async def _refuse_repeat_trial(
@@ -414,6 +447,14 @@ class Issued:
     replayed: bool
 
 
+def _replayed(body: bytes) -> LicenseCreated:
+    """A stored first answer. One stored before migration 0010 has no ``max_users`` (it is
+    replayed with ``null``, for the 24 hours such an answer is kept)."""
+    stored = msgspec.json.decode(body)
+    stored.setdefault("max_users", None)
+    return msgspec.convert(stored, LicenseCreated)
+
+
 async def issue_license_once(
     session: AsyncSession,
     kek: bytes,
@@ -431,8 +472,7 @@ async def issue_license_once(
         session, kek, scope=scope, key=idempotency_key, fingerprint=fingerprint
     )
     if stored is not None:
-        replay = msgspec.json.decode(stored.body, type=LicenseCreated)
-        return Issued(replay, stored.status, replayed=True)
+        return Issued(_replayed(stored.body), stored.status, replayed=True)
     created = await issue_license(session, actor, data)
     await idempotency.complete(
         session,
@@ -496,6 +536,13 @@ async def update_license(
     if data.max_activations is not msgspec.UNSET:
         row.max_activations = data.max_activations
         fields.append("max_activations")
+    if data.max_users is not msgspec.UNSET:
+        tier = await session.get_one(Tier, row.tier_id)
+        if data.max_users is not None:
+            _refuse_max_users_unless_user_tier(tier)
+        await _refuse_users_over(session, row, tier, data.max_users)
+        row.max_users = data.max_users
+        fields.append("max_users")
     if data.features is not msgspec.UNSET:
         row.features = data.features
         fields.append("features")
@@ -618,6 +665,11 @@ async def change_tier(
         row.expires_at = data.expires_at
     if data.max_activations is not msgspec.UNSET:
         row.max_activations = data.max_activations
+    if data.max_users is not msgspec.UNSET:
+        if data.max_users is not None:
+            _refuse_max_users_unless_user_tier(tier)
+        row.max_users = data.max_users
+    await _refuse_users_over(session, row, tier, row.max_users)
     row.tier_id = tier.id
     seats = rules.effective_max_activations(tier.max_activations, row.max_activations)
     live = (

@@ -4,9 +4,14 @@ assigned to.
 - Owners and admins of the license's organization (and admin API keys) assign and unassign
   members; everyone in the organization may list them. Another organization's license or
   user answers 404.
-- At most the tier's ``max_users`` users per license (409 ``USER_LIMIT``): the license row
+- At most ``max_users`` users per license (409 ``USER_LIMIT``): the license's own
+  ``max_users``, else its tier's (``license_rules.effective_max_users``). The license row
   is locked (``FOR UPDATE``) before counting, so concurrent assignments of one license are
-  serialised by PostgreSQL and never go over, across workers and replicas.
+  serialised by PostgreSQL and never go over, across workers and replicas; a change of the
+  license's ``max_users`` (or of its tier) locks the same row and is refused below the users
+  assigned (409 ``USERS_ASSIGNED``, ``refuse_fewer_seats_than_users``).
+- The command line (``licentia licenses users``) acts as an admin API key does: no
+  principal, an ``("cli", None)`` actor in the audit log.
 - Unassigning a user, or removing them from the organization, frees their seat and
   deactivates their machines on the license (audited one by one, like any deactivation).
 - The machines themselves are activated by the product with the user's access token
@@ -17,6 +22,7 @@ assigned to.
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,6 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from server import license_rules as rules
 from server.audit.service import Actor, record
 from server.auth.principal import Principal
+from server.auth.service import normalize_email
 from server.errors import Conflict, NotFound
 from server.license_users.schemas import LicenseUserRead, LicenseUsersRead
 from server.models import Activation, License, LicenseUser, Tier, User
@@ -40,15 +47,34 @@ def _license_not_found() -> NotFound:
     return NotFound("No such license", code="LICENSE_NOT_FOUND")
 
 
+def _viewer(actor: Actor) -> Principal | None:
+    """Whose view of the licenses applies: a principal's; ``None`` (every organization) for
+    the command line and the system."""
+    return actor if isinstance(actor, Principal) else None
+
+
+@dataclass(frozen=True)
+class _License:
+    id: uuid.UUID
+    organization_id: uuid.UUID
+    seat_kind: str
+    max_users: int | None
+    """The license's own, else its tier's (``None`` for a ``machine`` tier)."""
+    machines_per_user: int
+    lease_grace_days: int
+
+
 async def _license(
-    session: AsyncSession, principal: Principal | None, license_id: uuid.UUID, *, lock: bool
-) -> Any:
+    session: AsyncSession, actor: Actor, license_id: uuid.UUID, *, lock: bool
+) -> _License:
+    principal = _viewer(actor)
     query = (
         select(
             License.id,
             License.organization_id,
+            License.max_users,
             Tier.seat_kind,
-            Tier.max_users,
+            Tier.max_users.label("tier_max_users"),
             Tier.machines_per_user,
             Tier.lease_grace_days,
         )
@@ -62,7 +88,14 @@ async def _license(
     row = (await session.execute(query)).one_or_none()
     if row is None:
         raise _license_not_found()
-    return row
+    return _License(
+        id=row.id,
+        organization_id=row.organization_id,
+        seat_kind=row.seat_kind,
+        max_users=rules.effective_max_users(row.seat_kind, row.tier_max_users, row.max_users),
+        machines_per_user=row.machines_per_user,
+        lease_grace_days=row.lease_grace_days,
+    )
 
 
 def _assignments(license_: Any, now: datetime) -> Any:
@@ -111,10 +144,10 @@ def _read(row: Any) -> LicenseUserRead:
 
 
 async def list_users(
-    session: AsyncSession, principal: Principal | None, license_id: uuid.UUID
+    session: AsyncSession, actor: Actor, license_id: uuid.UUID
 ) -> LicenseUsersRead:
     """The users assigned to a license (none for a ``machine`` license)."""
-    license_ = await _license(session, principal, license_id, lock=False)
+    license_ = await _license(session, actor, license_id, lock=False)
     rows = (await session.execute(_assignments(license_, datetime.now(UTC)))).all()
     return LicenseUsersRead(
         license_id=license_.id,
@@ -130,12 +163,66 @@ async def _assignment(session: AsyncSession, license_: Any, user_id: uuid.UUID) 
     return (await session.execute(query)).one_or_none()
 
 
+async def _assigned_count(
+    session: AsyncSession, license_id: uuid.UUID, organization_id: uuid.UUID
+) -> int:
+    assigned = await session.scalar(
+        select(func.count())
+        .select_from(LicenseUser)
+        .where(LicenseUser.license_id == license_id, LicenseUser.organization_id == organization_id)
+    )
+    return assigned or 0
+
+
+async def refuse_fewer_seats_than_users(
+    session: AsyncSession, license_id: uuid.UUID, organization_id: uuid.UUID, max_users: int | None
+) -> None:
+    """Before a license's ``max_users`` changes (its own, or its tier's with a change of
+    tier) to ``max_users`` (the new effective value): 409 ``USERS_ASSIGNED`` when more users
+    are assigned than that. The caller holds the license's row lock (``FOR UPDATE``), the one
+    assignments take, so no assignment slips in between the count and the change."""
+    assigned = await _assigned_count(session, license_id, organization_id)
+    if not rules.users_fit(assigned, max_users):
+        raise Conflict(
+            f"{assigned} user(s) are assigned to this license and it would allow {max_users}; "
+            f"unassign {assigned - (max_users or 0)} first",
+            code="USERS_ASSIGNED",
+            assigned=assigned,
+            max_users=max_users,
+            excess=assigned - (max_users or 0),
+        )
+
+
+async def member_id(
+    session: AsyncSession, actor: Actor, license_id: uuid.UUID, user: str
+) -> uuid.UUID:
+    """A member of the license's organization named by their id or their e-mail address
+    (e-mails are unique within an organization); 404 ``USER_NOT_FOUND`` for anyone else.
+    An id is returned as it is: assigning and unassigning check it themselves."""
+    try:
+        return uuid.UUID(user)
+    except ValueError:
+        pass
+    license_ = await _license(session, actor, license_id, lock=False)
+    found = await session.scalar(
+        select(User.id).where(
+            User.organization_id == license_.organization_id,
+            User.email == normalize_email(user),
+        )
+    )
+    if found is None:
+        raise NotFound(
+            "No user with this e-mail in the license's organization", code="USER_NOT_FOUND"
+        )
+    return found
+
+
 async def assign_user(
-    session: AsyncSession, principal: Principal, license_id: uuid.UUID, user_id: uuid.UUID
+    session: AsyncSession, actor: Actor, license_id: uuid.UUID, user_id: uuid.UUID
 ) -> tuple[LicenseUserRead, bool]:
     """Assign a member of the license's organization; ``(user, False)`` when they already
     were (nothing changes). Under the license's row lock: never more than ``max_users``."""
-    license_ = await _license(session, principal, license_id, lock=True)
+    license_ = await _license(session, actor, license_id, lock=True)
     if license_.seat_kind != rules.USER_SEATS:
         raise Conflict(
             "This license's tier counts machines, not named users (seat_kind 'machine')",
@@ -149,15 +236,8 @@ async def assign_user(
     existing = await _assignment(session, license_, user_id)
     if existing is not None:
         return _read(existing), False
-    assigned = await session.scalar(
-        select(func.count())
-        .select_from(LicenseUser)
-        .where(
-            LicenseUser.license_id == license_.id,
-            LicenseUser.organization_id == license_.organization_id,
-        )
-    )
-    if not rules.user_seat_available(assigned or 0, license_.max_users or 0):
+    assigned = await _assigned_count(session, license_.id, license_.organization_id)
+    if not rules.user_seat_available(assigned, license_.max_users or 0):
         raise Conflict(
             f"All {license_.max_users} user seat(s) of this license are assigned; unassign "
             "someone first",
@@ -170,7 +250,7 @@ async def assign_user(
     )
     await record(
         session,
-        principal,
+        actor,
         "license.user_assign",
         "license",
         license_.id,
@@ -240,12 +320,12 @@ async def _free(
 
 
 async def unassign_user(
-    session: AsyncSession, principal: Principal, license_id: uuid.UUID, user_id: uuid.UUID
+    session: AsyncSession, actor: Actor, license_id: uuid.UUID, user_id: uuid.UUID
 ) -> None:
     """Free the user's seat and deactivate their machines on this license."""
-    license_ = await _license(session, principal, license_id, lock=True)
+    license_ = await _license(session, actor, license_id, lock=True)
     if not await _free(
-        session, principal, license_.id, license_.organization_id, user_id, USER_UNASSIGNED
+        session, actor, license_.id, license_.organization_id, user_id, USER_UNASSIGNED
     ):
         raise NotFound("This user is not assigned to this license", code="LICENSE_USER_NOT_FOUND")
 

@@ -116,7 +116,8 @@ class LicenseUsageController(Controller):
         description=(
             "The current period of `meter` (or of every meter, without one) starts again from "
             "zero; past periods are kept. Audited (`license.usage_reset`, with the counts "
-            "cleared). 404 `METER_NOT_FOUND` for a meter the license does not have."
+            "cleared), and the webhook event `license.usage_reset`. 404 `METER_NOT_FOUND` for "
+            "a meter the license does not have."
         ),
         responses=problem_responses(400, 401, 403, 404, 422),
     )

@@ -12,9 +12,10 @@ period starts from zero by itself and past periods stay as history.
   row only if it is still the version judged and adds the units under the counter's row lock
   if the limit allows (all or nothing). The ``usage+jwt`` is signed before the commit (the
   stored answer must hold it) and sent only after it.
-- ``license_usage`` and ``reset_usage`` (admin API, console, portal; ORM): the current period
-  and the past ones per meter; a reset sets the current period's count to zero, audited
-  (``license.usage_reset``; not a webhook event).
+- ``license_usage`` and ``reset_usage`` (admin API, console, portal, ``licentia licenses
+  usage`` / ``usage-reset``; ORM): the current period and the past ones per meter; a reset
+  sets the current period's count to zero, audited (``license.usage_reset``, with the counts
+  cleared), which is also the ``license.usage_reset`` webhook event (migration 0010).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from keys.tokens import fingerprint_hash, issue_usage_token
 from server import idempotency
 from server import license_rules as rules
-from server.audit.service import record
+from server.audit.service import Actor, record
 from server.auth.principal import Principal
 from server.db.hot_pool import pooled_transaction
 from server.errors import Conflict, InvalidInput, NotFound
@@ -221,11 +222,17 @@ class _Meter:
     limit: int
 
 
+def _viewer(actor: Actor) -> Principal | None:
+    """Whose view of the licenses applies: a principal's; every organization's for the
+    command line (``("cli", None)``) and the system."""
+    return actor if isinstance(actor, Principal) else None
+
+
 async def _license_meters(
-    session: AsyncSession, principal: Principal | None, license_id: uuid.UUID, now: datetime
+    session: AsyncSession, actor: Actor, license_id: uuid.UUID, now: datetime
 ) -> tuple[uuid.UUID, list[_Meter]]:
     """The license's organization and meters (404 unless the caller may see the license)."""
-    read = await license_admin.get_license(session, principal, license_id, now=now)
+    read = await license_admin.get_license(session, _viewer(actor), license_id, now=now)
     meters = await session.scalar(
         select(Tier.meters)
         .join(Product, Product.id == Tier.product_id)
@@ -243,14 +250,14 @@ def _is_current(row: Any, meter: _Meter, period: rules.UsagePeriod) -> bool:
 
 async def license_usage(
     session: AsyncSession,
-    principal: Principal | None,
+    actor: Actor,
     license_id: uuid.UUID,
     *,
     now: datetime | None = None,
 ) -> LicenseUsage:
     """Each meter of the license: the current period's count and the past periods'."""
     now = now or datetime.now(UTC)
-    organization_id, meters = await _license_meters(session, principal, license_id, now)
+    organization_id, meters = await _license_meters(session, actor, license_id, now)
     newest = (
         func.row_number()
         .over(
@@ -304,7 +311,7 @@ async def license_usage(
 
 async def reset_usage(
     session: AsyncSession,
-    actor: Principal,
+    actor: Actor,
     license_id: uuid.UUID,
     meter: str | None = None,
     *,

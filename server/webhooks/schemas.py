@@ -22,6 +22,7 @@ EVENT_TYPES = (
     "license.expired",
     "license.user_assigned",
     "license.user_unassigned",
+    "license.usage_reset",
     "activation.created",
     "activation.deleted",
     "activation.expired",
@@ -30,7 +31,7 @@ EVENT_TYPES = (
     "webhook.test",
 )
 """Every event type; the audit actions that emit them are mapped in migration 0006 (and, for
-the named-user events, 0009)."""
+the named-user events, 0009; for ``license.usage_reset``, 0010)."""
 
 Url = Annotated[str, msgspec.Meta(min_length=8, max_length=2000, pattern=r"^[^\x00-\x20\x7f]*$")]
 EventFilter = Annotated[

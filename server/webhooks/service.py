@@ -119,6 +119,10 @@ class _LicenseSnapshot(msgspec.Struct):
     metadata: dict[str, Any]
     expiry_behavior: str
     is_trial: bool
+    # named-user seats (migration 0010); absent from the snapshots taken before it
+    max_users: int | None = None
+    tier_max_users: int | None = None
+    seat_kind: str = "machine"
 
 
 class _ActivationSnapshot(msgspec.Struct):
@@ -137,6 +141,9 @@ class _ActivationSnapshot(msgspec.Struct):
 
 NAMED_USER_EVENTS = frozenset({"license.user_assigned", "license.user_unassigned"})
 """Named-user seats (migration 0009): the license's representation plus ``user_id``."""
+USAGE_RESET = "license.usage_reset"
+"""A reset of usage meters (migration 0010): the license's representation plus ``reset``,
+what was reset (``{"meters": {name: the count cleared}}``, the audit event's data)."""
 
 DELETED_BY = {"license": "product", "user": "customer"}
 """Who freed a seat, by the audit actor: a product (with its license key), a customer (a
@@ -153,6 +160,8 @@ def _data(
         data = msgspec.to_builtins(read_license(msgspec.structs.asdict(snap), at))
         if kind in NAMED_USER_EVENTS:  # which user was assigned or unassigned
             data["user_id"] = context.get("user_id")
+        elif kind == USAGE_RESET:  # which meters, and the counts they had
+            data["reset"] = context.get("reset", {})
         return data
     if family == "activation":
         act = msgspec.convert(subject, _ActivationSnapshot)

@@ -458,6 +458,33 @@ def test_user_seat_limits(taken, limit, allowed) -> None:
     assert rules.user_machine_available(taken, limit) is allowed
 
 
+@pytest.mark.parametrize(
+    ("seat_kind", "tier_max", "override", "effective"),
+    [
+        ("user", 10, None, 10),  # the tier's
+        ("user", 10, 25, 25),  # the license's own, above the tier's
+        ("user", 10, 3, 3),  # ... or below it
+        ("user", 10, 0, 0),
+        ("machine", None, None, None),  # no named users
+        ("machine", None, 5, None),  # an override waits through a machine tier
+    ],
+)
+def test_effective_max_users(seat_kind, tier_max, override, effective) -> None:
+    """A license's ``max_users``: its own, else its tier's; none for a machine tier. The
+    limit is judged in Python only, under the license's row lock (no SQL twin)."""
+    assert rules.effective_max_users(seat_kind, tier_max, override) == effective
+
+
+@pytest.mark.parametrize(
+    ("assigned", "max_users", "fits"),
+    [(0, 0, True), (2, 2, True), (3, 2, False), (0, None, True), (5, None, True)],
+)
+def test_users_fit_a_new_max_users(assigned, max_users, fits) -> None:
+    """Lowering ``max_users`` (409 ``USERS_ASSIGNED``) is refused only below the users
+    assigned; as many as assigned is fine, and a machine tier (``None``) always fits."""
+    assert rules.users_fit(assigned, max_users) is fits
+
+
 def test_the_seat_kinds() -> None:
     assert rules.SEAT_KINDS == ("machine", "user")
     assert rules.DEFAULT_MACHINES_PER_USER == 3

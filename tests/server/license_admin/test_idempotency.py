@@ -56,6 +56,19 @@ def test_same_key_same_body_replays_the_first_response(
     assert first.json()["key"].split("-", 2)[2] not in stored
 
 
+def test_an_answer_stored_before_max_users_replays(client, admin_key, catalog, make_org):
+    """A first answer stored before migration 0010 (no ``max_users``) still replays."""
+    import msgspec
+
+    body = {"organization_id": str(make_org()), "product": "local_cli", "tier": "pro"}
+    first = _post(client, admin_key, body, "order-0010")
+    assert first.status_code == 201, first.text
+    older = {k: v for k, v in first.json().items() if k != "max_users"}
+    replayed = service._replayed(msgspec.json.encode(older))
+    assert replayed.max_users is None and replayed.key == first.json()["key"]
+    assert msgspec.to_builtins(replayed) == first.json()
+
+
 def test_same_key_other_body_is_422(client, admin_key, catalog, make_org, owner_db):
     org = str(make_org())
     body = {"organization_id": org, "product": "local_cli", "tier": "pro"}

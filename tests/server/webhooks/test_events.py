@@ -360,14 +360,26 @@ def test_a_rolled_back_change_emits_nothing(webhook_settings, admin_key, make_li
     assert sql.one("SELECT status FROM licenses WHERE id = %s", lic.id) == "active"
 
 
-def test_every_event_type_is_emitted_somewhere() -> None:
-    """The list of types the API accepts matches the types the outbox writes."""
+def test_every_event_type_is_emitted_somewhere(database) -> None:
+    """The list of types the API accepts matches the types the outbox writes (the mappings of
+    0006, 0009 and 0010), and the installed trigger function maps every one."""
     from importlib import import_module
 
-    migration = import_module("migrations.versions.0006_webhooks")
-    named_users = import_module("migrations.versions.0009_named_users")
-    emitted = set(migration.ACTIONS.values()) | set(named_users.ACTIONS.values()) | {"webhook.test"}
-    assert emitted == set(EVENT_TYPES)
+    mappings: dict[str, str] = {}
+    for revision in (
+        "0006_webhooks",
+        "0009_named_users",
+        "0010_license_max_users_and_usage_reset_event",
+    ):
+        mappings.update(import_module(f"migrations.versions.{revision}").ACTIONS)
+    assert set(mappings.values()) | {"webhook.test"} == set(EVENT_TYPES)
+    with psycopg.connect(database.owner_url) as conn:
+        row = conn.execute(
+            "SELECT prosrc FROM pg_proc WHERE proname = 'licentia_webhook_outbox'"
+        ).fetchone()
+    assert row is not None
+    for action, kind in mappings.items():
+        assert f"WHEN '{action}' THEN '{kind}'" in row[0]
 
 
 def _user_headers(settings, sql, org, role: str) -> dict[str, str]:
