@@ -371,6 +371,7 @@ class ConsoleController(Controller):
             "tier": tier,
             "expires_at": form_text(data, "expires_at"),
             "max_activations": form_text(data, "max_activations"),
+            "max_users": form_text(data, "max_users"),
             "metadata": form_text(data, "metadata"),
         }
         created = await licenses.issue_license(
@@ -466,7 +467,9 @@ class ConsoleController(Controller):
         self, request: Request, session: AsyncSession, license_id: uuid.UUID, data: Form
     ) -> Response[Any]:
         # An empty field changes nothing (the form shows the terms in force).
-        fields = {name: form_text(data, name) for name in ("max_activations", "features")}
+        fields = {
+            name: form_text(data, name) for name in ("max_activations", "max_users", "features")
+        }
         await licenses.update_license(
             session, _me(request), license_id, form_struct(fields, LicenseUpdate)
         )

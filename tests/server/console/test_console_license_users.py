@@ -195,3 +195,58 @@ def test_assigning_needs_the_csrf_token(
     assert client.post(f"{url}/users", data={"user_id": str(bob)}).status_code == 403
     assert client.post(f"{url}/users/{alice}/remove").status_code == 403
     assert assigned(owner_db, team) == [str(alice)]
+
+
+def test_an_admin_sets_a_license_s_own_user_count(
+    client: TestClient, settings: Settings, owner_db, team: factories.License
+) -> None:
+    """The terms form changes ``max_users`` through the same update as the API (lowering it
+    below the users assigned is refused with ``USERS_ASSIGNED``); the issue form sets it."""
+    alice = factories.user(owner_db, team.organization_id)
+    bob = factories.user(owner_db, team.organization_id)
+    token = sign_in(client, settings, "admin")
+    url = f"/console/licenses/{team.id}"
+    assert "Named users (now 1)" in client.get(url).text
+
+    raised = client.post(
+        f"{url}/terms", data={"max_users": "2", "_csrf_token": token}, follow_redirects=False
+    )
+    assert raised.status_code == 303
+    for user in (alice, bob):
+        client.post(f"{url}/users", data={"user_id": str(user), "_csrf_token": token})
+    assert sorted(assigned(owner_db, team)) == sorted([str(alice), str(bob)])
+    assert "2 of 2 users assigned" in client.get(url).text
+
+    lowered = client.post(f"{url}/terms", data={"max_users": "1", "_csrf_token": token})
+    assert lowered.status_code == 409 and "USERS_ASSIGNED" in lowered.text
+    row = owner_db.execute("SELECT max_users FROM licenses WHERE id = %s", (team.id,)).fetchone()
+    assert row is not None and row[0] == 2
+
+    issued = client.post(
+        "/console/licenses",
+        data={
+            "organization_id": str(team.organization_id),
+            "plan": f"{PRODUCT}/team",
+            "max_users": "4",
+            "metadata": "{}",
+            "_csrf_token": token,
+        },
+    )
+    assert issued.status_code == 200 and "Copy the key" in issued.text
+    new = owner_db.execute(
+        "SELECT max_users FROM licenses WHERE id <> %s AND tier_id IN"
+        " (SELECT id FROM tiers WHERE code = 'team')",
+        (team.id,),
+    ).fetchone()
+    assert new is not None and new[0] == 4
+    machine = client.post(
+        "/console/licenses",
+        data={
+            "organization_id": str(team.organization_id),
+            "plan": f"{PRODUCT}/desk",
+            "max_users": "4",
+            "metadata": "{}",
+            "_csrf_token": token,
+        },
+    )
+    assert machine.status_code == 422 and "MAX_USERS_NOT_APPLICABLE" in machine.text
