@@ -173,7 +173,9 @@ def sqlalchemy_pool_usage(engine: Any) -> tuple[int, int]:
 
 
 def asyncpg_pool_usage(pool: Any) -> tuple[int, int]:
-    return pool.get_size() - pool.get_idle_size(), _waiters(getattr(pool, "_queue", None))
+    turns = getattr(pool, "turns", None)  # the licensing pool queues its waiters itself
+    waiting = turns.waiting if turns is not None else _waiters(getattr(pool, "_queue", None))
+    return pool.get_size() - pool.get_idle_size(), waiting
 
 
 async def watch_pools(
