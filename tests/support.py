@@ -388,6 +388,22 @@ def csrf_field(html: str) -> str:
     return found.group(1)
 
 
+def console_sign_in(client: Any, settings: Settings, role: str) -> str:
+    """A new staff account of ``role`` (``<role>@vendor.test``) signed in to the console
+    through its login form on a ``TestClient``; returns the session's CSRF token."""
+    email = f"{role}@vendor.test"
+    make_staff(settings, email, role)
+    token = csrf_field(client.get("/console/login").text)
+    response = client.post(
+        "/console/login",
+        data={"email": email, "password": STAFF_PASSWORD, "_csrf_token": token},
+        follow_redirects=False,
+    )
+    assert response.status_code == 303, response.text
+    assert response.headers["location"] == "/console"
+    return token
+
+
 # --- metrics ---------------------------------------------------------------------------------
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]

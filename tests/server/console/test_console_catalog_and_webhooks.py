@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import msgspec
 import pytest
 from litestar.testing import TestClient
-from support import STAFF_PASSWORD, Receiver, csrf_field, make_staff
+from support import Receiver, console_sign_in
 
 from server.settings import Settings
 
@@ -19,19 +19,6 @@ pytestmark = pytest.mark.usefixtures("cheap_argon2")
 
 XSS = "<script>window.__pwned = 1</script>"
 ESCAPED = "&lt;script&gt;window.__pwned = 1&lt;/script&gt;"
-
-
-def sign_in(client: TestClient, settings: Settings, role: str) -> str:
-    email = f"{role}@vendor.test"
-    make_staff(settings, email, role)
-    token = csrf_field(client.get("/console/login").text)
-    response = client.post(
-        "/console/login",
-        data={"email": email, "password": STAFF_PASSWORD, "_csrf_token": token},
-        follow_redirects=False,
-    )
-    assert response.status_code == 303, response.text
-    return token
 
 
 def main(html: str) -> str:
@@ -63,7 +50,7 @@ TIER_FORM = {
 def test_an_admin_creates_a_product_and_a_tier_from_nothing(
     client: TestClient, settings: Settings
 ) -> None:
-    token = sign_in(client, settings, "admin")
+    token = console_sign_in(client, settings, "admin")
     empty = client.get("/console/products").text
     assert "No products yet" in empty and "Create the product" in empty
     assert "Create a product and a tier" in client.get("/console/licenses/new").text
@@ -110,7 +97,7 @@ def test_an_admin_creates_a_product_and_a_tier_from_nothing(
 
 def test_an_admin_renames_a_product(client: TestClient, settings: Settings, make_license) -> None:
     made = make_license()
-    token = sign_in(client, settings, "admin")
+    token = console_sign_in(client, settings, "admin")
     url = f"/console/products/{made.product}"
     form = client.get("/console/products").text
     assert f'action="{url}"' in form and f'value="{made.product}"' in form
@@ -146,7 +133,7 @@ def test_every_tier_field_is_editable_through_the_service(
     client: TestClient, settings: Settings, make_license
 ) -> None:
     made = make_license(max_activations=5)
-    token = sign_in(client, settings, "admin")
+    token = console_sign_in(client, settings, "admin")
     url = f"/console/products/{made.product}/tiers/{made.tier}"
     form = {k: v for k, v in TIER_FORM.items() if k != "code"}
     saved = client.post(
@@ -189,7 +176,7 @@ def test_viewer_and_support_cannot_make_products_tiers_or_endpoints(
     made = make_license()
     for role in ("viewer", "support"):
         client.cookies.clear()
-        token = sign_in(client, settings, role)
+        token = console_sign_in(client, settings, role)
         page = client.get("/console/products").text
         assert "<input" not in main(page) and "Edit" not in main(page)
         assert "Webhooks" not in page
@@ -220,7 +207,7 @@ def test_the_new_forms_refuse_a_post_without_the_csrf_token(
     client: TestClient, settings: Settings, make_license
 ) -> None:
     made = make_license()
-    sign_in(client, settings, "admin")
+    console_sign_in(client, settings, "admin")
     for path, data in {
         "/console/products": {"code": "other", "name": "Other"},
         f"/console/products/{made.product}": {"name": "Renamed"},
@@ -235,7 +222,7 @@ def test_the_new_forms_refuse_a_post_without_the_csrf_token(
 
 
 def test_an_admin_adds_an_organization(client: TestClient, settings: Settings) -> None:
-    token = sign_in(client, settings, "admin")
+    token = console_sign_in(client, settings, "admin")
     made = client.post("/console/organizations", data={"name": XSS, "_csrf_token": token})
     assert made.status_code == 200
     assert ESCAPED in made.text and XSS not in made.text
@@ -257,7 +244,7 @@ def test_change_of_tier_with_seats_in_use(
             "/api/v1/licenses/activate",
             json={"license_key": made.key, "product": made.product, "fingerprint": fp},
         ).is_success
-    token = sign_in(client, settings, "admin")
+    token = console_sign_in(client, settings, "admin")
     base = f"/console/licenses/{made.id}"
     page = client.get(base).text
     assert "Change of tier" in page and 'value="solo"' in page and "data-confirm" in page
@@ -286,7 +273,7 @@ def test_a_dated_fallback_license_shows_updates_until_and_a_trial_says_so(
     ends = datetime.now(UTC) + timedelta(days=20)
     fallback = make_license(expiry_behavior="fallback", expires_at=ends)
     trial = make_license(product="trialware", tier="trial", is_trial=True, duration_days=14)
-    sign_in(client, settings, "viewer")
+    console_sign_in(client, settings, "viewer")
     page = client.get(f"/console/licenses/{fallback.id}").text
     assert "Updates until" in page and ends.strftime("%Y-%m-%d") in page
     assert 'class="badge trial"' not in page
@@ -307,7 +294,7 @@ def test_the_trials_page_lists_with_counts(
             "/api/v1/trials", json={"product": "trialware", "fingerprint": fp, "name": name}
         )
         assert started.status_code == 201, started.text
-    sign_in(client, settings, "viewer")
+    console_sign_in(client, settings, "viewer")
     page = client.get("/console/trials").text
     assert re.search(r'id="t-running">Running</h2><p class="figure">2<', page)
     assert "laptop" in page and ESCAPED in page and XSS not in page
@@ -338,7 +325,7 @@ def test_webhook_endpoints_from_the_console(
 ) -> None:
     client = local_client
     made = make_license()
-    token = sign_in(client, settings, "admin")
+    token = console_sign_in(client, settings, "admin")
     assert "No endpoint yet" in client.get("/console/webhooks").text
 
     created = client.post(
@@ -403,7 +390,7 @@ def test_a_webhook_endpoint_picks_its_organization_by_name(
 ) -> None:
     client = local_client
     made = make_license()  # organization "Acme"
-    token = sign_in(client, settings, "admin")
+    token = console_sign_in(client, settings, "admin")
     form = client.get("/console/webhooks").text
     select = re.search(r'<select name="organization_id">(.*?)</select>', form, re.S)
     assert select, form
@@ -437,7 +424,7 @@ def test_a_webhook_endpoint_picks_its_organization_by_name(
 
 
 def test_webhook_urls_follow_the_api_rules(client: TestClient, settings: Settings) -> None:
-    token = sign_in(client, settings, "admin")
+    token = console_sign_in(client, settings, "admin")
     for url, code in (
         ("http://hooks.example.com/x", "WEBHOOK_URL_FORBIDDEN"),
         ("https://127.0.0.1/x", "WEBHOOK_URL_FORBIDDEN"),
@@ -457,7 +444,7 @@ def test_webhook_urls_follow_the_api_rules(client: TestClient, settings: Setting
 def test_the_audit_log_is_newest_first_and_pages_on(
     client: TestClient, settings: Settings, make_license
 ) -> None:
-    token = sign_in(client, settings, "admin")
+    token = console_sign_in(client, settings, "admin")
     for n in range(52):
         made = client.post(
             "/console/organizations", data={"name": f"Org {n:02d}", "_csrf_token": token}

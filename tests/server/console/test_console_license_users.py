@@ -11,7 +11,7 @@ import factories
 import psycopg
 import pytest
 from litestar.testing import TestClient
-from support import STAFF_PASSWORD, csrf_field, make_staff
+from support import STAFF_PASSWORD, console_sign_in, csrf_field, make_staff
 
 from server.settings import Settings
 
@@ -20,19 +20,6 @@ pytestmark = pytest.mark.usefixtures("cheap_argon2")
 PRODUCT = "cloud_ide_console"
 XSS = "<script>window.__pwned = 1</script>"
 ESCAPED = "&lt;script&gt;window.__pwned = 1&lt;/script&gt;"
-
-
-def sign_in(client: TestClient, settings: Settings, role: str) -> str:
-    email = f"{role}@vendor.test"
-    make_staff(settings, email, role)
-    token = csrf_field(client.get("/console/login").text)
-    response = client.post(
-        "/console/login",
-        data={"email": email, "password": STAFF_PASSWORD, "_csrf_token": token},
-        follow_redirects=False,
-    )
-    assert response.status_code == 303, response.text
-    return token
 
 
 def messages(html: str) -> str:
@@ -102,7 +89,7 @@ def test_an_admin_assigns_and_unassigns_a_member(
     alice = factories.user(owner_db, team.organization_id, full_name=f"Alice {XSS}")
     bob = factories.user(owner_db, team.organization_id, full_name="Bob Builder")
     outsider = factories.user(owner_db, factories.organization(owner_db, "Globex"))
-    token = sign_in(client, settings, "admin")
+    token = console_sign_in(client, settings, "admin")
     url = f"/console/licenses/{team.id}"
 
     page = client.get(url).text
@@ -170,7 +157,7 @@ def test_viewers_and_support_cannot_assign_or_unassign(
     url = f"/console/licenses/{team.id}"
     for role in ("viewer", "support"):
         client.cookies.clear()
-        token = sign_in(client, settings, role)
+        token = console_sign_in(client, settings, role)
         page = client.get(url).text
         assert "Alice" in page
         assert "Unassign" not in page and ">Assign</button>" not in page
@@ -190,7 +177,7 @@ def test_assigning_needs_the_csrf_token(
     alice = factories.user(owner_db, team.organization_id, full_name="Alice")
     bob = factories.user(owner_db, team.organization_id, full_name="Bob")
     factories.license_user(owner_db, team, alice)
-    sign_in(client, settings, "admin")
+    console_sign_in(client, settings, "admin")
     url = f"/console/licenses/{team.id}"
     assert client.post(f"{url}/users", data={"user_id": str(bob)}).status_code == 403
     assert client.post(f"{url}/users/{alice}/remove").status_code == 403
@@ -204,7 +191,7 @@ def test_an_admin_sets_a_license_s_own_user_count(
     below the users assigned is refused with ``USERS_ASSIGNED``); the issue form sets it."""
     alice = factories.user(owner_db, team.organization_id)
     bob = factories.user(owner_db, team.organization_id)
-    token = sign_in(client, settings, "admin")
+    token = console_sign_in(client, settings, "admin")
     url = f"/console/licenses/{team.id}"
     assert "Named users (now 1)" in client.get(url).text
 

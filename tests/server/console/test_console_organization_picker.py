@@ -12,7 +12,7 @@ import factories
 import psycopg
 import pytest
 from litestar.testing import TestClient
-from support import STAFF_PASSWORD, csrf_field, make_staff
+from support import console_sign_in
 
 from server.console import routes
 from server.settings import Settings
@@ -21,19 +21,6 @@ pytestmark = pytest.mark.usefixtures("cheap_argon2")
 
 XSS = "<script>window.__pwned = 1</script>"
 ESCAPED = "&lt;script&gt;window.__pwned = 1&lt;/script&gt;"
-
-
-def sign_in(client: TestClient, settings: Settings, role: str) -> str:
-    email = f"{role}@vendor.test"
-    make_staff(settings, email, role)
-    token = csrf_field(client.get("/console/login").text)
-    response = client.post(
-        "/console/login",
-        data={"email": email, "password": STAFF_PASSWORD, "_csrf_token": token},
-        follow_redirects=False,
-    )
-    assert response.status_code == 303, response.text
-    return token
 
 
 def picker(html: str, name: str) -> list[tuple[str, str, bool]]:
@@ -56,7 +43,7 @@ def test_issuing_picks_the_organization_by_name(
     beta = factories.organization(owner_db, "beta labs")
     evil = factories.organization(owner_db, XSS)
     twin = factories.organization(owner_db, "Acme")  # two organizations of the same name
-    token = sign_in(client, settings, "admin")
+    token = console_sign_in(client, settings, "admin")
 
     form = client.get("/console/licenses/new").text
     options = picker(form, "organization_id")
@@ -97,7 +84,7 @@ def test_the_server_still_checks_the_organization(
     client: TestClient, settings: Settings, make_license
 ) -> None:
     made = make_license()
-    token = sign_in(client, settings, "admin")
+    token = console_sign_in(client, settings, "admin")
     plan = f"{made.product}/{made.tier}"
     for value, status, code in (
         (str(uuid.uuid4()), 422, "UNKNOWN_ORGANIZATION"),
@@ -125,7 +112,7 @@ def test_the_license_and_audit_filters_pick_by_name(
     first = make_license()
     globex = factories.organization(owner_db, "Globex")
     second = make_license(organization_id=globex)
-    sign_in(client, settings, "viewer")
+    console_sign_in(client, settings, "viewer")
     page = client.get("/console/licenses").text
     assert picker(page, "organization") == [
         ("", "any", False),
@@ -151,7 +138,7 @@ def test_many_organizations_are_narrowed_by_a_name_search(
     made = {name: factories.organization(owner_db, name) for name in ("Initech", "Umbrella")}
     factories.organization(owner_db, "Initrode")
     monkeypatch.setattr(routes, "PICKER_LIMIT", 2)
-    sign_in(client, settings, "admin")
+    console_sign_in(client, settings, "admin")
     page = client.get("/console/licenses/new").text
     assert len(picker(page, "organization_id")) == 3  # "choose", then the first two
     assert 'role="search" aria-label="Find an organization"' in page

@@ -11,25 +11,11 @@ import factories
 import psycopg
 import pytest
 from litestar.testing import TestClient
-from support import STAFF_PASSWORD, TestDatabase, csrf_field, make_staff
+from support import STAFF_PASSWORD, TestDatabase, console_sign_in, csrf_field, make_staff
 
 from server.settings import Settings
 
 pytestmark = pytest.mark.usefixtures("cheap_argon2")
-
-
-def sign_in(client: TestClient, settings: Settings, role: str) -> str:
-    email = f"{role}@vendor.test"
-    make_staff(settings, email, role)
-    token = csrf_field(client.get("/console/login").text)
-    response = client.post(
-        "/console/login",
-        data={"email": email, "password": STAFF_PASSWORD, "_csrf_token": token},
-        follow_redirects=False,
-    )
-    assert response.status_code == 303, response.text
-    assert response.headers["location"] == "/console"
-    return token
 
 
 def test_pages_need_a_session(client: TestClient) -> None:
@@ -91,7 +77,7 @@ def test_a_form_without_the_csrf_token_is_refused(client: TestClient, settings: 
 
 def test_issue_shows_the_key_once(client: TestClient, settings: Settings, make_license) -> None:
     made = make_license()  # the catalog and an organization
-    token = sign_in(client, settings, "admin")
+    token = console_sign_in(client, settings, "admin")
     form = client.get(f"/console/licenses/new?organization={made.organization_id}")
     assert f"{made.product}/{made.tier}" in form.text
     issued = client.post(
@@ -115,7 +101,7 @@ def test_issue_shows_the_key_once(client: TestClient, settings: Settings, make_l
 
 def test_viewer_reads_but_cannot_act(client: TestClient, settings: Settings, make_license) -> None:
     made = make_license()
-    token = sign_in(client, settings, "viewer")
+    token = console_sign_in(client, settings, "viewer")
     page = client.get(f"/console/licenses/{made.id}")
     assert page.status_code == 200
     assert "Suspend" not in page.text and "Revoke" not in page.text
@@ -129,7 +115,7 @@ def test_support_suspends_but_cannot_revoke(
     client: TestClient, settings: Settings, make_license
 ) -> None:
     made = make_license()
-    token = sign_in(client, settings, "support")
+    token = console_sign_in(client, settings, "support")
     page = client.get(f"/console/licenses/{made.id}")
     assert "Suspend" in page.text and "Revoke" not in page.text
     suspended = client.post(f"/console/licenses/{made.id}/suspend", data={"_csrf_token": token})
@@ -144,14 +130,14 @@ def test_a_refused_transition_is_the_services_error(
     client: TestClient, settings: Settings, make_license
 ) -> None:
     made = make_license(status="revoked")
-    token = sign_in(client, settings, "admin")
+    token = console_sign_in(client, settings, "admin")
     response = client.post(f"/console/licenses/{made.id}/suspend", data={"_csrf_token": token})
     assert response.status_code == 409
     assert "LICENSE_REVOKED" in response.text or "ALREADY_REVOKED" in response.text
 
 
 def test_logout_ends_the_session_everywhere(client: TestClient, settings: Settings) -> None:
-    token = sign_in(client, settings, "admin")
+    token = console_sign_in(client, settings, "admin")
     cookie = client.cookies.get("licentia_console")
     assert client.get("/console").status_code == 200
     client.post("/console/logout", data={"_csrf_token": token}, follow_redirects=False)
@@ -164,7 +150,7 @@ def test_logout_ends_the_session_everywhere(client: TestClient, settings: Settin
 def test_search_filters_licenses(client: TestClient, settings: Settings, make_license) -> None:
     first = make_license()
     second = make_license(organization_id=first.organization_id, status="suspended")
-    sign_in(client, settings, "viewer")
+    console_sign_in(client, settings, "viewer")
     prefix = second.key[:8]
     found = client.get("/console/licenses", params={"prefix": prefix})
     assert prefix in found.text and first.key[:8] not in found.text
@@ -190,7 +176,7 @@ def test_overview_figures(
         conn.execute(
             "INSERT INTO validation_counts (hour, count) VALUES (date_trunc('hour', now()), 7)"
         )
-    sign_in(client, settings, "viewer")
+    console_sign_in(client, settings, "viewer")
     page = client.get("/console").text
     live = re.search(r'id="live-h">Activations live now</h2>\s*<p class="figure">(\d+)<', page)
     assert live and live.group(1) == "1"
@@ -208,7 +194,7 @@ def test_terms_renewal_and_a_freed_seat(
         "/api/v1/licenses/activate",
         json={"license_key": made.key, "product": made.product, "fingerprint": "m-1"},
     ).json()
-    token = sign_in(client, settings, "admin")
+    token = console_sign_in(client, settings, "admin")
     base = f"/console/licenses/{made.id}"
     changed = client.post(f"{base}/terms", data={"max_activations": "4", "_csrf_token": token})
     assert "1 of 4" in changed.text
@@ -229,7 +215,7 @@ def test_a_forged_forwarded_proto_does_not_make_cookies_secure(client: TestClien
 
 
 def test_a_new_password_ends_every_session(client: TestClient, settings: Settings) -> None:
-    token = sign_in(client, settings, "support")
+    token = console_sign_in(client, settings, "support")
     cookie = client.cookies.get("licentia_console")
     wrong = client.post(
         "/console/account/password",
@@ -263,7 +249,7 @@ def test_a_new_password_ends_every_session(client: TestClient, settings: Setting
 
 def test_tiers_keys_and_the_audit_log(client: TestClient, settings: Settings, make_license) -> None:
     made = make_license(max_activations=5)
-    token = sign_in(client, settings, "admin")
+    token = console_sign_in(client, settings, "admin")
     page = client.get(f"/console/products/{made.product}/tiers/{made.tier}").text
     assert 'name="max_activations" required value="5"' in page
     saved = client.post(
@@ -298,7 +284,7 @@ def test_tiers_keys_and_the_audit_log(client: TestClient, settings: Settings, ma
 
 def test_viewer_sees_tiers_read_only(client: TestClient, settings: Settings, make_license) -> None:
     made = make_license()
-    token = sign_in(client, settings, "viewer")
+    token = console_sign_in(client, settings, "viewer")
     page = client.get("/console/products").text
     assert "<input" not in page.split("<main")[1].split("</main>")[0]
     refused = client.post(
@@ -334,7 +320,7 @@ def test_lists_page_on(client: TestClient, settings: Settings, database: TestDat
             factories.organization(
                 conn, f"Org {n:03d}", created_at=now - timedelta(minutes=100 - n)
             )
-    sign_in(client, settings, "viewer")
+    console_sign_in(client, settings, "viewer")
     first = client.get("/console/organizations", params={"q": "org"}).text
     assert "Org 001" in first and "Org 050" in first and "Org 051" not in first
     link = re.search(r'href="([^"]+)" rel="next"', first).group(1).replace("&amp;", "&")

@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 from people import PASSWORD, signup
-from support import STAFF_PASSWORD, csrf_field, make_staff
+from support import console_sign_in, csrf_field
 
 pytestmark = pytest.mark.usefixtures("cheap_argon2")
 
@@ -21,19 +21,6 @@ def consume(client, lic, meter: str, amount: int) -> None:
         headers={"Idempotency-Key": uuid.uuid4().hex},
     )
     assert response.status_code == 200, response.text
-
-
-def console_sign_in(client, settings, role: str) -> str:
-    email = f"{role}@vendor.test"
-    make_staff(settings, email, role)
-    token = csrf_field(client.get("/console/login").text)
-    response = client.post(
-        "/console/login",
-        data={"email": email, "password": STAFF_PASSWORD, "_csrf_token": token},
-        follow_redirects=False,
-    )
-    assert response.status_code == 303, response.text
-    return token
 
 
 def test_the_console_shows_meters_and_an_admin_resets_one(
