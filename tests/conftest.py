@@ -137,6 +137,23 @@ def signing_key(settings: Settings) -> str:
 
 
 @pytest.fixture
+def licentia(
+    settings: Settings, signing_key: str, monkeypatch: pytest.MonkeyPatch
+) -> Callable[..., Any]:
+    """``licentia ARGS...`` run in process (click's ``CliRunner``) against the test database,
+    with a signing key; returns click's ``Result``."""
+    from click.testing import CliRunner
+
+    from server.cli import main
+
+    monkeypatch.setenv("LICENTIA_DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("LICENTIA_KEY_ENCRYPTION_KEY", settings.key_encryption_key or "")
+    monkeypatch.delenv("LICENTIA_MIGRATION_DATABASE_URL", raising=False)
+    runner = CliRunner()
+    return lambda *args: runner.invoke(main, list(args), catch_exceptions=False)
+
+
+@pytest.fixture
 def client(settings: Settings, signing_key: str) -> Iterator[TestClient]:
     from server.app import create_app
 

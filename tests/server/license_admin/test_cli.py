@@ -6,18 +6,11 @@ import hashlib
 import re
 
 import pytest
-from click.testing import CliRunner
-
-from server.cli import main
 
 
 @pytest.fixture
-def cli(settings, signing_key, monkeypatch):
-    monkeypatch.setenv("LICENTIA_DATABASE_URL", settings.database_url)
-    monkeypatch.setenv("LICENTIA_KEY_ENCRYPTION_KEY", settings.key_encryption_key or "")
-    monkeypatch.delenv("LICENTIA_MIGRATION_DATABASE_URL", raising=False)
-    runner = CliRunner()
-    return lambda *args: runner.invoke(main, ["licenses", *args], catch_exceptions=False)
+def cli(licentia):
+    return lambda *args: licentia("licenses", *args)
 
 
 def test_issue_prints_only_the_key(cli, catalog, make_org, owner_db):

@@ -6,18 +6,11 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from click.testing import CliRunner
-
-from server.cli import main
 
 
 @pytest.fixture
-def cli(settings, signing_key, monkeypatch):
-    monkeypatch.setenv("LICENTIA_DATABASE_URL", settings.database_url)
-    monkeypatch.setenv("LICENTIA_KEY_ENCRYPTION_KEY", settings.key_encryption_key or "")
-    monkeypatch.delenv("LICENTIA_MIGRATION_DATABASE_URL", raising=False)
-    runner = CliRunner()
-    return lambda *args: runner.invoke(main, ["licenses", "users", *args], catch_exceptions=False)
+def cli(licentia):
+    return lambda *args: licentia("licenses", "users", *args)
 
 
 def _refused(result, code: str) -> str:
@@ -93,13 +86,12 @@ def test_errors_are_one_line_and_exit_non_zero(cli, make_team) -> None:
     assert cli("assign", "not-a-uuid", "x").exit_code == 2  # click's usage error
 
 
-def test_issue_takes_max_users(cli, make_team, sql) -> None:
+def test_issue_takes_max_users(licentia, make_team, sql) -> None:
     team = make_team()
-    runner = CliRunner()
 
     def issue(*extra: str):
         args = ["--org", str(team.organization_id), "--product", team.product, *extra]
-        return runner.invoke(main, ["licenses", "issue", *args])
+        return licentia("licenses", "issue", *args)
 
     issued = issue("--tier", "team", "--max-users", "5")
     assert issued.exit_code == 0, issued.output

@@ -6,9 +6,6 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from click.testing import CliRunner
-
-from server.cli import main
 
 METERS = {
     "automations": {"limit": 3, "period": "month"},
@@ -17,12 +14,8 @@ METERS = {
 
 
 @pytest.fixture
-def cli(settings, signing_key, monkeypatch):
-    monkeypatch.setenv("LICENTIA_DATABASE_URL", settings.database_url)
-    monkeypatch.setenv("LICENTIA_KEY_ENCRYPTION_KEY", settings.key_encryption_key or "")
-    monkeypatch.delenv("LICENTIA_MIGRATION_DATABASE_URL", raising=False)
-    runner = CliRunner()
-    return lambda *args: runner.invoke(main, ["licenses", *args], catch_exceptions=False)
+def cli(licentia):
+    return lambda *args: licentia("licenses", *args)
 
 
 def consume(client, lic, meter: str, amount: int) -> None:
