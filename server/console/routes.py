@@ -661,6 +661,9 @@ class ConsoleWebhookController(Controller):
             request,
             "webhooks.html",
             endpoints=found.items,
+            organization_names=await organizations.names(
+                session, _me(request), (e.organization_id for e in found.items)
+            ),
             event_types=EVENT_TYPES,
             event_prefixes=EVENT_PREFIXES,
             picker=await _organization_picker(session, request, _uuid(organization), org_q),
@@ -901,6 +904,9 @@ async def _endpoint_page(
         request,
         "webhook.html",
         endpoint=endpoint,
+        organization_names=await organizations.names(
+            session, _me(request), [endpoint.organization_id]
+        ),
         deliveries=deliveries.items,
         event_types=EVENT_TYPES,
         event_prefixes=EVENT_PREFIXES,

@@ -4,6 +4,7 @@ their own. Another organization is always 404 for a user."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from datetime import UTC, datetime
 
 from sqlalchemy import select
@@ -55,6 +56,21 @@ async def list_organizations(
     if not principal.is_admin:
         query = query.where(Organization.id == principal.organization_id)
     return await paginate(session, query, Organization.created_at, Organization.id, limit, cursor)
+
+
+async def names(
+    session: AsyncSession, principal: Principal, organization_ids: Iterable[uuid.UUID | None]
+) -> dict[uuid.UUID, str]:
+    """The names of the organizations among ``organization_ids`` the caller may see."""
+    wanted = {id_ for id_ in organization_ids if id_ is not None}
+    if not principal.is_admin:
+        wanted &= {principal.organization_id}
+    if not wanted:
+        return {}
+    rows = await session.execute(
+        select(Organization.id, Organization.name).where(Organization.id.in_(wanted))
+    )
+    return {row.id: row.name for row in rows}
 
 
 async def create_organization(

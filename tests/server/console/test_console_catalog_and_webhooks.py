@@ -415,7 +415,12 @@ def test_a_webhook_endpoint_picks_its_organization_by_name(
     )
     assert created.status_code == 200, created.text
     listed = client.get("/console/webhooks").text
-    assert str(made.organization_id) in main(listed).split("</table>", 1)[0]
+    table = main(listed).split("</table>", 1)[0]
+    assert f'<a href="/console/organizations/{made.organization_id}">Acme</a>' in table
+    endpoint_id = re.search(r'href="/console/webhooks/([0-9a-f-]{36})"', table)
+    assert endpoint_id, table
+    page = client.get(f"/console/webhooks/{endpoint_id.group(1)}").text
+    assert f'<a href="/console/organizations/{made.organization_id}">Acme</a>' in page
     # From the organization's page, the form has it chosen.
     link = f"/console/webhooks?organization={made.organization_id}#add-endpoint"
     assert link in client.get(f"/console/organizations/{made.organization_id}").text
