@@ -29,6 +29,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from litestar.params import HeaderParameter, ParameterKwarg
 from sqlalchemy import delete, select, update
 from sqlalchemy.dialects.postgresql import asyncpg as asyncpg_dialect
 from sqlalchemy.dialects.postgresql import insert
@@ -38,6 +39,21 @@ from server.errors import Conflict, InvalidInput
 from server.models import IdempotencyKey
 
 TTL = timedelta(hours=24)
+
+
+def key_header(description: str) -> ParameterKwarg:
+    """The ``Idempotency-Key`` header of a route (``Annotated[str | None, key_header(...)]``):
+    its format, written once; ``description`` says what a repeat does on that route."""
+    return HeaderParameter(
+        name="Idempotency-Key",
+        required=False,
+        min_length=1,
+        max_length=255,
+        pattern=r"^[\x21-\x7e]+$",
+        description=description,
+    )
+
+
 _PENDING = 0
 _NONCE_BYTES = 12
 

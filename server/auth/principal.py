@@ -203,6 +203,15 @@ def decode_access_token(secret: bytes, token: str, *, issuer: str) -> Principal:
         raise Unauthenticated("Invalid access token", code="INVALID_TOKEN") from None
 
 
+def bearer_credential(header: str) -> str:
+    """The credential of an ``Authorization: Bearer <credential>`` header."""
+    scheme, _, credential = header.partition(" ")
+    credential = credential.strip()
+    if scheme.lower() != "bearer" or not credential:
+        raise Unauthenticated("Use 'Authorization: Bearer <token>'", code="INVALID_CREDENTIALS")
+    return credential
+
+
 # --- middleware ----------------------------------------------------------------------------
 
 # A read, plus a write at most once a minute per key: recording every use would turn each
@@ -230,10 +239,7 @@ class AuthenticationMiddleware(AbstractAuthenticationMiddleware):
         header = connection.headers.get("authorization")
         if not header:
             return AuthenticationResult(user=None, auth=None)
-        scheme, _, credential = header.partition(" ")
-        credential = credential.strip()
-        if scheme.lower() != "bearer" or not credential:
-            raise Unauthenticated("Use 'Authorization: Bearer <token>'", code="INVALID_CREDENTIALS")
+        credential = bearer_credential(header)
         state = connection.app.state
         if credential.startswith(API_KEY_PREFIX):
             principal = await _authenticate_api_key(state, credential)

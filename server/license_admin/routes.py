@@ -9,9 +9,10 @@ from litestar import Controller, Response, delete, get, patch, post
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi.spec import Example
-from litestar.params import HeaderParameter, Parameter
+from litestar.params import Parameter
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from server import idempotency
 from server.auth.principal import EVERY_ROLE, MANAGERS, Principal, allow, provide_principal
 from server.license_admin import service
 from server.license_admin.schemas import (
@@ -37,17 +38,10 @@ _managers_write = allow(scope="licenses:write", roles=MANAGERS)
 
 IdempotencyKeyHeader = Annotated[
     str | None,
-    HeaderParameter(
-        name="Idempotency-Key",
-        required=False,
-        min_length=1,
-        max_length=255,
-        pattern=r"^[\x21-\x7e]+$",
-        description=(
-            "Any unique string (e.g. a UUID). Retrying with the same key and body within 24 "
-            "hours returns the first response and issues nothing new; the same key with "
-            "another body is 422 IDEMPOTENCY_KEY_REUSED."
-        ),
+    idempotency.key_header(
+        "Any unique string (e.g. a UUID). Retrying with the same key and body within 24 "
+        "hours returns the first response and issues nothing new; the same key with "
+        "another body is 422 IDEMPOTENCY_KEY_REUSED."
     ),
 ]
 

@@ -9,10 +9,10 @@ from typing import Annotated
 from litestar import Controller, Response, get, post
 from litestar.datastructures import State
 from litestar.di import Provide
-from litestar.params import HeaderParameter
 from litestar.status_codes import HTTP_200_OK
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from server import idempotency
 from server.auth.principal import EVERY_ROLE, Principal, allow, provide_principal
 from server.metering import service
 from server.metering.schemas import LicenseUsage, UsageRequest, UsageReset, UsageResponse
@@ -22,18 +22,11 @@ from server.product_licensing.service import Caller
 
 IdempotencyKeyHeader = Annotated[
     str | None,
-    HeaderParameter(
-        name="Idempotency-Key",
-        required=False,
-        min_length=1,
-        max_length=255,
-        pattern=r"^[\x21-\x7e]+$",
-        description=(
-            "Required (422 `IDEMPOTENCY_KEY_REQUIRED` without it): a new unique string (e.g. a "
-            "UUID) per consumption. Retrying with the same key and body within 24 hours returns "
-            "the first answer and consumes nothing more; the same key with another body is 422 "
-            "`IDEMPOTENCY_KEY_REUSED`."
-        ),
+    idempotency.key_header(
+        "Required (422 `IDEMPOTENCY_KEY_REQUIRED` without it): a new unique string (e.g. a "
+        "UUID) per consumption. Retrying with the same key and body within 24 hours returns "
+        "the first answer and consumes nothing more; the same key with another body is 422 "
+        "`IDEMPOTENCY_KEY_REUSED`."
     ),
 ]
 

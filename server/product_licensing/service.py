@@ -40,7 +40,7 @@ from keys.tokens import fingerprint_hash, issue_activation_token, issue_license_
 from server import license_rules as rules
 from server import metrics, ratelimit
 from server.audit import service as audit
-from server.auth.principal import Principal, decode_access_token
+from server.auth.principal import Principal, bearer_credential, decode_access_token
 from server.errors import (
     ActivationLimitReached,
     Conflict,
@@ -327,15 +327,10 @@ def named_user(caller: Caller, authorization: str | None) -> NamedUser:
     license's lock."""
     if not authorization:
         return _user_token_required()
-    scheme, _, credential = authorization.partition(" ")
-    credential = credential.strip()
-    if scheme.lower() != "bearer" or not credential:
-        return Unauthenticated(
-            "Use 'Authorization: Bearer <access token>'", code="INVALID_CREDENTIALS"
-        )
-    if caller.access_token_secret is None:
-        return Unauthenticated("Access tokens are not accepted here", code="INVALID_TOKEN")
     try:
+        credential = bearer_credential(authorization)
+        if caller.access_token_secret is None:
+            return Unauthenticated("Access tokens are not accepted here", code="INVALID_TOKEN")
         return decode_access_token(
             caller.access_token_secret, credential, issuer=caller.settings.issuer
         )
