@@ -63,9 +63,15 @@ class Turns:
     def waiting(self) -> int:
         return len(self._waiters)
 
-    async def acquire(self) -> None:
+    def try_acquire(self) -> bool:
+        """Take a turn if one is free and nobody waits for it."""
         if self._free > 0 and not self._waiters:
             self._free -= 1
+            return True
+        return False
+
+    async def acquire(self) -> None:
+        if self.try_acquire():
             return
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
@@ -102,12 +108,13 @@ class FairPool(asyncpg.Pool):
         self.turns = Turns(max_size)
 
     async def _acquire(self, timeout: float | None) -> Any:
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        async with asyncio.timeout(timeout):
-            await self.turns.acquire()
-        if timeout is not None:
-            timeout = max(0.0, timeout - (loop.time() - started))
+        if not self.turns.try_acquire():  # the usual case under light load: no timer
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            async with asyncio.timeout(timeout):
+                await self.turns.acquire()
+            if timeout is not None:
+                timeout = max(0.0, timeout - (loop.time() - started))
         try:
             return await super()._acquire(timeout)
         except BaseException:
