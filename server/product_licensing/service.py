@@ -18,6 +18,10 @@ transaction-locally). Every rule comes from ``server.license_rules``.
   commit.
 - deactivate: ``licentia_license(hash, 'update')`` then one statement (seat, daily limit,
   update, audit) in ``pooled_transaction``.
+
+Usage metering (``server.metering``) is a product call on the same pool: it reads and judges
+the license as activate does and signs its answer the same way, with ``Statement``,
+``HotLicense``, ``trust_members`` and ``counted`` from here.
 """
 
 from __future__ import annotations
@@ -93,7 +97,7 @@ class Caller:
 # --- SQL --------------------------------------------------------------------------------
 
 
-class _Sql:
+class Statement:
     """A statement written with ``:named`` parameters, sent positionally through asyncpg.
 
     The hot path runs on a plain asyncpg connection inside the request's one transaction
@@ -131,26 +135,28 @@ _LOCK = {"none": "none", "seats": "update", "check_in": "key_share"}
 # Check-ins of one license run side by side ("key_share"), but never interleave with a seat
 # decision ("update"): a check-in renewing a seat on the edge of its grace period must not let
 # an activation running at the same moment see that seat as neither stale nor live.
-_LICENSE = _Sql("SELECT * FROM licentia_license(:hash, :lock)")
+_LICENSE = Statement("SELECT * FROM licentia_license(:hash, :lock)")
 
 # Validation is one autocommit statement: the license, the seat count and this machine's seat
 # (the live-seat rule is the frozen copy in the function; tests/server/test_license_rules.py).
-_VALIDATE = _Sql("SELECT * FROM licentia_validate(:hash, :fp, :now)")
+_VALIDATE = Statement("SELECT * FROM licentia_validate(:hash, :fp, :now)")
 
 # Activation and check-in: the seat change in one autocommit statement (one transaction) for a
 # license read and judged just before; the function locks the license row and goes ahead only
 # if it is still that version (migrations/versions/0004; the live-seat rule there is a frozen
 # copy, checked by tests/server/test_license_rules.py).
-_ACTIVATE = _Sql(
+_ACTIVATE = Statement(
     "SELECT * FROM licentia_activate(:hash, :license_id, :version, :fp, :now, :lease, :max, "
     ":new_id, :name, :platform, :expired, :created, :converted, :user_id, :user_org, "
     ":user_generation)"
 )
-_CHECK_IN = _Sql("SELECT * FROM licentia_check_in(:hash, :license_id, :version, :fp, :now, :lease)")
+_CHECK_IN = Statement(
+    "SELECT * FROM licentia_check_in(:hash, :license_id, :version, :fp, :now, :lease)"
+)
 
 # Deactivation, under the license's lock: the machine's seat, whether the daily limit allows
 # freeing it, and (when both hold) the update and its audit event, in one statement.
-_DEACTIVATE = _Sql(
+_DEACTIVATE = Statement(
     f"""
     WITH seat AS (
         SELECT a.id FROM activations a
@@ -171,7 +177,7 @@ _DEACTIVATE = _Sql(
     """
 )
 
-_TIER_FEATURES = _Sql(
+_TIER_FEATURES = Statement(
     """
     SELECT t.features FROM tiers t JOIN products p ON p.id = t.product_id
     WHERE p.code = :product AND t.code = :tier
@@ -194,7 +200,7 @@ def _refuse_other_product(lic: LicenseTerms, product: str) -> None:
 
 
 @dataclass(frozen=True, slots=True)
-class _License:
+class HotLicense:
     """The license row read by the hot path: its terms and its tier's seat settings."""
 
     terms: LicenseTerms
@@ -206,7 +212,7 @@ class _License:
     """The row's ``xmin``: a change is made only if the row is still this version."""
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any], now: datetime) -> _License:
+    def from_row(cls, row: Mapping[str, Any], now: datetime) -> HotLicense:
         terms = LicenseTerms.from_row(row)
         return cls(
             terms=terms,
@@ -248,14 +254,14 @@ async def _license(
     now: datetime,
     *,
     lock: Literal["none", "seats", "check_in"],
-) -> _License:
+) -> HotLicense:
     """Set the transaction's tenant from the key and read (and lock) the license; count and
     refuse an unknown key."""
     row = await _LICENSE.row(conn, hash=hash_license_key(key), lock=_LOCK[lock])
     if row is None:
         await count_unknown_key(caller)
         raise NotFound("No license has this key", code="LICENSE_NOT_FOUND")
-    return _License.from_row(row, now)
+    return HotLicense.from_row(row, now)
 
 
 async def count_unknown_key(caller: Caller) -> None:
@@ -279,7 +285,7 @@ async def count_unknown_key(caller: Caller) -> None:
         )
 
 
-def _trust_members(trust: Trust) -> dict[str, Any]:
+def trust_members(trust: Trust) -> dict[str, Any]:
     """What every answer carrying a token carries next to it (docs/token-format.md, "Where
     trust material comes from"): from the same keyring snapshot as the signer, so the
     certificate is always the one of the key that signed the token."""
@@ -293,7 +299,7 @@ def _trust_members(trust: Trust) -> dict[str, Any]:
 def _activation_token(
     signer: SigningKey,
     caller: Caller,
-    lic: _License,
+    lic: HotLicense,
     activation_id: uuid.UUID,
     fingerprint: str,
     now: datetime,
@@ -383,7 +389,7 @@ _P = ParamSpec("_P")
 _R = TypeVar("_R")
 
 
-def _counted(
+def counted(
     operation: str, code_of: Callable[[Any], str]
 ) -> Callable[[Callable[_P, Awaitable[_R]]], Callable[_P, Awaitable[_R]]]:
     """Count each call's outcome in the metrics (``licentia_licensing_outcomes``): the code
@@ -393,7 +399,7 @@ def _counted(
 
     def decorate(function: Callable[_P, Awaitable[_R]]) -> Callable[_P, Awaitable[_R]]:
         @functools.wraps(function)
-        async def counted(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        async def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
             try:
                 result = await function(*args, **kwargs)
             except DomainError as exc:
@@ -405,7 +411,7 @@ def _counted(
             metrics.licensing_outcome(operation, code_of(result))
             return result
 
-        return counted
+        return wrapper
 
     return decorate
 
@@ -422,7 +428,7 @@ def _activate_code(activated: Activated) -> str:
     return "CREATED" if activated.created else "RENEWED"
 
 
-@_counted("validate", _validate_code)
+@counted("validate", _validate_code)
 async def validate(
     pool: asyncpg.Pool | asyncpg.Connection, caller: Caller, data: ValidateRequest
 ) -> ValidateResponse:
@@ -435,7 +441,7 @@ async def validate(
     if row is None:
         await count_unknown_key(caller)
         return ValidateResponse(False, "NOT_FOUND", "No license has this key", None, None)
-    lic = _License.from_row(row, now)
+    lic = HotLicense.from_row(row, now)
     summary = lic.summary(row["seats"])
     if lic.terms.product != data.product:
         detail = f"This license is for another product, not {data.product!r}"
@@ -456,7 +462,7 @@ async def validate(
         nonce=data.nonce,
     )
     return ValidateResponse(
-        True, "VALID", "The license is valid", summary, issued.token, **_trust_members(trust)
+        True, "VALID", "The license is valid", summary, issued.token, **trust_members(trust)
     )
 
 
@@ -474,7 +480,7 @@ _Signer = tuple[SigningKey, Trust]
 
 
 async def _change(
-    pool: asyncpg.Pool | asyncpg.Connection, caller: Caller, statement: _Sql, **params: Any
+    pool: asyncpg.Pool | asyncpg.Connection, caller: Caller, statement: Statement, **params: Any
 ) -> tuple[asyncpg.Record, _Signer | None]:
     """Run a seat change, with the signer (and its trust material) fetched first: a change is
     made only when its token can be signed. Without a signing key the change runs in a
@@ -507,7 +513,7 @@ async def _signer(signer: _Signer | None, caller: Caller) -> _Signer:
     return signer if signer is not None else await caller.keyring.signer_and_trust()  # raises
 
 
-@_counted("activate", _activate_code)
+@counted("activate", _activate_code)
 async def activate(
     pool: asyncpg.Pool | asyncpg.Connection,
     caller: Caller,
@@ -596,13 +602,13 @@ async def activate(
             activations_count=row["seats"],
             max_activations=terms.max_activations,
             nonce=data.nonce,
-            **_trust_members(trust),
+            **trust_members(trust),
         )
         return Activated(response, outcome == "created")
     raise Conflict("The license changed during the call; try again", code="LICENSE_CHANGED")
 
 
-@_counted("check_in", _ok)
+@counted("check_in", _ok)
 async def check_in(
     pool: asyncpg.Pool | asyncpg.Connection, caller: Caller, data: CheckInRequest
 ) -> CheckInResponse:
@@ -636,11 +642,11 @@ async def check_in(
         token = _activation_token(
             key, caller, lic, _uuid(row["activation_id"]), data.fingerprint, now, row["user_id"]
         )
-        return CheckInResponse(token=token, lease_expires_at=lease_end, **_trust_members(trust))
+        return CheckInResponse(token=token, lease_expires_at=lease_end, **trust_members(trust))
     raise Conflict("The license changed during the call; try again", code="LICENSE_CHANGED")
 
 
-@_counted("deactivate", _ok)
+@counted("deactivate", _ok)
 async def deactivate(
     conn: asyncpg.Connection, caller: Caller, data: DeactivateRequest
 ) -> uuid.UUID:
@@ -673,7 +679,7 @@ async def deactivate(
     return _uuid(found["seat"])
 
 
-@_counted("features", _ok)
+@counted("features", _ok)
 async def features(
     conn: asyncpg.Connection | asyncpg.Pool,
     caller: Caller,
@@ -731,13 +737,3 @@ def activation_response_file(activated: ActivationResponse) -> dict[str, Any]:
         "key_revocations": activated.key_revocations,
         "root_endorsements": activated.root_endorsements,
     }
-
-
-# --- shared with usage metering (server.metering) --------------------------------------------
-# Consuming a meter's units is a product call on this pool too: it reads and judges the license
-# as activate does, and signs its answer the same way.
-
-Statement = _Sql
-HotLicense = _License
-trust_members = _trust_members
-counted = _counted

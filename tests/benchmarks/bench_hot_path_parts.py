@@ -161,10 +161,10 @@ async def run(data_dir: Path, database: Any) -> None:
 
         async def row_to_answer() -> None:
             now = service._now()
-            service._License.from_row(row, now).summary(row["seats"])
+            service.HotLicense.from_row(row, now).summary(row["seats"])
 
         signer = await state.keyring.signer()
-        subject = service._License.from_row(row, service._now()).terms.subject()
+        subject = service.HotLicense.from_row(row, service._now()).terms.subject()
 
         async def license_token() -> None:
             issue_license_token(

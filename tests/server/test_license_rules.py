@@ -18,7 +18,7 @@ import psycopg
 import pytest
 
 from server import license_rules as rules
-from server.product_licensing.service import _Sql
+from server.product_licensing.service import Statement
 
 NOW = datetime(2027, 3, 10, 12, 0, 0, 400_000, tzinfo=UTC)
 S = timedelta(seconds=1)
@@ -31,7 +31,7 @@ def _query(database, sql: str, params: dict[str, Any]) -> Any:
         conn = await asyncpg.connect(database.sync(database.owner_url))
         try:
             async with conn.transaction():
-                statement = _Sql(sql)
+                statement = Statement(sql)
                 value = await statement.value(conn, **params)
                 raise _Rollback(value)
         except _Rollback as done:
