@@ -58,6 +58,12 @@ def whole_second(value: datetime) -> datetime:
     return value.replace(microsecond=0)
 
 
+def current_second() -> datetime:
+    """Now in whole seconds, like the tokens' ``iat``/``exp``, so a lease stored equals a
+    token's."""
+    return whole_second(datetime.now(UTC))
+
+
 def _second_sql(expression: str) -> str:
     return f"date_trunc('second', CAST({expression} AS timestamptz))"
 

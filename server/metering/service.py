@@ -70,10 +70,6 @@ _CONSUME = licensing.Statement(
 _ATTEMPTS = 3
 
 
-def _now() -> datetime:
-    return rules.whole_second(datetime.now(UTC))
-
-
 @dataclass(frozen=True)
 class Consumed:
     response: UsageResponse
@@ -120,7 +116,7 @@ async def consume(
             code="IDEMPOTENCY_KEY_REQUIRED",
         )
     for _ in range(_ATTEMPTS):
-        at = rules.whole_second(now) if now is not None else _now()
+        at = rules.whole_second(now) if now is not None else rules.current_second()
         try:
             async with pooled_transaction(pool) as conn:
                 return await _consume(conn, caller, kek, data, idempotency_key, at)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -46,7 +46,7 @@ def _seconds(value: datetime | None) -> float | None:
 
 
 async def read_stats(engine: AsyncEngine) -> DatabaseStats:
-    now = rules.whole_second(datetime.now(UTC))
+    now = rules.current_second()
     async with engine.begin() as connection:
         await connection.execute(_EVERY_TENANT)
         seats = (await connection.execute(_SEATS, {"now": now})).scalar_one()

@@ -32,7 +32,7 @@ import re
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Literal, ParamSpec, Protocol, TypeVar
 
 import asyncpg
@@ -185,11 +185,6 @@ _TIER_FEATURES = Statement(
 )
 
 # --- small facts ----------------------------------------------------------------------------
-
-
-def _now() -> datetime:
-    """Whole seconds, like the tokens' ``iat``/``exp``, so a lease stored equals a token's."""
-    return rules.whole_second(datetime.now(UTC))
 
 
 def _refuse_other_product(lic: LicenseTerms, product: str) -> None:
@@ -435,7 +430,7 @@ async def validate(
     """Every license outcome is an answer (``valid`` + ``code``); validation changes nothing.
 
     One statement in autocommit (its own transaction, read only): give it the pool."""
-    now = _now()
+    now = rules.current_second()
     fp = fingerprint_hash(data.fingerprint) if data.fingerprint is not None else None
     row = await _VALIDATE.row(pool, hash=hash_license_key(data.license_key), fp=fp, now=now)
     if row is None:
@@ -534,7 +529,7 @@ async def activate(
     fp = fingerprint_hash(data.fingerprint)
     principal = user if isinstance(user, Principal) else None
     for _ in range(_CHANGE_ATTEMPTS):
-        now = _now()
+        now = rules.current_second()
         lic = await _license(pool, caller, data.license_key, now, lock="none")
         lic.refuse_unless_usable(data.product)
         terms = lic.terms
@@ -616,7 +611,7 @@ async def check_in(
     and judge, then ``licentia_check_in`` under the license's lock, if still as judged)."""
     fp = fingerprint_hash(data.fingerprint)
     for _ in range(_CHANGE_ATTEMPTS):
-        now = _now()
+        now = rules.current_second()
         lic = await _license(pool, caller, data.license_key, now, lock="none")
         lic.refuse_unless_usable(data.product)
         lease_end = lic.lease_end(now)
@@ -651,7 +646,7 @@ async def deactivate(
     conn: asyncpg.Connection, caller: Caller, data: DeactivateRequest
 ) -> uuid.UUID:
     """Free this machine's seat at once; at most N per license in 24 hours (tier setting)."""
-    now = _now()
+    now = rules.current_second()
     lic = await _license(conn, caller, data.license_key, now, lock="seats")
     terms = lic.terms
     _refuse_other_product(terms, data.product)
@@ -692,7 +687,7 @@ async def features(
     if (tier is None) == (license_key is None):
         raise InvalidInput("Give either tier or license_key", code="VALIDATION_ERROR")
     if license_key is not None:
-        lic = await _license(conn, caller, license_key, _now(), lock="none")
+        lic = await _license(conn, caller, license_key, rules.current_second(), lock="none")
         lic.refuse_unless_usable(product)
         terms = lic.terms
         return FeaturesResponse(product=terms.product, tier=terms.tier, features=terms.features)

@@ -130,7 +130,7 @@ async def start_trial(pool: asyncpg.Pool, caller: Caller, data: TrialRequest) ->
     """Start this machine's trial of the product, or give its running trial back (with a
     fresh token); ``TRIAL_ALREADY_USED`` once it ended or converted."""
     await _count_call(caller)
-    now = rules.whole_second(datetime.now(UTC))
+    now = rules.current_second()
     fp = fingerprint_hash(data.fingerprint)
     row = await _take(pool, data, fp, now)
     ends_at: datetime = row["ends_at"]

@@ -86,6 +86,7 @@ async def measure(pieces: list[tuple[str, Piece]]) -> None:
 
 async def run(data_dir: Path, database: Any) -> None:
     from keys.tokens import issue_license_token
+    from server import license_rules as rules
     from server.app import create_app
     from server.license_rules import hash_license_key
     from server.observability import configure_logging
@@ -114,7 +115,7 @@ async def run(data_dir: Path, database: Any) -> None:
             state.hot_pool,
             hash=hash_license_key(key),
             fp=service.fingerprint_hash(fingerprint),
-            now=service._now(),
+            now=rules.current_second(),
         )
         assert row is not None, "the data set's first key is unknown"
         real_validate = service.validate
@@ -156,22 +157,22 @@ async def run(data_dir: Path, database: Any) -> None:
                 state.hot_pool,
                 hash=hash_license_key(key),
                 fp=service.fingerprint_hash(fingerprint),
-                now=service._now(),
+                now=rules.current_second(),
             )
 
         async def row_to_answer() -> None:
-            now = service._now()
+            now = rules.current_second()
             service.HotLicense.from_row(row, now).summary(row["seats"])
 
         signer = await state.keyring.signer()
-        subject = service.HotLicense.from_row(row, service._now()).terms.subject()
+        subject = service.HotLicense.from_row(row, rules.current_second()).terms.subject()
 
         async def license_token() -> None:
             issue_license_token(
                 signer,
                 subject,
                 issuer=settings.issuer,
-                now=service._now(),
+                now=rules.current_second(),
                 lifetime=timedelta(seconds=settings.license_token_ttl_seconds),
             )
 
