@@ -16,6 +16,12 @@ from server.pagination import Page, paginate
 Actor = Principal | tuple[str, str | None] | None
 
 
+def principal_of(actor: Actor) -> Principal | None:
+    """Whose view of the tenants applies to ``actor``: a principal's; ``None`` (every
+    organization) for the command line (``("cli", None)``) and the system."""
+    return actor if isinstance(actor, Principal) else None
+
+
 def event(
     actor: Actor,
     action: str,

@@ -30,8 +30,7 @@ from sqlalchemy import delete, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server import license_rules as rules
-from server.audit.service import Actor, record
-from server.auth.principal import Principal
+from server.audit.service import Actor, principal_of, record
 from server.auth.service import normalize_email
 from server.errors import Conflict, NotFound
 from server.license_users.schemas import LicenseUserRead, LicenseUsersRead
@@ -45,12 +44,6 @@ USER_REMOVED = "user_removed"
 
 def _license_not_found() -> NotFound:
     return NotFound("No such license", code="LICENSE_NOT_FOUND")
-
-
-def _viewer(actor: Actor) -> Principal | None:
-    """Whose view of the licenses applies: a principal's; ``None`` (every organization) for
-    the command line and the system."""
-    return actor if isinstance(actor, Principal) else None
 
 
 @dataclass(frozen=True)
@@ -67,7 +60,7 @@ class _License:
 async def _license(
     session: AsyncSession, actor: Actor, license_id: uuid.UUID, *, lock: bool
 ) -> _License:
-    principal = _viewer(actor)
+    principal = principal_of(actor)
     query = (
         select(
             License.id,

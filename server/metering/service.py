@@ -33,8 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from keys.tokens import fingerprint_hash, issue_usage_token
 from server import idempotency
 from server import license_rules as rules
-from server.audit.service import Actor, record
-from server.auth.principal import Principal
+from server.audit.service import Actor, principal_of, record
 from server.db.hot_pool import pooled_transaction
 from server.errors import Conflict, InvalidInput, NotFound
 from server.license_admin import service as license_admin
@@ -218,17 +217,11 @@ class _Meter:
     limit: int
 
 
-def _viewer(actor: Actor) -> Principal | None:
-    """Whose view of the licenses applies: a principal's; every organization's for the
-    command line (``("cli", None)``) and the system."""
-    return actor if isinstance(actor, Principal) else None
-
-
 async def _license_meters(
     session: AsyncSession, actor: Actor, license_id: uuid.UUID, now: datetime
 ) -> tuple[uuid.UUID, list[_Meter]]:
     """The license's organization and meters (404 unless the caller may see the license)."""
-    read = await license_admin.get_license(session, _viewer(actor), license_id, now=now)
+    read = await license_admin.get_license(session, principal_of(actor), license_id, now=now)
     meters = await session.scalar(
         select(Tier.meters)
         .join(Product, Product.id == Tier.product_id)
