@@ -404,6 +404,24 @@ def console_sign_in(client: Any, settings: Settings, role: str) -> str:
     return token
 
 
+def event_payload(settings: Settings, event_id: object) -> dict[str, Any]:
+    """The body a webhook delivery of the event ``event_id`` carries (its rendering), decoded."""
+    from sqlalchemy import select
+
+    from server.cli_support import admin_session
+    from server.models import WebhookEvent
+    from server.webhooks import service
+
+    async def work() -> bytes:
+        async with admin_session(settings) as session:
+            event = await session.scalar(select(WebhookEvent).where(WebhookEvent.id == event_id))
+            assert event is not None
+            return service.render(event)
+
+    payload: dict[str, Any] = json.loads(run(work()))
+    return payload
+
+
 # --- metrics ---------------------------------------------------------------------------------
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 import factories
 import psycopg
 import pytest
-from support import bearer, make_api_key, run
+from support import bearer, event_payload, make_api_key, run
 
 from server.cli_support import admin_session
 from server.webhooks import dispatcher, service
@@ -34,19 +34,6 @@ def _events(sql) -> list[tuple]:
         "LEFT JOIN webhook_deliveries d ON d.event_id = e.id "
         "GROUP BY e.id ORDER BY e.occurred_at, e.sequence NULLS FIRST"
     )
-
-
-def _payload(settings, event_id) -> dict:
-    from sqlalchemy import select
-
-    from server.models import WebhookEvent
-
-    async def work() -> bytes:
-        async with admin_session(settings) as session:
-            event = await session.scalar(select(WebhookEvent).where(WebhookEvent.id == event_id))
-            return service.render(event)
-
-    return json.loads(run(work()))
 
 
 def _types(sql) -> list[str]:
@@ -96,14 +83,14 @@ def test_license_lifecycle_events_with_the_admin_representation(
     ]
     assert [r[3] for r in rows] == [1, 2, 3, 4, 5, 6]  # the per-license sequence
     assert all(r[4] == 1 for r in rows)  # one delivery each, to the one endpoint
-    created = _payload(webhook_settings, rows[0][0])
+    created = event_payload(webhook_settings, rows[0][0])
     assert created["type"] == "license.created" and created["id"] == str(rows[0][0])
     assert created["organization_id"] == org and created["sequence"] == 1
     assert created["data"]["status"] == "active" and created["data"]["max_activations"] == 5
     assert "key" not in created["data"]  # never the license key
-    suspended = _payload(webhook_settings, rows[2][0])["data"]
+    suspended = event_payload(webhook_settings, rows[2][0])["data"]
     assert suspended["status"] == "suspended" and suspended["max_activations"] == 9
-    revoked = _payload(webhook_settings, rows[5][0])["data"]
+    revoked = event_payload(webhook_settings, rows[5][0])["data"]
     now = client.get(path, headers=bearer(admin_key)).json()
     assert revoked == now  # the admin API's representation, as it was then (= now)
 
@@ -121,7 +108,7 @@ def test_a_change_of_tier_is_announced_with_the_new_tier(
     assert fan_out() == (1, 1)
     [row] = _events(sql)
     assert row[1:] == ("license.tier_changed", lic.id, 1, 1)
-    data = _payload(webhook_settings, row[0])["data"]
+    data = event_payload(webhook_settings, row[0])["data"]
     assert data["tier"] == "team" and data["max_activations"] == 9  # the new tier's seats
 
 
@@ -164,12 +151,12 @@ def test_activation_events_say_who_freed_the_seat(
     ]
     assert [r[3] for r in rows] == [1, 2, 3, 4, 5, 6]  # the license's sequence
     assert all(r[4] == 1 for r in rows)
-    assert _payload(webhook_settings, rows[5][0])["data"]["deleted_by"] == "customer"
-    first = _payload(webhook_settings, rows[0][0])["data"]
+    assert event_payload(webhook_settings, rows[5][0])["data"]["deleted_by"] == "customer"
+    first = event_payload(webhook_settings, rows[0][0])["data"]
     assert first["license_id"] == str(lic.id) and first["holds_seat"] is True
     assert "m-1" not in json.dumps(first)  # never the raw fingerprint
-    by_product = _payload(webhook_settings, rows[2][0])["data"]
-    by_admin = _payload(webhook_settings, rows[3][0])["data"]
+    by_product = event_payload(webhook_settings, rows[2][0])["data"]
+    by_admin = event_payload(webhook_settings, rows[3][0])["data"]
     assert by_product["deleted_by"] == "product" and by_product["holds_seat"] is False
     assert by_admin["deleted_by"] == "admin" and by_admin["id"] == str(admin_seat)
 
@@ -214,7 +201,7 @@ def test_no_request_needed_for_expiries_once_each(
     assert by_license[stale.id] == "activation.expired"
     assert later.id not in by_license
     expired = next(r for r in _events(sql) if r[1] == "license.expired")
-    assert _payload(webhook_settings, expired[0])["data"]["status"] == "expired"
+    assert event_payload(webhook_settings, expired[0])["data"]["status"] == "expired"
 
 
 def test_signing_key_events_go_to_deployment_wide_endpoints_only(

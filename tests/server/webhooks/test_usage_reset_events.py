@@ -7,7 +7,7 @@ import json
 import uuid
 
 import pytest
-from support import bearer, run
+from support import bearer, event_payload, run
 
 from server.cli_support import admin_session
 from server.webhooks import service
@@ -34,19 +34,6 @@ def _consume(client, lic, meter: str, amount: int) -> None:
         headers={"Idempotency-Key": uuid.uuid4().hex},
     )
     assert answer.status_code == 200, answer.text
-
-
-def _payload(settings, event_id) -> dict:
-    from sqlalchemy import select
-
-    from server.models import WebhookEvent
-
-    async def work() -> bytes:
-        async with admin_session(settings) as session:
-            event = await session.scalar(select(WebhookEvent).where(WebhookEvent.id == event_id))
-            return service.render(event)
-
-    return json.loads(run(work()))
 
 
 def test_a_reset_is_an_event_with_the_license_and_what_was_reset(
@@ -87,14 +74,14 @@ def test_a_reset_is_an_event_with_the_license_and_what_was_reset(
     assert all(sorted(r[4]) == sorted([everything, exact]) for r in rows)
     assert machines not in {e for r in rows for e in r[4]}
 
-    first = _payload(webhook_settings, rows[0][0])
+    first = event_payload(webhook_settings, rows[0][0])
     assert first["type"] == "license.usage_reset" and first["sequence"] == 1
     data = first["data"]
     assert data.pop("reset") == {"meters": {"automations": 7}}
     now = client.get(f"{API}/licenses/{lic.id}", headers=bearer(admin_key)).json()
     assert data == now  # the admin API's representation, and never the key
     assert "key" not in data and lic.key not in json.dumps(first)
-    second = _payload(webhook_settings, rows[1][0])["data"]
+    second = event_payload(webhook_settings, rows[1][0])["data"]
     assert second["reset"] == {"meters": {"automations": 0, "installs": 2}}
 
 
@@ -144,7 +131,7 @@ def test_other_events_carry_no_reset(
     assert client.post(f"{API}/licenses/{lic.id}/suspend", headers=bearer(admin_key)).is_success
     event_id, context = sql.all("SELECT id, context FROM webhook_events")[0]
     assert set(context) == {"actor_type", "audit_event_id"}
-    assert "reset" not in _payload(webhook_settings, event_id)["data"]
+    assert "reset" not in event_payload(webhook_settings, event_id)["data"]
 
 
 def outbox_endpoint(settings) -> None:
