@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 import asyncpg
 import click
+import msgspec
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.settings import Settings, SettingsError, async_url, default_data_dir
@@ -113,6 +114,15 @@ def run_licensing(settings: Settings, work: Callable[[asyncpg.Connection, Any], 
             await side_engine.dispose()
 
     return _run(main)
+
+
+def request_body(fields: dict[str, Any], type_: type[T]) -> T:
+    """A command's options as the API's request body, checked exactly as the API checks it;
+    a refusal is the command's one-line error."""
+    try:
+        return msgspec.convert(fields, type_)
+    except msgspec.ValidationError as exc:
+        raise click.ClickException(f"invalid input: {exc}") from None
 
 
 def run_admin(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]]) -> T:

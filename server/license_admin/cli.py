@@ -9,11 +9,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
-import msgspec
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.cli_support import data_dir_option
+from server.cli_support import data_dir_option, request_body
 
 if TYPE_CHECKING:
     from server.license_users.schemas import LicenseUserRead, LicenseUsersRead
@@ -108,10 +107,7 @@ def issue(
             "max_activations": max_activations,
             "max_users": max_users,
         }
-        try:
-            data = msgspec.convert(fields, LicenseCreate)
-        except msgspec.ValidationError as exc:
-            raise click.ClickException(f"invalid input: {exc}") from None
+        data = request_body(fields, LicenseCreate)
         return await service.issue_license(session, _CLI, data)
 
     created = run_admin(settings, work)
@@ -239,10 +235,7 @@ def change_tier(
 
     settings = settings_for(resolve_database(data_dir))
     release = "least_recently_seen" if release_least_recently_seen else None
-    try:
-        data = msgspec.convert({"tier": tier, "release": release}, ChangeTierRequest)
-    except msgspec.ValidationError as exc:
-        raise click.ClickException(f"invalid input: {exc}") from None
+    data = request_body({"tier": tier, "release": release}, ChangeTierRequest)
 
     async def work(session: AsyncSession) -> LicenseRead:
         return await service.change_tier(session, _CLI, license_id, data)
@@ -304,10 +297,7 @@ def usage_reset(license_id: uuid.UUID, meter: str | None, data_dir: Path) -> Non
     from server.metering.schemas import UsageReset
 
     settings = settings_for(resolve_database(data_dir))
-    try:
-        data = msgspec.convert({"meter": meter}, UsageReset)
-    except msgspec.ValidationError as exc:
-        raise click.ClickException(f"invalid input: {exc}") from None
+    data = request_body({"meter": meter}, UsageReset)
 
     async def work(session: AsyncSession) -> LicenseUsage:
         return await service.reset_usage(session, _CLI, license_id, data.meter)

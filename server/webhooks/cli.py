@@ -6,10 +6,9 @@ import uuid
 from pathlib import Path
 
 import click
-import msgspec
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.cli_support import data_dir_option
+from server.cli_support import data_dir_option, request_body
 
 _CLI = ("cli", None)
 
@@ -36,18 +35,15 @@ def add(
     settings = settings_for(resolve_database(data_dir))
     kek = kek_bytes(settings)
     policy = service.UrlPolicy(settings.webhook_allow_insecure, settings.webhook_allow_private)
-    try:
-        data = msgspec.convert(
-            {
-                "url": url,
-                "events": list(events),
-                "organization_id": org,
-                "description": description,
-            },
-            EndpointCreate,
-        )
-    except msgspec.ValidationError as exc:
-        raise click.ClickException(f"invalid input: {exc}") from None
+    data = request_body(
+        {
+            "url": url,
+            "events": list(events),
+            "organization_id": org,
+            "description": description,
+        },
+        EndpointCreate,
+    )
 
     async def work(session: AsyncSession) -> EndpointCreated:
         return await service.create_endpoint(session, _CLI, kek, policy, data)
